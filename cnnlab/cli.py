@@ -1,0 +1,117 @@
+"""The ``cnnlab`` command line: one short function per command, wiring only.
+
+Imports stay light here (Typer and rich): numpy, torch and Hydra load inside commands so that
+``cnnlab --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+
+
+def _groups_epilog(groups: dict[str, str]) -> str:
+    """An epilog listing config groups and their options, read from the config folder."""
+    from cnnlab.config import group_options
+
+    lines = ["[b]Config groups[/b] (group=option):\n"]
+    for group, note in groups.items():
+        lines.append(f"  [cyan]{group}[/cyan]: {', '.join(group_options(group))}  {note}\n")
+    return "\n".join(lines)
+
+
+app = typer.Typer(
+    name="cnnlab",
+    help="Learn, check and time convolutional networks built from scratch.\n\n"
+    "Every command takes Hydra overrides after its name (key=value, group=option, +key=value); "
+    "-m sweeps over comma-separated values; --cfg job prints the composed config without running.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    epilog=_groups_epilog({"layer": "(gradcheck)"}),
+)
+
+HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _complete(command: str) -> Callable[[typer.Context, str], list[str]]:
+    def complete(ctx: typer.Context, incomplete: str) -> list[str]:
+        from cnnlab.completion import complete_overrides
+
+        return complete_overrides(command, ctx.params.get("overrides") or [], incomplete)
+
+    return complete
+
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Hydra overrides and flags, e.g. layer=conv backends=[naive,im2col], --cfg job.",
+        show_default=False,
+        autocompletion=_complete("gradcheck"),
+    ),
+]
+Multirun = Annotated[
+    bool, typer.Option("--multirun", "-m", help="Sweep: one job per combination of values.")
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", help="Show Hydra's full reports and tracebacks on errors.")
+]
+
+
+def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) -> None:
+    """Launch ``command``'s Hydra task; a CnnlabError is one line and its exit code."""
+    import importlib
+
+    from cnnlab.config import launch
+
+    if verbose:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        module = importlib.import_module(f"cnnlab.{command}")
+        code = launch(command, module.task, list(args or []), multirun, module.check_config)
+    except CnnlabError as exc:
+        if verbose:
+            raise
+        typer.secho(f"cnnlab {command}: {exc}", fg="red", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
+
+
+@app.command(context_settings=HYDRA_ARGS, epilog=_groups_epilog({"layer": "(default: all)"}))
+def gradcheck(
+    overrides: Overrides = None, multirun: Multirun = False, verbose: Verbose = False
+) -> None:
+    """Check every layer's analytic gradients against numeric ones and torch autograd.
+
+    Float64 inputs drawn from [b]trainer.seed[/b]; centred differences with step
+    [b]gradcheck.step[/b]; per-tensor relative error ‖a − n‖ / (‖a‖ + ‖n‖). Prints a table,
+    writes gradcheck.json to the run directory and exits 1 if any check fails.
+
+    [b]backends[/b]=all | [naive,im2col,torch,cuda] (any subset); unavailable ones are skipped.
+
+    Examples: [cyan]cnnlab gradcheck layer=batchnorm[/cyan],
+    [cyan]cnnlab gradcheck -m layer=conv,maxpool backends=[naive],[im2col][/cyan]
+    """
+    _run("gradcheck", overrides, multirun, verbose)
+
+
+@app.callback(invoke_without_command=True)
+def _version(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"cnnlab {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="cnnlab")

@@ -1,0 +1,308 @@
+"""Hydra glue: where the configs live, their schemas, override checking and launching a task.
+
+Every command is a Hydra app whose primary config is ``conf/<command>.yaml``. The CLI hands its
+arguments to :func:`launch`, which first composes the config for each value of each override
+with Hydra's compose API (so a typo is one line and exit code 2 before anything runs) and then
+calls a ``hydra.main`` task with ``sys.argv`` set to the same arguments, which keeps what Hydra
+does for us: ``-m`` sweeps and launchers, run directories, ``.hydra/config.yaml``, ``--cfg job``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, UsageError
+
+# ---------------------------------------------------------------------------------------------
+# Where the configs are
+# ---------------------------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    """The config folder: ``cnnlab/conf`` in an installed wheel, ``conf/`` in the repository."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "_common_.yaml").is_file():
+            return candidate
+    raise CnnlabError(f"cnnlab's config folder is missing (looked in {package}/conf and ../conf)")
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group (``conf/<group>/*.yaml``), sorted."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def option_summary(group: str, option: str) -> str:
+    """The first comment line of an option's file: its one-line description."""
+    first = (config_dir() / group / f"{option}.yaml").read_text().splitlines()[:1]
+    return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas: a typo'd key or a value of the wrong type is an error, not a silent default
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class LayerChoice:
+    name: str = "all"
+
+
+@dataclass
+class GradcheckSettings:
+    step: float = 1e-6
+    rtol_numeric: float = 1e-8
+    rtol_torch: float = 1e-10
+    atol_zero: float = 1e-10
+
+
+@dataclass
+class GradcheckConfig:
+    layer: LayerChoice = field(default_factory=LayerChoice)
+    # A list of names or the string "all": OmegaConf has no union of list and str.
+    backends: Any = "all"
+    gradcheck: GradcheckSettings = field(default_factory=GradcheckSettings)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+SCHEMAS: dict[str, type] = {"gradcheck": GradcheckConfig}
+
+
+def register_schemas() -> None:
+    """Store each command's schema in Hydra's ConfigStore as ``<command>_schema``.
+
+    The primary configs extend them (``defaults: [<command>_schema, ...]``) so composition
+    type-checks every key.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for command, schema in SCHEMAS.items():
+        store.store(name=f"{command}_schema", node=schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments: Hydra's flags apart from overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Split CLI arguments into Hydra's own flags (``--cfg job``, ...) and overrides."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        parsed, unknown = get_args_parser().parse_known_args(args)
+    except SystemExit:  # argparse reports and exits on e.g. `--cfg` without a value
+        raise UsageError(f"could not parse arguments: {' '.join(args)}") from None
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]}; options go before overrides, see --help")
+    overrides = list(parsed.overrides)
+    flags = [a for a in args if a not in overrides]
+    return flags, overrides
+
+
+def _sweep_values(override: str) -> list[str]:
+    """Each single value of one override (``a=1,2`` -> ``a=1``, ``a=2``); others unchanged."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(override)
+    except Exception as exc:  # Hydra's parser raises its generic HydraException
+        raise UsageError(
+            f"could not parse override '{override}': expected key=value or group=option"
+        ) from exc
+    if not parsed.is_sweep_override():
+        return [override]
+    key = parsed.get_key_element()
+    return [f"{key}={value}" for value in parsed.sweep_string_iterator()]
+
+
+def candidate_override_sets(
+    overrides: list[str], multirun: bool, limit: int = 64
+) -> Iterator[list[str]]:
+    """Override lists that together try every value of every sweep at least once.
+
+    Each sweep value is paired with the first value of the others, not the full product:
+    enough to find a bad value, cheap for large sweeps. A sweep without ``-m`` is an error.
+    """
+    values = [_sweep_values(o) for o in overrides]
+    if not multirun:
+        for override, options in zip(overrides, values, strict=True):
+            if len(options) > 1:
+                raise UsageError(
+                    f"{override}: several values; sweep them with -m, or write a list as [a,b]"
+                )
+    firsts = [v[0] for v in values]
+    yield firsts
+    count = 1
+    for i, options in enumerate(values):
+        for value in options[1:]:
+            if count >= limit:
+                return
+            count += 1
+            yield [*firsts[:i], value, *firsts[i + 1 :]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition and one-line errors
+# ---------------------------------------------------------------------------------------------
+
+
+def compose(command: str, overrides: list[str], with_hydra: bool = False) -> Any:
+    """Compose ``conf/<command>.yaml`` with overrides through Hydra's compose API.
+
+    Builds one config: no sweep, no run directory, no logging. For tests and read-only use.
+    Hydra errors become one-line :class:`UsageError` s.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schemas()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(str(config_dir()), version_base="1.3", job_name=command):
+        try:
+            return hydra_compose(command, overrides, return_hydra_config=with_hydra)
+        except Exception as exc:  # Hydra raises several unrelated types for user mistakes
+            raise UsageError(explain(exc, command)) from exc
+
+
+def explain(exc: BaseException, command: str) -> str:
+    """Hydra's multi-line report on a bad override, as one line with the valid choices."""
+    from hydra.errors import MissingConfigException
+
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = "\n".join(str(e) for e in chain)
+    if isinstance(exc, MissingConfigException) and exc.options:
+        missing = exc.missing_cfg_file or ""
+        group, _, option = missing.rpartition("/")
+        if group:
+            return f"{group}={option}: no such option; choose from {', '.join(exc.options)}"
+    match = re.search(r"Key '([^']+)' is not in struct", text) or re.search(
+        r"Could not override '([^']+)'", text
+    )
+    if match:
+        key = match.group(1)
+        at = re.search(r"full_key: (\S+)", text)
+        full = at.group(1) if at else key
+        depth = full.count(".")
+        siblings = [k for k in _known_keys(command) if k.count(".") == depth]
+        close = difflib.get_close_matches(full, siblings, n=2, cutoff=0.8)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"{full}: no such key in the {command} config{hint} (add new keys with +key=value)"
+    match = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if match:
+        at = re.search(r"full_key: (\S+)", text)
+        where = f"{at.group(1)}: " if at else ""
+        return f"{where}'{match.group(1)}' is not a valid {match.group(2)}"
+    match = re.search(r"Ambiguous value for argument '([^']+)'", text)
+    if match:
+        return f"{match.group(1)}: several values; sweep them with -m, or write a list as [a,b]"
+    match = re.search(r"Error parsing override '([^']*)'", text)
+    if match:
+        return f"could not parse override '{match.group(1)}': expected key=value or group=option"
+    # Anything else: Hydra's first meaningful line, whitespace collapsed.
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines[:2]) if lines else type(exc).__name__
+
+
+def _known_keys(command: str) -> list[str]:
+    """Dotted keys of the command's default config, for 'did you mean' hints."""
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.to_container(compose(command, []), resolve=False)
+    except CnnlabError:
+        return []
+
+    def walk(node: Any, prefix: str) -> Iterator[str]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{prefix}{k}.")
+                yield f"{prefix}{k}"
+
+    return list(walk(cfg, ""))
+
+
+def validate(
+    command: str,
+    overrides: list[str],
+    multirun: bool = False,
+    check: Callable[[Any], None] | None = None,
+) -> None:
+    """Compose every candidate override set and run the command's own ``check`` on each.
+
+    Raises a one-line UsageError on the first mistake, before anything runs.
+    """
+    for candidate in candidate_override_sets(overrides, multirun):
+        cfg = compose(command, candidate, with_hydra=True)
+        if check is not None:
+            check(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Launching a Hydra task
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _argv(argv: list[str]) -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def launch(
+    command: str,
+    task: Callable[[Any], int],
+    args: list[str],
+    multirun: bool = False,
+    check: Callable[[Any], None] | None = None,
+) -> int:
+    """Validate the arguments, then run ``task`` under ``hydra.main``; return the exit code.
+
+    ``task`` receives the composed config and returns an exit code (0 for success). Errors of
+    type :class:`CnnlabError` raised by the task end that job with one logged line and their
+    exit code; the launch returns the worst code of all jobs.
+    """
+    import hydra
+
+    flags, overrides = split_args(args)
+    validate(command, overrides, multirun, check)
+    codes: list[int] = []
+
+    def job(cfg: Any) -> None:
+        import logging
+
+        try:
+            codes.append(task(cfg))
+        except CnnlabError as exc:
+            logging.getLogger("cnnlab").error(str(exc))
+            codes.append(exc.exit_code)
+
+    main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(job)
+    register_schemas()
+    with _argv(["cnnlab", *flags, *overrides, *(["--multirun"] if multirun else [])]):
+        main()
+    return max(codes, default=0)

@@ -1,0 +1,129 @@
+"""Window geometry shared by every backend: output sizes, padding and the shape checks.
+
+All backends call these before computing anything, so a shape that does not fit gives the same
+clear :class:`~cnnlab.errors.ShapeError` everywhere (torch's own messages differ per op).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlab.errors import ShapeError
+
+IntPair = int | tuple[int, int]
+
+
+def pair(v: IntPair, name: str = "value") -> tuple[int, int]:
+    """Return ``(v, v)`` for an int, or the two ints of a pair."""
+    if isinstance(v, int):
+        return (v, v)
+    a, b = v
+    if not (isinstance(a, int) and isinstance(b, int)):
+        raise ShapeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return (int(a), int(b))
+
+
+def window_output_size(
+    hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    layer: str,
+    x_shape: tuple[int, ...],
+) -> tuple[int, int]:
+    """Output size of a sliding window: ``Ho = 1 + (H + 2*pad - HH) // stride``, likewise Wo.
+
+    Raises ShapeError naming the layer and the shapes when ``Ho < 1`` or ``Wo < 1``, or when a
+    stride is not positive or a padding negative.
+    """
+    (H, W), (HH, WW), (sh, sw), (ph, pw) = hw, kernel, stride, pad
+    if sh < 1 or sw < 1:
+        raise ShapeError(f"{layer}: stride must be >= 1, got {stride}")
+    if ph < 0 or pw < 0:
+        raise ShapeError(f"{layer}: padding must be >= 0, got {pad}")
+    if HH < 1 or WW < 1:
+        raise ShapeError(f"{layer}: kernel must be at least 1x1, got {kernel}")
+    Ho = 1 + (H + 2 * ph - HH) // sh
+    Wo = 1 + (W + 2 * pw - WW) // sw
+    if Ho < 1 or Wo < 1:
+        raise ShapeError(
+            f"{layer}: input {tuple(x_shape)} with kernel {HH}x{WW}, stride {stride}, "
+            f"pad {pad} gives output {Ho}x{Wo} (< 1)"
+        )
+    return Ho, Wo
+
+
+def conv_geometry(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    b_shape: tuple[int, ...] | None,
+    stride: IntPair,
+    pad: IntPair,
+) -> tuple[int, int]:
+    """Check conv2d shapes and return ``(Ho, Wo)``.
+
+    x: (N, C, H, W); w: (F, C, HH, WW); b: (F,) or None.
+    """
+    if len(x_shape) != 4:
+        raise ShapeError(f"conv2d: x must be (N, C, H, W), got shape {tuple(x_shape)}")
+    if len(w_shape) != 4:
+        raise ShapeError(f"conv2d: w must be (F, C, HH, WW), got shape {tuple(w_shape)}")
+    if x_shape[1] != w_shape[1]:
+        raise ShapeError(
+            f"conv2d: x {tuple(x_shape)} has {x_shape[1]} channels but w {tuple(w_shape)} "
+            f"expects {w_shape[1]}"
+        )
+    if b_shape is not None and tuple(b_shape) != (w_shape[0],):
+        raise ShapeError(f"conv2d: b must be ({w_shape[0]},), got shape {tuple(b_shape)}")
+    return window_output_size(
+        (x_shape[2], x_shape[3]),
+        (w_shape[2], w_shape[3]),
+        pair(stride, "stride"),
+        pair(pad, "pad"),
+        "conv2d",
+        x_shape,
+    )
+
+
+def pool_geometry(
+    layer: str,
+    x_shape: tuple[int, ...],
+    kernel: IntPair,
+    stride: IntPair | None,
+    pad: IntPair,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """Check pooling arguments; return ``(kernel, stride, pad, (Ho, Wo))`` as pairs.
+
+    x: (N, C, H, W). ``stride`` defaults to the kernel. As in PyTorch, padding may be at most
+    half the kernel, so no window lies entirely in the padding.
+    """
+    if len(x_shape) != 4:
+        raise ShapeError(f"{layer}: x must be (N, C, H, W), got shape {tuple(x_shape)}")
+    k = pair(kernel, "kernel")
+    s = k if stride is None else pair(stride, "stride")
+    p = pair(pad, "pad")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ShapeError(f"{layer}: pad {p} must be at most half the kernel {k}")
+    out = window_output_size((x_shape[2], x_shape[3]), k, s, p, layer, x_shape)
+    return k, s, p, out
+
+
+def pad_spatial(x: np.ndarray, pad: IntPair, value: float = 0.0) -> np.ndarray:
+    """Pad the two spatial axes of x: (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw).
+
+    Returns x itself (no copy) when there is nothing to pad. ``value`` is the fill: 0 for conv
+    and average pooling, ``-inf`` for max pooling.
+    """
+    ph, pw = pair(pad, "pad")
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def check_dout(layer: str, dout: np.ndarray, out_shape: tuple[int, ...]) -> None:
+    """Raise ShapeError unless dout has the shape of the forward output."""
+    if tuple(dout.shape) != tuple(out_shape):
+        raise ShapeError(
+            f"{layer}: dout has shape {tuple(dout.shape)}, "
+            f"the forward output was {tuple(out_shape)}"
+        )

@@ -1,0 +1,112 @@
+"""Column helpers shared by the im2col kernels (conv, pooling): windows as matrix columns.
+
+Layout: ``cols`` is ``(C*HH*WW, N*Ho*Wo)``: one row per (channel, kernel offset), one column per
+output pixel, rows ordered (c, kh, kw) and columns (n, i, j). Why this one:
+
+- conv forward is then a single ``w.reshape(F, -1) @ cols`` on two C-contiguous matrices, and
+  ``dw = dout2 @ cols.T`` and ``dcols = w2.T @ dout2`` are plain BLAS calls on the same buffers
+  (a transpose of a contiguous matrix is only a flag to BLAS, not a copy);
+- building it copies runs of Wo pixels that are contiguous (stride 1) in x, where the
+  (N*Ho*Wo, C*HH*WW) layout gathers short runs of WW values: 1.5-7x faster on CIFAR-sized conv
+  layers (measured), and this copy is the im2col backend's main cost besides BLAS;
+- in col2im each kernel offset is one contiguous block of rows, (C, N, Ho, Wo), added into a
+  strided slice of the gradient in one vectorised step.
+
+Pooling reuses this with every channel as its own sample: reshape x to ``(N*C, 1, H, W)`` and
+the columns become ``(HH*WW, N*C*Ho*Wo)``, a reduction over axis 0 away from the pooled output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cnnlab.kernels.geometry import IntPair, pair
+
+
+def windows(x_padded: np.ndarray, kernel: IntPair, stride: IntPair) -> np.ndarray:
+    """All sliding windows of x_padded as a read-only strided view: no data is copied.
+
+    Args:
+        x_padded: (N, C, Hp, Wp), already padded, with room for at least one window (callers
+            check that first with :mod:`cnnlab.kernels.geometry`).
+        kernel: window size (HH, WW), an int or a pair.
+        stride: step (sh, sw), an int or a pair.
+
+    Returns:
+        (N, C, Ho, Wo, HH, WW) with ``Ho = 1 + (Hp - HH) // sh``, ``Wo = 1 + (Wp - WW) // sw``;
+        ``[n, c, i, j]`` is the window ``x_padded[n, c, i*sh : i*sh+HH, j*sw : j*sw+WW]``.
+    """
+    HH, WW = pair(kernel, "kernel")
+    sh, sw = pair(stride, "stride")
+    # Every stride-1 window is a view; taking every sh-th / sw-th of them is still a view.
+    return sliding_window_view(x_padded, (HH, WW), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def im2col(x_padded: np.ndarray, kernel: IntPair, stride: IntPair) -> np.ndarray:
+    """Lay every window of x_padded out as one column of a matrix (exactly one copy).
+
+    Args:
+        x_padded: (N, C, Hp, Wp), already padded.
+        kernel: window size (HH, WW), an int or a pair.
+        stride: step (sh, sw), an int or a pair.
+
+    Returns:
+        cols: (C*HH*WW, N*Ho*Wo), C-contiguous, dtype of x_padded; rows ordered (c, kh, kw),
+        columns (n, i, j), so ``cols[(c*HH + kh)*WW + kw, (n*Ho + i)*Wo + j] =
+        x_padded[n, c, i*sh + kh, j*sw + kw]``.
+    """
+    win = windows(x_padded, kernel, stride)  # (N, C, Ho, Wo, HH, WW), a view
+    N, C, Ho, Wo, HH, WW = win.shape
+    # The reshape of this permuted view is the single copy.
+    return win.transpose(1, 4, 5, 0, 2, 3).reshape(C * HH * WW, N * Ho * Wo)
+
+
+def col2im(
+    cols: np.ndarray,
+    x_padded_shape: tuple[int, int, int, int],
+    kernel: IntPair,
+    stride: IntPair,
+) -> np.ndarray:
+    """Adjoint of :func:`im2col`: add every column back onto the window it came from.
+
+    Args:
+        cols: (C*HH*WW, N*Ho*Wo), in the layout :func:`im2col` produces (gradients of its
+            output, typically).
+        x_padded_shape: (N, C, Hp, Wp), the shape that was given to :func:`im2col`.
+        kernel: window size (HH, WW), an int or a pair.
+        stride: step (sh, sw), an int or a pair.
+
+    Returns:
+        dx_padded: (N, C, Hp, Wp), dtype of cols; overlapping windows sum up, pixels that no
+        window covers are 0. A transposed view of a (C, N, Hp, Wp) buffer, not a copy.
+    """
+    N, C, Hp, Wp = x_padded_shape
+    HH, WW = pair(kernel, "kernel")
+    sh, sw = pair(stride, "stride")
+    Ho = 1 + (Hp - HH) // sh
+    Wo = 1 + (Wp - WW) // sw
+    cols6 = cols.reshape(C, HH, WW, N, Ho, Wo)
+    # Accumulate channel-first, in the order the columns are stored: each add below then walks
+    # both operands in the same order (measured 1.3-1.7x faster than adding into (N, C, ...)).
+    dx_cnhw = np.zeros((C, N, Hp, Wp), dtype=cols.dtype)
+    for (kh, kw), (rows, columns) in offset_slices((HH, WW), (sh, sw), (Ho, Wo)):
+        dx_cnhw[:, :, rows, columns] += cols6[:, kh, kw]  # (C, N, Ho, Wo)
+    return dx_cnhw.transpose(1, 0, 2, 3)  # (N, C, Hp, Wp), a view
+
+
+def offset_slices(
+    kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+) -> list[tuple[tuple[int, int], tuple[slice, slice]]]:
+    """For each kernel offset (kh, kw), row-major: the padded-input rows and columns it reads.
+
+    Scattering a gradient back is one vectorised add per offset (HH*WW of them, a handful):
+    within one offset no two output pixels touch the same input pixel, so a strided-slice
+    ``+=`` is exact and needs no ``np.add.at``; overlapping windows sum across offsets.
+    """
+    (HH, WW), (sh, sw), (Ho, Wo) = kernel, stride, out_hw
+    return [
+        ((kh, kw), (slice(kh, kh + sh * Ho, sh), slice(kw, kw + sw * Wo, sw)))
+        for kh in range(HH)
+        for kw in range(WW)
+    ]

@@ -1,0 +1,100 @@
+"""Naive conv2d: loops over (n, f, i, j) that mirror the maths, written to be read.
+
+Convolution here is cross-correlation (no kernel flip), as in PyTorch::
+
+    out[n, f, i, j] = b[f] + sum_{c, p, q} x_pad[n, c, i*sh + p, j*sw + q] * w[f, c, p, q]
+
+The innermost sum over (C, HH, WW) is one small vectorised product; everything else is a plain
+Python loop, so each line can be checked against the formula. The im2col backend computes the
+same numbers fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
+
+ConvCache = tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[int, int], tuple[int, int]]
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    stride: IntPair = 1,
+    pad: IntPair = 0,
+) -> tuple[np.ndarray, ConvCache]:
+    """Forward pass of a 2-D convolution (cross-correlation), one output pixel at a time.
+
+    Args:
+        x: input, (N, C, H, W).
+        w: filters, (F, C, HH, WW).
+        b: bias, (F,), or None for no bias.
+        stride: step between windows, an int or a (sh, sw) pair.
+        pad: zeros added on each side of H and W, an int or a (ph, pw) pair.
+
+    Returns:
+        out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*ph - HH) // sh`` and
+        ``Wo = 1 + (W + 2*pw - WW) // sw``; same dtype as x.
+        cache: ``(x, w, b, stride, pad)`` for :func:`conv2d_backward`.
+
+    Raises:
+        ShapeError: when the shapes do not fit (channel mismatch, ``Ho < 1``, ...).
+    """
+    Ho, Wo = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
+    sh, sw = pair(stride, "stride")
+    ph, pw = pair(pad, "pad")
+    N = x.shape[0]
+    F, _, HH, WW = w.shape
+
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H + 2ph, W + 2pw)
+    out = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    hs, ws = i * sh, j * sw
+                    window = x_pad[n, :, hs : hs + HH, ws : ws + WW]  # (C, HH, WW)
+                    out[n, f, i, j] = np.sum(window * w[f])
+            if b is not None:
+                out[n, f] += b[f]
+    return out, (x, w, b, (sh, sw), (ph, pw))
+
+
+def conv2d_backward(
+    dout: np.ndarray, cache: ConvCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Backward pass of :func:`conv2d_forward`, with the same loops.
+
+    Each output pixel ``out[n, f, i, j]`` came from one window of x and the filter ``w[f]``, so
+    its upstream gradient flows back to both: the window receives ``w[f] * dout[n, f, i, j]`` and
+    the filter receives ``window * dout[n, f, i, j]``. Overlapping windows add up.
+
+    Args:
+        dout: upstream gradient, (N, F, Ho, Wo).
+        cache: from :func:`conv2d_forward`.
+
+    Returns:
+        dx: (N, C, H, W); dw: (F, C, HH, WW); db: (F,), or None when b was None.
+    """
+    x, w, b, (sh, sw), (ph, pw) = cache
+    N, _, H, W = x.shape
+    F, _, HH, WW = w.shape
+    _, _, Ho, Wo = dout.shape
+
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(w)
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    hs, ws = i * sh, j * sw
+                    window = x_pad[n, :, hs : hs + HH, ws : ws + WW]  # (C, HH, WW)
+                    dx_pad[n, :, hs : hs + HH, ws : ws + WW] += w[f] * dout[n, f, i, j]
+                    dw[f] += window * dout[n, f, i, j]
+    # The padding was not part of x, so its gradient is dropped.
+    dx = dx_pad[:, :, ph : ph + H, pw : pw + W]
+    db = None if b is None else dout.sum(axis=(0, 2, 3))
+    return dx, dw, db

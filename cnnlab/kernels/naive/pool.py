@@ -1,0 +1,149 @@
+"""Max and average pooling, written as loops over (n, c, i, j) to be read next to the maths.
+
+For output pixel ``(i, j)`` the window is ``xp[n, c, i*sh : i*sh + kh, j*sw : j*sw + kw]`` of the
+padded input ``xp``, and ``Ho = 1 + (H + 2*ph - kh) // sh``, likewise ``Wo``; rows and columns
+left over at the bottom and right are ignored. The vectorised version of the same definitions is
+:mod:`cnnlab.kernels.im2col.pool`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab.kernels.choices import check_ties
+from cnnlab.kernels.geometry import IntPair, check_dout, pad_spatial, pool_geometry
+
+
+def maxpool2d_forward(
+    x: np.ndarray,
+    kernel: IntPair,
+    stride: IntPair | None = None,
+    pad: IntPair = 0,
+    ties: str = "first",
+) -> tuple[np.ndarray, Any]:
+    """Max pooling.
+
+    Args:
+        x: (N, C, H, W) input.
+        kernel: window size kh x kw, an int or an (h, w) pair.
+        stride: an int or (h, w) pair; defaults to ``kernel``.
+        pad: an int or (h, w) pair, at most half the kernel; padded with -inf.
+        ties: ``"first"`` routes a window's gradient to its first maximum in row-major order
+            (as PyTorch does); ``"all"`` gives it to every element equal to the maximum.
+
+    Returns:
+        out: (N, C, Ho, Wo) with ``Ho = 1 + (H + 2*ph - kh) // sh``, likewise Wo; same dtype as x.
+        cache: ``(x, kernel, stride, pad, ties)`` with kernel, stride, pad as pairs.
+    """
+    kernel, stride, pad, (Ho, Wo) = pool_geometry("maxpool2d", x.shape, kernel, stride, pad)
+    check_ties(ties)
+    N, C, _, _ = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    # -inf can never be the maximum of a window, and every window holds at least one real
+    # element (pad <= kernel // 2), so padding never wins.
+    xp = pad_spatial(x, pad, -np.inf)
+    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    window = xp[n, c, i * sh : i * sh + kh, j * sw : j * sw + kw]
+                    out[n, c, i, j] = window.max()
+    return out, (x, kernel, stride, pad, ties)
+
+
+def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
+    """Gradient of max pooling.
+
+    Args:
+        dout: (N, C, Ho, Wo) upstream gradient.
+        cache: from :func:`maxpool2d_forward`.
+
+    Returns:
+        dx: (N, C, H, W). Each window sends its ``dout`` to its maximum (see ``ties``);
+        overlapping windows that share a maximum add their gradients there.
+    """
+    x, (kh, kw), (sh, sw), pad, ties = cache
+    N, C, H, W = x.shape
+    ph, pw = pad
+    xp = pad_spatial(x, pad, -np.inf)
+    Ho, Wo = 1 + (xp.shape[2] - kh) // sh, 1 + (xp.shape[3] - kw) // sw
+    check_dout("maxpool2d", dout, (N, C, Ho, Wo))
+    dxp = np.zeros(xp.shape, dtype=dout.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    rows = slice(i * sh, i * sh + kh)
+                    cols = slice(j * sw, j * sw + kw)
+                    window = xp[n, c, rows, cols]
+                    if ties == "first":
+                        # np.argmax returns the first maximum of the flattened (row-major) window.
+                        r, s = np.unravel_index(np.argmax(window), window.shape)
+                        dxp[n, c, i * sh + r, j * sw + s] += dout[n, c, i, j]
+                    else:
+                        is_max = window == window.max()
+                        dxp[n, c, rows, cols] += is_max * dout[n, c, i, j]
+    # Gradient that landed on the padding belongs to no input element.
+    return dxp[:, :, ph : ph + H, pw : pw + W].copy()
+
+
+def avgpool2d_forward(
+    x: np.ndarray,
+    kernel: IntPair,
+    stride: IntPair | None = None,
+    pad: IntPair = 0,
+) -> tuple[np.ndarray, Any]:
+    """Average pooling, padding counted as zeros (PyTorch's ``count_include_pad=True``).
+
+    Args:
+        x: (N, C, H, W) input.
+        kernel: window size kh x kw, an int or an (h, w) pair.
+        stride: an int or (h, w) pair; defaults to ``kernel``.
+        pad: an int or (h, w) pair, at most half the kernel; padded with zeros.
+
+    Returns:
+        out: (N, C, Ho, Wo), each the window sum divided by ``kh*kw``; same dtype as x.
+        cache: ``(x.shape, kernel, stride, pad)`` with kernel, stride, pad as pairs.
+    """
+    kernel, stride, pad, (Ho, Wo) = pool_geometry("avgpool2d", x.shape, kernel, stride, pad)
+    N, C, _, _ = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    xp = pad_spatial(x, pad, 0.0)
+    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    window = xp[n, c, i * sh : i * sh + kh, j * sw : j * sw + kw]
+                    # The window is always kh x kw here, so mean() divides by kh*kw as required.
+                    out[n, c, i, j] = window.mean()
+    return out, (x.shape, kernel, stride, pad)
+
+
+def avgpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
+    """Gradient of average pooling.
+
+    Args:
+        dout: (N, C, Ho, Wo) upstream gradient.
+        cache: from :func:`avgpool2d_forward`.
+
+    Returns:
+        dx: (N, C, H, W); every element of a window gets ``dout / (kh*kw)``, summed over the
+        windows that contain it.
+    """
+    x_shape, (kh, kw), (sh, sw), (ph, pw) = cache
+    N, C, H, W = x_shape
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    Ho, Wo = 1 + (Hp - kh) // sh, 1 + (Wp - kw) // sw
+    check_dout("avgpool2d", dout, (N, C, Ho, Wo))
+    dxp = np.zeros((N, C, Hp, Wp), dtype=dout.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    share = dout[n, c, i, j] / (kh * kw)
+                    dxp[n, c, i * sh : i * sh + kh, j * sw : j * sw + kw] += share
+    return dxp[:, :, ph : ph + H, pw : pw + W].copy()

@@ -1,0 +1,209 @@
+"""The torch kernel set: the numpy pair contract of :mod:`cnnlab.kernels`, computed by PyTorch.
+
+:class:`TorchKernels` takes and returns numpy arrays with exactly the names and signatures of
+the numpy backends (``conv2d_forward(x, w, b, stride=1, pad=0) -> (out, cache)``,
+``conv2d_backward(dout, cache) -> (dx, dw, db)``, ...). Every pair is made by one adapter,
+:func:`_pair`, from an op of :mod:`cnnlab.kernels.torch.ops`: the forward runs the op on tensors
+that require grad and keeps the graph in the cache; the backward asks autograd for the gradients.
+``TorchKernels("cpu")`` is the ``torch`` backend, ``TorchKernels("cuda")`` the ``cuda`` one.
+
+This package imports torch, so it is imported only when a torch backend is selected.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
+from cnnlab.kernels.choices import check_batchnorm_backward
+from cnnlab.kernels.torch import ops
+
+__all__ = ["TorchKernels", "cuda_available", "ops"]
+
+
+def cuda_available() -> tuple[bool, str]:
+    """Whether PyTorch can use a CUDA GPU here; the reason string is empty when it can."""
+    # ROCm builds drive AMD GPUs through the same "cuda" device type.
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return False, f"this PyTorch build ({torch.__version__}) has no CUDA support"
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU is visible (no device, no driver, or CUDA_VISIBLE_DEVICES empty)"
+    return True, ""
+
+
+@dataclass(frozen=True)
+class TorchCache:
+    """What a forward keeps for its backward.
+
+    out: the op's output tensor, still attached to its autograd graph;
+    inputs: the differentiable input tensors in the op's argument order, None for an absent one
+    (a conv or linear without bias).
+    """
+
+    out: torch.Tensor
+    inputs: tuple[torch.Tensor | None, ...]
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    # Always a copy: on CPU .numpy() would alias a tensor that autograd saved for the backward.
+    return t.detach().to("cpu", copy=True).numpy()
+
+
+def _pair(
+    op: Callable[..., torch.Tensor],
+    grads: tuple[str, ...],
+    updates: tuple[str, ...] = (),
+) -> tuple[Callable[..., tuple[np.ndarray, TorchCache]], Callable[..., Any]]:
+    """Wrap a tensor op into a numpy ``(forward, backward)`` method pair.
+
+    op: a function of :mod:`ops`; the forward method has its signature (plus ``self``).
+    grads: names of the op's arguments that get gradients, in the order backward returns them;
+    backward returns a single array when there is one name, else a tuple (None for an argument
+    that was None).
+    updates: names of array arguments the op changes in place (batch norm's running
+    statistics); their values are copied back into the caller's numpy arrays after the forward.
+    """
+    sig = inspect.signature(op)
+    name = op.__name__
+
+    def forward(self: TorchKernels, *args: Any, **kwargs: Any) -> tuple[np.ndarray, TorchCache]:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, np.ndarray)}
+        for k, v in arrays.items():
+            bound.arguments[k] = self.to_tensor(v, requires_grad=k in grads)
+        # The caller may be inside torch.no_grad(); the cache needs the graph regardless.
+        with torch.enable_grad():
+            out = op(*bound.args, **bound.kwargs)
+        for k in updates:
+            arrays[k][...] = _to_numpy(bound.arguments[k])
+        cache = TorchCache(out, tuple(bound.arguments[k] for k in grads))
+        return _to_numpy(out), cache
+
+    def backward(self: TorchKernels, dout: np.ndarray, cache: TorchCache) -> Any:
+        out = cache.out
+        dout = np.asarray(dout)
+        if tuple(dout.shape) != tuple(out.shape):
+            raise ShapeError(
+                f"{name}_backward: dout {tuple(dout.shape)} must have the shape of out "
+                f"{tuple(out.shape)}"
+            )
+        dout_t = torch.as_tensor(dout, dtype=out.dtype, device=out.device)
+        present = [t for t in cache.inputs if t is not None]
+        # retain_graph: like a numpy cache, a torch cache may be used for more than one backward.
+        found = iter(
+            torch.autograd.grad(
+                out, present, dout_t, retain_graph=True, allow_unused=True, materialize_grads=True
+            )
+        )
+        result = tuple(None if t is None else _to_numpy(next(found)) for t in cache.inputs)
+        return result[0] if len(result) == 1 else result
+
+    # The forward shows the op's own parameters, with numpy arrays where the op takes tensors.
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [
+        p.replace(annotation=str(p.annotation).replace("Tensor", "np.ndarray"))
+        for p in sig.parameters.values()
+    ]
+    forward.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=params, return_annotation="tuple[np.ndarray, TorchCache]"
+    )
+    forward.__name__ = f"{name}_forward"
+    forward.__qualname__ = f"TorchKernels.{name}_forward"
+    plain = sig.replace(
+        parameters=[p.replace(annotation=p.empty) for p in sig.parameters.values()],
+        return_annotation=sig.empty,
+    )
+    forward.__doc__ = (
+        f"``{name}_forward{plain} -> (out, cache)`` on numpy arrays: runs "
+        f":func:`cnnlab.kernels.torch.ops.{name}` on the device (shapes in its docstring)."
+    )
+    backward.__name__ = f"{name}_backward"
+    backward.__qualname__ = f"TorchKernels.{name}_backward"
+    grad_names = ", ".join(f"d{g}" for g in grads)
+    grad_names = grad_names if len(grads) == 1 else f"({grad_names})"
+    backward.__doc__ = (
+        f"``{name}_backward(dout, cache) -> {grad_names}`` by autograd; dout: out's shape."
+    )
+    return forward, backward
+
+
+class TorchKernels:
+    """The kernel contract on numpy arrays, computed by PyTorch on ``device``.
+
+    Arrays keep their dtype (float32 stays float32). Forward copies its inputs to the device, so
+    changing an input array after the call does not change the cached graph; outputs and
+    gradients are fresh numpy arrays. Batch norm's running statistics are updated in the
+    caller's arrays, as on the numpy backends.
+
+    device: ``"cpu"`` (the ``torch`` backend) or ``"cuda"`` / ``"cuda:<index>"`` (``cuda``);
+    a CUDA device that is not there raises BackendUnavailableError (no fallback to the CPU).
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as e:
+            raise UsageError(f"unknown torch device {device!r} (use 'cpu' or 'cuda')") from e
+        if dev.type == "cuda":
+            ok, reason = cuda_available()
+            if not ok:
+                raise BackendUnavailableError(f"backend cuda is unavailable: {reason}")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise BackendUnavailableError(
+                    f"backend cuda is unavailable: no GPU {dev.index} "
+                    f"({torch.cuda.device_count()} visible)"
+                )
+        elif dev.type != "cpu":
+            raise UsageError(f"unsupported torch device {device!r} (use 'cpu' or 'cuda')")
+        self.device = dev
+
+    def __repr__(self) -> str:
+        return f"TorchKernels(device={str(self.device)!r})"
+
+    def to_tensor(self, a: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
+        """A copy of a on this device with the same dtype (torch cannot wrap negative strides)."""
+        a = np.ascontiguousarray(a)
+        return torch.tensor(a, device=self.device, requires_grad=requires_grad)
+
+    conv2d_forward, conv2d_backward = _pair(ops.conv2d, grads=("x", "w", "b"))
+    maxpool2d_forward, maxpool2d_backward = _pair(ops.maxpool2d, grads=("x",))
+    avgpool2d_forward, avgpool2d_backward = _pair(ops.avgpool2d, grads=("x",))
+    global_avgpool_forward, global_avgpool_backward = _pair(ops.global_avgpool, grads=("x",))
+    relu_forward, relu_backward = _pair(ops.relu, grads=("x",))
+    linear_forward, linear_backward = _pair(ops.linear, grads=("x", "w", "b"))
+    flatten_forward, flatten_backward = _pair(ops.flatten, grads=("x",))
+    dropout_forward, dropout_backward = _pair(ops.dropout, grads=("x",))
+    batchnorm_forward, _batchnorm_backward = _pair(
+        ops.batchnorm, grads=("x", "gamma", "beta"), updates=("running_mean", "running_var")
+    )
+    layernorm_forward, layernorm_backward = _pair(ops.layernorm, grads=("x", "gamma", "beta"))
+    groupnorm_forward, groupnorm_backward = _pair(ops.groupnorm, grads=("x", "gamma", "beta"))
+    add_forward, add_backward = _pair(ops.add, grads=("a", "b"))
+    _softmax_ce_forward, _softmax_ce_backward = _pair(ops.softmax_cross_entropy, grads=("logits",))
+
+    def batchnorm_backward(
+        self, dout: np.ndarray, cache: TorchCache, mode: str = "fused"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dout, cache, mode="fused") -> (dx, dgamma, dbeta)``; dout: x's shape.
+
+        mode ("staged" or "fused") picks the numpy backends' formula; it is checked for the
+        same errors, but here autograd computes the gradient either way.
+        """
+        check_batchnorm_backward(mode)
+        return self._batchnorm_backward(dout, cache)
+
+    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Mean softmax cross-entropy and its gradient.
+
+        logits: (N, K); y: (N,) integer labels -> (loss, dlogits), dlogits: (N, K).
+        """
+        loss, cache = self._softmax_ce_forward(logits, y)
+        dlogits = self._softmax_ce_backward(np.ones((), dtype=logits.dtype), cache)
+        return float(loss), dlogits

@@ -1,0 +1,239 @@
+"""Functional forward ops on torch tensors: the torch twin of every layer in the kernel contract.
+
+Each op is a plain ``Tensor -> Tensor`` function built from PyTorch ops, so autograd supplies the
+backward pass. Shapes are checked with :mod:`cnnlab.kernels.geometry` (or the same kind of check)
+before the torch call, so a shape that does not fit raises the same
+:class:`~cnnlab.errors.ShapeError` as on the numpy backends instead of torch's own message.
+
+:class:`cnnlab.kernels.torch.TorchKernels` wraps these ops in the numpy pair API; torch models use
+them directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - PyTorch's conventional name
+
+from cnnlab.errors import ShapeError, UsageError
+from cnnlab.kernels.choices import check_ties
+from cnnlab.kernels.geometry import IntPair, conv_geometry, pair, pool_geometry
+
+Tensor = torch.Tensor
+
+
+def conv2d(x: Tensor, w: Tensor, b: Tensor | None, stride: IntPair = 1, pad: IntPair = 0) -> Tensor:
+    """2-D convolution (cross-correlation, no flip), as PyTorch's ``Conv2d``.
+
+    x: (N, C, H, W); w: (F, C, HH, WW); b: (F,) or None; stride, pad: int or (h, w) pair.
+    Returns out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*pad - HH) // stride``, likewise Wo.
+    """
+    b_shape = None if b is None else tuple(b.shape)
+    conv_geometry(tuple(x.shape), tuple(w.shape), b_shape, stride, pad)
+    return F.conv2d(x, w, b, stride=pair(stride, "stride"), padding=pair(pad, "pad"))
+
+
+def maxpool2d(
+    x: Tensor,
+    kernel: IntPair,
+    stride: IntPair | None = None,
+    pad: IntPair = 0,
+    ties: str = "first",
+) -> Tensor:
+    """Max pooling, padded with -inf; stride defaults to the kernel.
+
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``Ho = 1 + (H + 2*pad - kh) // stride``.
+    ``ties="first"`` sends the gradient of a window to its first maximum in row-major order
+    (PyTorch's ``max_pool2d``); ``ties="all"`` sends the full gradient to every maximum.
+    """
+    check_ties(ties)
+    k, s, p, (Ho, Wo) = pool_geometry("maxpool2d", tuple(x.shape), kernel, stride, pad)
+    if ties == "first":
+        return F.max_pool2d(x, k, s, p)
+    return _maxpool2d_all_ties(x, k, s, p, (Ho, Wo))
+
+
+def _maxpool2d_all_ties(
+    x: Tensor,
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> Tensor:
+    """Max pooling whose gradient reaches every maximum of a window in full.
+
+    Neither ``max_pool2d`` (one arg-max) nor ``amax`` (splits the gradient evenly between ties)
+    does this, so the output is written as ``m + (s - s.detach())`` where ``m`` is the detached
+    window maximum and ``s`` the sum of the window's elements that equal it. The bracket is
+    exactly zero, so the value is ``m`` bit for bit, while d(out)/d(element) is the equality mask:
+    1 for every maximum, 0 elsewhere.
+    """
+    N, C = x.shape[0], x.shape[1]
+    # -inf padding never wins a window; pool_geometry keeps every window partly inside x.
+    xp = F.pad(x, (p[1], p[1], p[0], p[0]), value=-math.inf)
+    cols = F.unfold(xp, k, stride=s).view(N, C, k[0] * k[1], -1)  # (N, C, kh*kw, Ho*Wo)
+    m = cols.amax(dim=2, keepdim=True).detach()
+    # where() rather than cols * mask: -inf * 0 would be NaN in the padded positions.
+    hits = torch.where(cols == m, cols, torch.zeros((), dtype=cols.dtype, device=cols.device))
+    s_hits = hits.sum(dim=2)  # (N, C, Ho*Wo)
+    out = m.squeeze(2) + (s_hits - s_hits.detach())
+    return out.view(N, C, *out_hw)
+
+
+def avgpool2d(
+    x: Tensor, kernel: IntPair, stride: IntPair | None = None, pad: IntPair = 0
+) -> Tensor:
+    """Average pooling with padding counted as zeros (``count_include_pad=True``).
+
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``Ho = 1 + (H + 2*pad - kh) // stride``.
+    """
+    k, s, p, _ = pool_geometry("avgpool2d", tuple(x.shape), kernel, stride, pad)
+    return F.avg_pool2d(x, k, s, p, ceil_mode=False, count_include_pad=True)
+
+
+def global_avgpool(x: Tensor) -> Tensor:
+    """Mean over the whole feature map. x: (N, C, H, W) -> out: (N, C)."""
+    if x.dim() != 4:
+        raise ShapeError(f"global_avgpool: x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    return x.mean(dim=(2, 3))
+
+
+def relu(x: Tensor) -> Tensor:
+    """``max(x, 0)`` elementwise; x: any shape. The gradient at exactly 0 is 0."""
+    return torch.relu(x)
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """Fully connected layer ``out = x @ w.T + b``.
+
+    x: (N, D); w: (M, D); b: (M,) or None -> out: (N, M).
+    """
+    if x.dim() != 2 or w.dim() != 2:
+        raise ShapeError(
+            f"linear: x must be (N, D) and w (M, D), got {tuple(x.shape)} and {tuple(w.shape)}"
+        )
+    if x.shape[1] != w.shape[1]:
+        raise ShapeError(
+            f"linear: x {tuple(x.shape)} has {x.shape[1]} features but w {tuple(w.shape)} "
+            f"expects {w.shape[1]}"
+        )
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        raise ShapeError(f"linear: b must be ({w.shape[0]},), got shape {tuple(b.shape)}")
+    return F.linear(x, w, b)
+
+
+def flatten(x: Tensor) -> Tensor:
+    """Keep the batch axis, merge the rest. x: (N, d1, d2, ...) -> out: (N, d1*d2*...)."""
+    return x.reshape(x.shape[0], -1)
+
+
+def dropout(x: Tensor, mask: Tensor, p: float) -> Tensor:
+    """Inverted dropout with a given keep-mask: ``out = x * mask / (1 - p)``.
+
+    x: any shape; mask: bool, x's shape (True = keep); p: drop probability in [0, 1).
+    The mask comes from the caller (the project's numpy RNG), never from torch's RNG, so every
+    backend drops the same units.
+    """
+    if tuple(mask.shape) != tuple(x.shape):
+        raise ShapeError(
+            f"dropout: mask {tuple(mask.shape)} must have the shape of x {tuple(x.shape)}"
+        )
+    if not 0.0 <= p < 1.0:
+        raise UsageError(f"dropout: p must be in [0, 1), got {p}")
+    return x * mask / (1.0 - p)
+
+
+def softmax_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Softmax cross-entropy, mean over the batch (numerically stable).
+
+    logits: (N, K); y: (N,) integer class labels in [0, K) -> loss: () scalar.
+    """
+    if logits.dim() != 2 or tuple(y.shape) != (logits.shape[0],):
+        raise ShapeError(
+            f"softmax_cross_entropy: logits must be (N, K) and y (N,), got "
+            f"{tuple(logits.shape)} and {tuple(y.shape)}"
+        )
+    return F.cross_entropy(logits, y.long())
+
+
+def _check_per_channel(layer: str, x: Tensor, **params: Tensor | None) -> int:
+    """Check that every per-channel parameter has shape (C,); return C (= x.shape[1])."""
+    C = x.shape[1]
+    for name, t in params.items():
+        if t is not None and tuple(t.shape) != (C,):
+            raise ShapeError(
+                f"{layer}: {name} must be ({C},) for x {tuple(x.shape)}, got {tuple(t.shape)}"
+            )
+    return C
+
+
+def batchnorm(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    train: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation, dense or spatial, as PyTorch's ``BatchNorm1d/2d``.
+
+    x: (N, D) or (N, C, H, W) (spatial: statistics per channel over N, H, W);
+    gamma, beta, running_mean, running_var: (C,) (C = D for dense x) -> out: x's shape.
+    When training, normalises with the batch statistics (biased variance) and updates
+    running_mean and running_var in place with ``momentum`` (unbiased variance), as PyTorch does;
+    otherwise normalises with the running statistics.
+    """
+    if x.dim() not in (2, 4):
+        raise ShapeError(f"batchnorm: x must be (N, D) or (N, C, H, W), got {tuple(x.shape)}")
+    _check_per_channel(
+        "batchnorm", x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var
+    )
+    values_per_channel = x.shape[0] * math.prod(x.shape[2:])
+    if train and values_per_channel < 2:
+        # torch raises a bare ValueError here; the user needs to know which layer and shape.
+        raise ShapeError(
+            f"batchnorm: training needs more than one value per channel, got x {tuple(x.shape)}"
+        )
+    return F.batch_norm(
+        x, running_mean, running_var, gamma, beta, training=train, momentum=momentum, eps=eps
+    )
+
+
+def layernorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation per sample over all non-batch axes, with a per-channel affine.
+
+    x: (N, C, H, W) with gamma, beta: (C,); or x: (N, D) with gamma, beta: (D,) -> out: x's shape.
+    For 4-D x this is group norm with one group (``F.layer_norm`` would want (C, H, W) weights).
+    """
+    if x.dim() == 4:
+        _check_per_channel("layernorm", x, gamma=gamma, beta=beta)
+        return F.group_norm(x, 1, gamma, beta, eps)
+    if x.dim() == 2:
+        D = _check_per_channel("layernorm", x, gamma=gamma, beta=beta)
+        return F.layer_norm(x, (D,), gamma, beta, eps)
+    raise ShapeError(f"layernorm: x must be (N, D) or (N, C, H, W), got {tuple(x.shape)}")
+
+
+def groupnorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: int, eps: float = 1e-5) -> Tensor:
+    """Group normalisation per sample over groups of C/groups channels and (H, W).
+
+    x: (N, C, H, W); gamma, beta: (C,) per channel; groups must divide C -> out: x's shape.
+    """
+    if x.dim() != 4:
+        raise ShapeError(f"groupnorm: x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    C = _check_per_channel("groupnorm", x, gamma=gamma, beta=beta)
+    if groups < 1 or C % groups != 0:
+        raise ShapeError(
+            f"groupnorm: groups={groups} must divide the C={C} channels of x {tuple(x.shape)}"
+        )
+    return F.group_norm(x, groups, gamma, beta, eps)
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    """Residual add ``out = a + b``; a, b: the same shape (no broadcasting) -> out: that shape."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ShapeError(f"add: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
+    return a + b

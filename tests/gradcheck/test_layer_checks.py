@@ -1,0 +1,79 @@
+"""Every layer case gradient-checked on every backend usable here; a wrong gradient fails."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+from cnnlab.backends import BACKENDS
+from cnnlab.gradcheck.layer_cases import LAYER_CASES, LAYERS, cases_for
+from cnnlab.gradcheck.run import Thresholds, check_layer_case, check_layers
+
+THRESHOLDS = Thresholds(step=1e-6, rtol_numeric=1e-8, rtol_torch=1e-10, atol_zero=1e-10)
+USABLE = [b for b in BACKENDS.values() if b.availability()[0]]
+
+
+@pytest.fixture(scope="module")
+def torch_reference():
+    return BACKENDS["torch"].kernels()
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: f"{c.layer}: {c.variant}")
+def test_case_passes_on_every_backend(case, torch_reference):
+    kernel_sets = {b.name: b.kernels() for b in USABLE}
+    index = LAYER_CASES.index(case)
+    records = check_layer_case(case, index, 0, kernel_sets, torch_reference, THRESHOLDS)
+    failed = [r for r in records if not r.passed]
+    assert not failed, failed
+    # Each numpy backend is checked against both references, torch against numeric.
+    kinds = {(r.backend, r.reference) for r in records}
+    assert {
+        ("naive", "numeric"),
+        ("naive", "torch"),
+        ("im2col", "torch"),
+        ("torch", "numeric"),
+    } <= kinds
+    assert all(r.rel_error < 1e-8 for r in records if not r.zero_gradient)
+
+
+def test_every_layer_option_has_cases():
+    from cnnlab.config import group_options
+
+    assert set(group_options("layer")) == {"all", *LAYERS}
+    assert all(cases_for(layer) for layer in LAYERS)
+
+
+def test_a_wrong_backward_fails_the_check(torch_reference):
+    """A kernel set whose conv dw is off by 1% must not pass (the check can fail)."""
+    im2col = BACKENDS["im2col"].kernels()
+
+    def broken_backward(dout, cache):
+        dx, dw, db = im2col.conv2d_backward(dout, cache)
+        return dx, dw * 1.01, db
+
+    broken = types.SimpleNamespace(
+        conv2d_forward=im2col.conv2d_forward, conv2d_backward=broken_backward
+    )
+    case = cases_for("conv")[0]
+    records = check_layer_case(case, 0, 0, {"broken": broken}, torch_reference, THRESHOLDS)
+    failed = {(r.tensor, r.reference) for r in records if not r.passed}
+    assert failed == {("w", "numeric"), ("w", "torch")}
+
+
+def test_unavailable_backend_gives_skipped_records():
+    cuda = BACKENDS["cuda"]
+    if cuda.availability()[0]:
+        pytest.skip("CUDA is available here")
+    records = check_layers(cases_for("relu"), [cuda], 0, THRESHOLDS)
+    assert records and all(r.skipped and r.passed is None for r in records)
+    assert "CUDA" in records[0].reason
+
+
+def test_inputs_are_the_same_for_one_layer_and_for_all():
+    case = cases_for("conv")[1]
+    index = LAYER_CASES.index(case)
+    a = case.make(np.random.default_rng([0, index]))
+    b = case.make(np.random.default_rng([0, index]))
+    np.testing.assert_array_equal(a["x"], b["x"])

@@ -1,0 +1,364 @@
+"""Max and average pooling on the naive and im2col backends, with PyTorch (float64) as the oracle.
+
+Relative error throughout is ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnnlab.errors import ShapeError, UsageError
+from cnnlab.kernels.im2col import pool as im2col_pool
+from cnnlab.kernels.naive import pool as naive_pool
+
+BACKENDS = {"naive": naive_pool, "im2col": im2col_pool}
+KINDS = ("max", "avg")
+TOL = 1e-10
+
+# (x shape, kernel, stride, pad)
+CASES = [
+    pytest.param((2, 3, 8, 8), 2, 2, 0, id="2x2s2"),
+    pytest.param((2, 3, 7, 9), 2, None, 0, id="odd-leftover-default-stride"),
+    pytest.param((2, 2, 9, 7), 3, 2, 1, id="overlap-3x3s2p1"),
+    pytest.param((1, 3, 5, 5), 3, 1, 1, id="3x3s1p1-batch1"),
+    pytest.param((2, 2, 10, 7), (3, 2), (2, 1), (1, 0), id="nonsquare-kernel"),
+    pytest.param((2, 3, 6, 11), 2, 3, 0, id="kernel<stride"),
+    pytest.param((1, 2, 8, 6), 4, 2, 2, id="4x4s2p2"),
+    pytest.param((2, 1, 5, 6), (1, 3), (2, 1), (0, 1), id="1x3-strided-rows"),
+    pytest.param((3, 2, 5, 5), 5, 1, 0, id="whole-image"),
+]
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
+
+
+def forward(backend, kind, x, kernel, stride, pad, ties="first"):
+    mod = BACKENDS[backend]
+    if kind == "max":
+        return mod.maxpool2d_forward(x, kernel, stride, pad, ties=ties)
+    return mod.avgpool2d_forward(x, kernel, stride, pad)
+
+
+def backward(backend, kind, dout, cache):
+    mod = BACKENDS[backend]
+    fn = mod.maxpool2d_backward if kind == "max" else mod.avgpool2d_backward
+    return fn(dout, cache)
+
+
+def run(backend, kind, x, dout, kernel, stride, pad, ties="first"):
+    out, cache = forward(backend, kind, x, kernel, stride, pad, ties)
+    return out, backward(backend, kind, dout, cache)
+
+
+def torch_pool(kind, x, dout, kernel, stride, pad):
+    """out and dx from torch in float64 (autograd)."""
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    if kind == "max":
+        out = torch.nn.functional.max_pool2d(xt, kernel, stride, pad)
+    else:
+        out = torch.nn.functional.avg_pool2d(xt, kernel, stride, pad, count_include_pad=True)
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    return out.detach().numpy(), xt.grad.numpy()
+
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def out_shape(x_shape, kernel, stride, pad):
+    (kh, kw), (ph, pw) = pair(kernel), pair(pad)
+    sh, sw = pair(kernel if stride is None else stride)
+    N, C, H, W = x_shape
+    return (N, C, 1 + (H + 2 * ph - kh) // sh, 1 + (W + 2 * pw - kw) // sw)
+
+
+def random_inputs(rng, x_shape, kernel, stride, pad, ties=False):
+    """x and dout in float64; with ``ties`` x holds small integers, so most windows tie."""
+    if ties:
+        x = rng.integers(0, 3, size=x_shape).astype(np.float64)
+    else:
+        x = rng.standard_normal(x_shape)
+    dout = rng.standard_normal(out_shape(x_shape, kernel, stride, pad))
+    return x, dout
+
+
+# --- against torch and each other, fixed cases ---------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("x_shape", "kernel", "stride", "pad"), CASES)
+def test_matches_torch(backend, kind, x_shape, kernel, stride, pad):
+    rng = np.random.default_rng(0)
+    x, dout = random_inputs(rng, x_shape, kernel, stride, pad)
+    out, dx = run(backend, kind, x, dout, kernel, stride, pad)
+    out_t, dx_t = torch_pool(kind, x, dout, kernel, stride, pad)
+    assert out.shape == out_t.shape
+    assert dx.shape == x.shape
+    assert rel_error(out, out_t) <= TOL
+    assert rel_error(dx, dx_t) <= TOL
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("x_shape", "kernel", "stride", "pad"), CASES)
+def test_ties_first_matches_torch(backend, x_shape, kernel, stride, pad):
+    rng = np.random.default_rng(1)
+    x, dout = random_inputs(rng, x_shape, kernel, stride, pad, ties=True)
+    out, dx = run(backend, "max", x, dout, kernel, stride, pad, ties="first")
+    out_t, dx_t = torch_pool("max", x, dout, kernel, stride, pad)
+    np.testing.assert_array_equal(out, out_t)
+    assert rel_error(dx, dx_t) <= TOL
+
+
+@pytest.mark.parametrize("ties", ["first", "all"])
+@pytest.mark.parametrize(("x_shape", "kernel", "stride", "pad"), CASES)
+def test_backends_agree_with_ties(ties, x_shape, kernel, stride, pad):
+    rng = np.random.default_rng(2)
+    x, dout = random_inputs(rng, x_shape, kernel, stride, pad, ties=True)
+    out_n, dx_n = run("naive", "max", x, dout, kernel, stride, pad, ties=ties)
+    out_i, dx_i = run("im2col", "max", x, dout, kernel, stride, pad, ties=ties)
+    assert rel_error(out_n, out_i) <= TOL
+    assert rel_error(dx_n, dx_i) <= TOL
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_float32_stays_float32(backend, kind):
+    rng = np.random.default_rng(3)
+    x, dout = random_inputs(rng, (2, 3, 9, 7), 3, 2, 1)
+    out32, dx32 = run(backend, kind, x.astype(np.float32), dout.astype(np.float32), 3, 2, 1)
+    out64, dx64 = run(backend, kind, x, dout, 3, 2, 1)
+    assert out32.dtype == np.float32
+    assert dx32.dtype == np.float32
+    assert out64.dtype == np.float64
+    assert dx64.dtype == np.float64
+    assert rel_error(out32.astype(np.float64), out64) < 1e-6
+    assert rel_error(dx32.astype(np.float64), dx64) < 1e-6
+
+
+# --- property-based: random geometry --------------------------------------------------------
+
+
+@st.composite
+def pool_setups(draw):
+    """Tiny (x_shape, kernel, stride, pad, seed) with an output of at least 1x1.
+
+    Square values are sometimes passed as plain ints and stride sometimes left to default, so
+    both argument forms are covered.
+    """
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H = draw(st.integers(max(1, kh - 2 * ph), 10))
+    W = draw(st.integers(max(1, kw - 2 * pw), 10))
+    x_shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), H, W)
+
+    def maybe_int(a, b):
+        return a if a == b and draw(st.booleans()) else (a, b)
+
+    kernel = maybe_int(kh, kw)
+    stride = None if draw(st.booleans()) and (sh, sw) == (kh, kw) else maybe_int(sh, sw)
+    pad = maybe_int(ph, pw)
+    return x_shape, kernel, stride, pad, draw(st.integers(0, 2**32 - 1))
+
+
+@given(pool_setups())
+def test_property_avg_matches_torch(setup):
+    x_shape, kernel, stride, pad, seed = setup
+    x, dout = random_inputs(np.random.default_rng(seed), x_shape, kernel, stride, pad)
+    out_t, dx_t = torch_pool("avg", x, dout, kernel, stride, pad)
+    for backend in BACKENDS:
+        out, dx = run(backend, "avg", x, dout, kernel, stride, pad)
+        assert rel_error(out, out_t) <= TOL
+        assert rel_error(dx, dx_t) <= TOL
+
+
+@given(pool_setups())
+def test_property_max_matches_torch(setup):
+    # Continuous values: no ties, so both rules must give torch's gradient.
+    x_shape, kernel, stride, pad, seed = setup
+    x, dout = random_inputs(np.random.default_rng(seed), x_shape, kernel, stride, pad)
+    out_t, dx_t = torch_pool("max", x, dout, kernel, stride, pad)
+    for backend in BACKENDS:
+        for ties in ("first", "all"):
+            out, dx = run(backend, "max", x, dout, kernel, stride, pad, ties=ties)
+            np.testing.assert_array_equal(out, out_t)
+            assert rel_error(dx, dx_t) <= TOL
+
+
+@given(pool_setups())
+def test_property_max_ties(setup):
+    x_shape, kernel, stride, pad, seed = setup
+    x, dout = random_inputs(np.random.default_rng(seed), x_shape, kernel, stride, pad, ties=True)
+    _, dx_t = torch_pool("max", x, dout, kernel, stride, pad)
+    _, dx_all_naive = run("naive", "max", x, dout, kernel, stride, pad, ties="all")
+    _, dx_all_im2col = run("im2col", "max", x, dout, kernel, stride, pad, ties="all")
+    assert rel_error(dx_all_naive, dx_all_im2col) <= TOL
+    for backend in BACKENDS:
+        _, dx = run(backend, "max", x, dout, kernel, stride, pad, ties="first")
+        assert rel_error(dx, dx_t) <= TOL
+
+
+# --- tie rules, hand-computed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_all_equal_2x2(backend):
+    x = np.full((1, 1, 4, 4), 7.0)
+    dout = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    _, dx_first = run(backend, "max", x, dout, 2, 2, 0, ties="first")
+    _, dx_all = run(backend, "max", x, dout, 2, 2, 0, ties="all")
+    first = np.array(
+        [
+            [1.0, 0.0, 2.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [3.0, 0.0, 4.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    everywhere = np.kron(dout[0, 0], np.ones((2, 2)))
+    np.testing.assert_array_equal(dx_first[0, 0], first)
+    np.testing.assert_array_equal(dx_all[0, 0], everywhere)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("ties", ["first", "all"])
+def test_shared_maximum_accumulates(backend, ties):
+    # All four 2x2 windows (stride 1) of a 3x3 input share the centre as their unique maximum.
+    x = np.array([[[[1.0, 2.0, 3.0], [4.0, 9.0, 5.0], [6.0, 7.0, 8.0]]]])
+    dout = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    _, dx = run(backend, "max", x, dout, 2, 1, 0, ties=ties)
+    expected = np.zeros((1, 1, 3, 3))
+    expected[0, 0, 1, 1] = 10.0
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_overlapping_windows_with_ties(backend):
+    # 1x3 windows at stride 2 overlap in column 2; every element ties.
+    x = np.ones((1, 1, 1, 5))
+    dout = np.array([[[[10.0, 1.0]]]])
+    _, dx_first = run(backend, "max", x, dout, (1, 3), (1, 2), 0, ties="first")
+    _, dx_all = run(backend, "max", x, dout, (1, 3), (1, 2), 0, ties="all")
+    np.testing.assert_array_equal(dx_first[0, 0, 0], [10.0, 0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(dx_all[0, 0, 0], [10.0, 10.0, 11.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_with_padding_never_pick_padding(backend):
+    # 2x2 windows at stride 1 over a zero-padded-by-one 2x2 image of equal values: out is 3x3
+    # and window (i, j) holds the real rows i-1..i and columns j-1..j.
+    x = np.zeros((1, 1, 2, 2))
+    dout = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    _, dx_first = run(backend, "max", x, dout, 2, 1, 1, ties="first")
+    _, dx_all = run(backend, "max", x, dout, 2, 1, 1, ties="all")
+    np.testing.assert_array_equal(dx_first[0, 0], [[12.0, 9.0], [15.0, 9.0]])
+    np.testing.assert_array_equal(dx_all[0, 0], [[12.0, 16.0], [24.0, 28.0]])
+    np.testing.assert_array_equal(dx_first, torch_pool("max", x, dout, 2, 1, 1)[1])
+
+
+# --- numeric gradient check -----------------------------------------------------------------
+
+
+def numeric_grad(f, x, h):
+    """Centred differences of the scalar f at x (float64), one element at a time."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + h
+        f_plus = f(x)
+        x[idx] = old - h
+        f_minus = f(x)
+        x[idx] = old
+        grad[idx] = (f_plus - f_minus) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "stride", "pad"),
+    [
+        pytest.param((2, 2, 5, 6), 3, 2, 1, id="overlap-3x3s2p1"),
+        pytest.param((1, 2, 5, 7), (2, 3), (2, 2), (1, 1), id="nonsquare"),
+    ],
+)
+def test_numeric_gradient(backend, kind, x_shape, kernel, stride, pad):
+    h = 1e-6
+    rng = np.random.default_rng(4)
+    # A permutation of values 0.01 apart: no near-ties, so the max is stable under +-h.
+    size = int(np.prod(x_shape))
+    x = (rng.permutation(size) - size / 2).reshape(x_shape) * 0.01
+    dout = rng.standard_normal(out_shape(x_shape, kernel, stride, pad))
+
+    def loss(x_):
+        return float(np.sum(forward(backend, kind, x_, kernel, stride, pad)[0] * dout))
+
+    _, cache = forward(backend, kind, x, kernel, stride, pad)
+    dx = backward(backend, kind, dout, cache)
+    assert rel_error(dx, numeric_grad(loss, x, h)) < 1e-8
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def _forward_error(backend, kind, x_shape, kernel, stride=None, pad=0, ties="first"):
+    with pytest.raises(UsageError) as info:
+        forward(backend, kind, np.zeros(x_shape), kernel, stride, pad, ties)
+    return info.value
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_output_smaller_than_one_is_shape_error(kind):
+    messages = set()
+    for backend in BACKENDS:
+        err = _forward_error(backend, kind, (1, 1, 2, 3), 3)
+        assert isinstance(err, ShapeError)
+        assert f"{kind}pool2d" in str(err)
+        assert "(1, 1, 2, 3)" in str(err)
+        messages.add(str(err))
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pad_more_than_half_kernel_is_shape_error(kind):
+    messages = set()
+    for backend in BACKENDS:
+        err = _forward_error(backend, kind, (1, 1, 8, 8), 2, pad=2)
+        assert isinstance(err, ShapeError)
+        assert "pad (2, 2)" in str(err)
+        assert "kernel (2, 2)" in str(err)
+        messages.add(str(err))
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_x_not_4d_is_shape_error(backend, kind):
+    err = _forward_error(backend, kind, (3, 8, 8), 2)
+    assert isinstance(err, ShapeError)
+    assert "(3, 8, 8)" in str(err)
+
+
+def test_invalid_ties_is_usage_error_naming_choices():
+    messages = set()
+    for backend in BACKENDS:
+        err = _forward_error(backend, "max", (1, 1, 4, 4), 2, ties="last")
+        assert not isinstance(err, ShapeError)
+        assert "first, all" in str(err)
+        assert "'last'" in str(err)
+        messages.add(str(err))
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_dout_of_wrong_shape_is_shape_error(backend, kind):
+    _, cache = forward(backend, kind, np.zeros((1, 2, 4, 4)), 2, None, 0)
+    with pytest.raises(ShapeError, match=r"\(1, 2, 3, 3\)"):
+        backward(backend, kind, np.zeros((1, 2, 3, 3)), cache)

@@ -1,0 +1,126 @@
+"""The command line: help, one-line errors with exit code 2, run directories, sweeps."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CNNLAB = [sys.executable, "-m", "cnnlab"]
+
+
+def cnnlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CNNLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_help_lists_commands_and_groups_without_heavy_imports(tmp_path):
+    code = (
+        "import sys\n"
+        "from cnnlab.cli import main\n"
+        "sys.argv = ['cnnlab', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('numpy', 'torch', 'hydra', 'tensorboard') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    assert "gradcheck" in out
+    assert "layer" in out and "batchnorm" in out  # config groups and options
+    assert "HEAVY []" in out
+
+
+def test_command_help_lists_its_groups(tmp_path):
+    result = cnnlab("gradcheck", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "layer" in result.stdout and "maxpool" in result.stdout
+    assert "backends" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["backends=[foo]"], "unknown backend 'foo'; choose from naive, im2col, torch, cuda"),
+        (["layer=nosuch"], "layer=nosuch: no such option; choose from all, avgpool"),
+        (["gradcheck.stpe=1e-6"], "did you mean gradcheck.step?"),
+        (["gradcheck.step=abc"], "gradcheck.step: 'abc' is not a valid Float"),
+        (["trainer.threads=two"], "trainer.threads: 'two' is not a valid Integer"),
+        (["model=resnet19"], "model: no such key"),
+        (["layer=conv,maxpool"], "sweep them with -m"),
+        (["-m", "layer=conv,nosuch"], "layer=nosuch: no such option"),
+        (["-m", "backends=[naive],[foo]"], "unknown backend 'foo'"),
+        (["gradcheck.step=-1"], "gradcheck.step must be > 0"),
+        (["nonsense"], "could not parse override 'nonsense'"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
+    result = cnnlab("gradcheck", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "outputs").exists()  # caught before anything ran
+
+
+def test_cfg_job_prints_config_without_running(tmp_path):
+    result = cnnlab("gradcheck", "layer=conv", "backends=[naive]", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "name: conv" in result.stdout
+    assert "- naive" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_run_writes_records_config_and_log_in_a_subsecond_run_dir(tmp_path):
+    result = cnnlab("gradcheck", "layer=relu", "backends=[im2col,cuda]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    (run_dir,) = (tmp_path / "outputs").glob("*/*")
+    assert re.fullmatch(r"\d{2}-\d{2}-\d{2}\.\d{6}", run_dir.name)
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert "checks, all passed" in (run_dir / "gradcheck.log").read_text()
+    records = json.loads((run_dir / "gradcheck.json").read_text())
+    ran = [r for r in records if not r["skipped"]]
+    assert {r["reference"] for r in ran} == {"numeric", "torch"}
+    assert all(r["target"] == "layer" and r["layer"] == "relu" for r in records)
+    assert all(r["passed"] and r["rel_error"] < 1e-8 for r in ran)
+    cuda = [r for r in records if r["backend"] == "cuda"]
+    if cuda and cuda[0]["skipped"]:
+        assert "cuda skipped" in result.stdout
+
+
+def test_failed_check_exits_1(tmp_path):
+    # A threshold no centred difference can meet: the check must fail, not pass vacuously.
+    result = cnnlab(
+        "gradcheck",
+        "layer=linear",
+        "backends=[naive]",
+        "gradcheck.rtol_numeric=1e-30",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout + result.stderr
+
+
+def test_multirun_runs_one_job_per_combination(tmp_path):
+    result = cnnlab(
+        "gradcheck", "-m", "layer=relu,flatten", "backends=[naive],[im2col]", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    jobs = sorted((tmp_path / "multirun").glob("*/*/*/gradcheck.json"))
+    assert len(jobs) == 4
+    seen = set()
+    for path in jobs:
+        records = json.loads(path.read_text())
+        seen.add((records[0]["layer"], records[0]["backend"]))
+    assert seen == {
+        ("relu", "naive"),
+        ("relu", "im2col"),
+        ("flatten", "naive"),
+        ("flatten", "im2col"),
+    }
