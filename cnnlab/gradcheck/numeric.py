@@ -28,6 +28,15 @@ def numeric_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float) 
     return grad
 
 
+def rel_error(a: np.ndarray, n: np.ndarray) -> float:
+    """``‖a − n‖₂ / max(‖a‖₂ + ‖n‖₂, 1e-12)``, in float64."""
+    a = np.asarray(a, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    return float(np.linalg.norm(a - n)) / max(
+        float(np.linalg.norm(a)) + float(np.linalg.norm(n)), 1e-12
+    )
+
+
 @dataclass(frozen=True)
 class Comparison:
     """How an analytic tensor a compares with a reference n.
@@ -58,10 +67,9 @@ def compare(a: np.ndarray, n: np.ndarray, zero_norm: float = 1e-10) -> Compariso
         raise ValueError(f"gradient shape {a.shape} differs from reference shape {n.shape}")
     diff = np.abs(a - n)
     norm_a, norm_n = float(np.linalg.norm(a)), float(np.linalg.norm(n))
-    rel = float(np.linalg.norm(a - n)) / max(norm_a + norm_n, 1e-12)
     index = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
     return Comparison(
-        rel_error=rel,
+        rel_error=rel_error(a, n),
         worst_abs=float(diff.max()) if diff.size else 0.0,
         worst_index=tuple(int(i) for i in index),
         zero=norm_a < zero_norm and norm_n < zero_norm,

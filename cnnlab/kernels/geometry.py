@@ -6,6 +6,8 @@ clear :class:`~cnnlab.errors.ShapeError` everywhere (torch's own messages differ
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnnlab.errors import ShapeError
@@ -126,4 +128,18 @@ def check_dout(layer: str, dout: np.ndarray, out_shape: tuple[int, ...]) -> None
         raise ShapeError(
             f"{layer}: dout has shape {tuple(dout.shape)}, "
             f"the forward output was {tuple(out_shape)}"
+        )
+
+
+def check_batch_statistics(x_shape: tuple[int, ...]) -> None:
+    """Batch norm in training needs more than one value per channel, as in torch.
+
+    x: (N, D) (statistics over N) or (N, C, H, W) (over N, H, W). With one value the batch
+    variance is 0 and its unbiased estimate, kept for eval, is undefined.
+    """
+    values = x_shape[0] * math.prod(x_shape[2:])
+    if values < 2:
+        raise ShapeError(
+            f"batchnorm: training needs more than 1 value per channel, got x {tuple(x_shape)} "
+            "(use a batch of 2 or more, or eval mode)"
         )

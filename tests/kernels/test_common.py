@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (torch's own idiom)
 
 from cnnlab.errors import ShapeError, UsageError
+from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
 from cnnlab.kernels import common
 
 H_STEP = 1e-6
@@ -22,25 +23,9 @@ TORCH_RTOL = 1e-10
 TORCH_ATOL = 1e-12
 
 
-def rel_error(a, n):
-    a, n = np.asarray(a, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    return np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-12)
-
-
 def numeric_grad(f, x, dout):
     """Centred-difference gradient of ``sum(f() * dout)`` with respect to x (perturbed in place)."""
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + H_STEP
-        plus = np.sum(f() * dout)
-        x[i] = old - H_STEP
-        minus = np.sum(f() * dout)
-        x[i] = old
-        grad[i] = (plus - minus) / (2 * H_STEP)
-    return grad
+    return numeric_gradient(lambda _: float(np.sum(f() * dout)), x, H_STEP)
 
 
 def assert_grad(analytic, f, x, dout):

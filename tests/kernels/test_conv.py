@@ -16,6 +16,7 @@ from torch.nn.functional import conv2d as torch_conv2d
 import cnnlab.kernels.im2col.conv as im2col_conv
 import cnnlab.kernels.naive.conv as naive_conv
 from cnnlab.errors import ShapeError
+from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
 from cnnlab.kernels.geometry import pad_spatial, pair
 from cnnlab.kernels.im2col.columns import col2im, im2col, windows
 
@@ -23,9 +24,7 @@ BACKENDS = {"naive": naive_conv, "im2col": im2col_conv}
 TOL = 1e-10  # float64: vs torch, and naive vs im2col
 
 
-def rel(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
+rel = rel_error
 
 
 def make_inputs(shape, bias=True, seed=0, dtype=np.float64):
@@ -195,16 +194,7 @@ def test_im2col_layout():
 
 def numeric_grad(f, a, h=1e-6):
     """Centred differences of the scalar f() with respect to every entry of a (in place)."""
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + h
-        plus = f()
-        a[idx] = old - h
-        minus = f()
-        a[idx] = old
-        grad[idx] = (plus - minus) / (2 * h)
-    return grad
+    return numeric_gradient(lambda _: f(), a, h)
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)

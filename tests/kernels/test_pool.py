@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnlab.errors import ShapeError, UsageError
+from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
 from cnnlab.kernels.im2col import pool as im2col_pool
 from cnnlab.kernels.naive import pool as naive_pool
 
@@ -31,10 +32,6 @@ CASES = [
     pytest.param((2, 1, 5, 6), (1, 3), (2, 1), (0, 1), id="1x3-strided-rows"),
     pytest.param((3, 2, 5, 5), 5, 1, 0, id="whole-image"),
 ]
-
-
-def rel_error(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12))
 
 
 def forward(backend, kind, x, kernel, stride, pad, ties="first"):
@@ -265,20 +262,6 @@ def test_ties_with_padding_never_pick_padding(backend):
 # --- numeric gradient check -----------------------------------------------------------------
 
 
-def numeric_grad(f, x, h):
-    """Centred differences of the scalar f at x (float64), one element at a time."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + h
-        f_plus = f(x)
-        x[idx] = old - h
-        f_minus = f(x)
-        x[idx] = old
-        grad[idx] = (f_plus - f_minus) / (2 * h)
-    return grad
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
@@ -301,7 +284,7 @@ def test_numeric_gradient(backend, kind, x_shape, kernel, stride, pad):
 
     _, cache = forward(backend, kind, x, kernel, stride, pad)
     dx = backward(backend, kind, dout, cache)
-    assert rel_error(dx, numeric_grad(loss, x, h)) < 1e-8
+    assert rel_error(dx, numeric_gradient(loss, x, h)) < 1e-8
 
 
 # --- errors -------------------------------------------------------------------------------

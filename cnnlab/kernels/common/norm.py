@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnlab.errors import ShapeError
 from cnnlab.kernels.choices import check_batchnorm_backward
+from cnnlab.kernels.geometry import check_batch_statistics
 
 
 class NormCache(NamedTuple):
@@ -170,13 +171,8 @@ def batchnorm_forward(
     )
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     if train:
+        check_batch_statistics(x.shape)
         m = _count(x.shape, axes)
-        if m < 2:
-            # The batch variance of one value is 0 and its unbiased estimate undefined.
-            raise ShapeError(
-                f"batchnorm: expected more than 1 value per channel when training, got input "
-                f"of shape {x.shape}"
-            )
         x_hat, inv_std, mean, var = _normalize(x, axes, eps)
         C = x.shape[1]
         running_mean *= 1.0 - momentum

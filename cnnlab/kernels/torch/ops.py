@@ -18,7 +18,13 @@ import torch.nn.functional as F  # noqa: N812 - PyTorch's conventional name
 
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.kernels.choices import check_ties
-from cnnlab.kernels.geometry import IntPair, conv_geometry, pair, pool_geometry
+from cnnlab.kernels.geometry import (
+    IntPair,
+    check_batch_statistics,
+    conv_geometry,
+    pair,
+    pool_geometry,
+)
 
 Tensor = torch.Tensor
 
@@ -191,12 +197,9 @@ def batchnorm(
     _check_per_channel(
         "batchnorm", x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var
     )
-    values_per_channel = x.shape[0] * math.prod(x.shape[2:])
-    if train and values_per_channel < 2:
+    if train:
         # torch raises a bare ValueError here; the user needs to know which layer and shape.
-        raise ShapeError(
-            f"batchnorm: training needs more than one value per channel, got x {tuple(x.shape)}"
-        )
+        check_batch_statistics(tuple(x.shape))
     return F.batch_norm(
         x, running_mean, running_var, gamma, beta, training=train, momentum=momentum, eps=eps
     )
