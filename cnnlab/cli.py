@@ -82,6 +82,10 @@ def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) ->
             raise
         typer.secho(f"cnnlab {command}: {exc}", fg="red", err=True)
         raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        # Commands keep what they finished when interrupted; this catches the moments between.
+        typer.secho(f"cnnlab {command}: interrupted", fg="yellow", err=True)
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 

@@ -7,18 +7,44 @@ Typer completes command names and flags; for the overrides argument it calls
 from __future__ import annotations
 
 
+def _rejoin(words: list[str]) -> list[str]:
+    """Undo bash's split at ``=`` (it is in COMP_WORDBREAKS): ``layer``, ``=``, ``b`` is one
+    override, ``layer=b``. Shells that keep words whole (zsh, fish) pass through unchanged."""
+    joined: list[str] = []
+    glue = False
+    for word in words:
+        if word == "=" and joined:
+            joined[-1] += "="
+            glue = True
+        elif glue:
+            joined[-1] += word
+            glue = False
+        else:
+            joined.append(word)
+    return joined
+
+
 def complete_overrides(command: str, previous: list[str], incomplete: str) -> list[str]:
-    """Completions of ``incomplete`` after the overrides already typed, for one command."""
+    """Completions of ``incomplete`` after the overrides already typed, for one command.
+
+    Returns what replaces ``incomplete`` in the shell: when bash split ``layer=b`` into words,
+    only the part after ``=`` is the current word, so only that part is returned.
+    """
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.bash_completion import BashCompletion
     from hydra._internal.utils import create_config_search_path
 
     from cnnlab.config import config_dir, register_schemas
 
+    words = _rejoin([*previous, incomplete])
+    current, before = words[-1], words[:-1]
     register_schemas()
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir())))
-    line = " ".join([*previous, incomplete])
     try:
-        return BashCompletion(loader)._query(config_name=command, line=line)
+        found = BashCompletion(loader)._query(
+            config_name=command, line=" ".join([*before, current])
+        )
     except Exception:  # a half-typed line may not parse; offer nothing rather than a traceback
         return []
+    cut = len(current) - len(incomplete)
+    return [f[cut:] for f in found if f.startswith(current)]

@@ -44,6 +44,30 @@ def test_completion_of_groups_and_keys():
     assert "layer=" in complete_overrides("gradcheck", ["backends=all"], "la")
 
 
+def test_completion_when_bash_splits_words_at_equals():
+    # bash puts "=" in its word breaks: "layer=b" arrives as "layer", "=", "b".
+    assert complete_overrides("gradcheck", ["layer", "="], "b") == ["batchnorm"]
+    assert "=conv" in complete_overrides("gradcheck", ["layer"], "=")
+    assert "layer=" in complete_overrides("gradcheck", ["layer", "=", "conv"], "la")
+
+
+def test_completion_through_the_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "_CNNLAB_COMPLETE": "complete_bash",
+        "COMP_WORDS": "cnnlab gradcheck layer = ma",
+        "COMP_CWORD": "4",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab"], env=env, cwd=tmp_path, capture_output=True, text=True
+    ).stdout
+    assert out.split() == ["maxpool"]
+
+
 def test_threads_reach_numpy_and_torch():
     import torch
     from threadpoolctl import threadpool_info

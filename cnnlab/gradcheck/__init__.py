@@ -53,13 +53,19 @@ def task(cfg: Any) -> int:
         thresholds.step,
     )
     console = Console()
+    records: list = []
+    interrupted = False
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("checking", total=len(cases))
-
-        def advance(label: str) -> None:
-            progress.update(bar, advance=1, description=label)
-
-        records = check_layers(cases, backends, cfg.trainer.seed, thresholds, advance)
+        try:
+            for batch in check_layers(cases, backends, cfg.trainer.seed, thresholds):
+                records += batch
+                if batch and not batch[0].skipped:
+                    progress.update(
+                        bar, advance=1, description=f"{batch[0].layer}: {batch[0].variant}"
+                    )
+        except KeyboardInterrupt:
+            interrupted = True
     render(records, console)
     path = out_dir / "gradcheck.json"
     path.write_text(json.dumps([r.as_dict() for r in records], indent=1))
@@ -67,4 +73,10 @@ def task(cfg: Any) -> int:
     failed = any(r.passed is False for r in records)
     (log.error if failed else log.info)("%s", summary)
     log.info("records written to %s", path)
+    if interrupted:
+        done = len({(r.layer, r.variant) for r in records if not r.skipped})
+        log.warning(
+            "interrupted after %d of %d cases; the records above are kept", done, len(cases)
+        )
+        return 130
     return 1 if failed else 0

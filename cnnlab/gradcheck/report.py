@@ -73,5 +73,5 @@ def verdict(records: list[Record]) -> str:
     )
     skipped = sorted({r.backend for r in records if r.skipped})
     skip_note = f"; skipped: {', '.join(skipped)}" if skipped else ""
-    status = f"{len(failed)} FAILED" if failed else "all passed"
+    status = f"{len(failed)} FAILED" if failed else "all passed" if ran else "none ran"
     return f"{len(ran)} checks, {status}{where}{skip_note}"

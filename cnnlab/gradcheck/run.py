@@ -8,7 +8,7 @@ checks and whole-model checks share the record format (``target`` tells them apa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -163,24 +163,22 @@ def check_layers(
     backends: Iterable[Backend],
     seed: int,
     thresholds: Thresholds,
-    advance: Callable[[str], None] = lambda _: None,
-) -> list[Record]:
-    """Check every case on every backend; unavailable backends give skipped records."""
+) -> Iterator[list[Record]]:
+    """Check every case on every backend, yielding each case's records as it completes
+    (first the skipped records of backends that cannot run here), so that a caller can show
+    progress and keep what is done if the run is interrupted."""
     from cnnlab.backends import BACKENDS
 
     kernel_sets: dict[str, Any] = {}
-    records: list[Record] = []
     for backend in backends:
         ok, reason = backend.availability()
         if ok:
             kernel_sets[backend.name] = backend.kernels()
         else:
             layers = dict.fromkeys(c.layer for c in cases)
-            records += [skipped_record(layer, backend, reason) for layer in layers]
+            yield [skipped_record(layer, backend, reason) for layer in layers]
     torch_reference = BACKENDS["torch"].kernels()
     for case in cases:
-        advance(f"{case.layer}: {case.variant}")
         # Seeded by the case's place in the full list: the same inputs for layer=all and alone.
         index = LAYER_CASES.index(case)
-        records += check_layer_case(case, index, seed, kernel_sets, torch_reference, thresholds)
-    return records
+        yield check_layer_case(case, index, seed, kernel_sets, torch_reference, thresholds)
