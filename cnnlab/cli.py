@@ -38,7 +38,11 @@ app = typer.Typer(
     epilog=_groups_epilog({"layer": "(gradcheck)"}),
 )
 
-HYDRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+HYDRA_ARGS = {
+    "allow_extra_args": True,
+    "ignore_unknown_options": True,
+    "help_option_names": ["-h", "--help"],
+}
 
 
 def _complete(command: str) -> Callable[[typer.Context, str], list[str]]:
