@@ -38,6 +38,10 @@ layernorm_forward         ``(x, gamma, beta, eps=1e-5) -> (out, cache)``; per sa
 layernorm_backward        ``(dout, cache) -> (dx, dgamma, dbeta)``
 groupnorm_forward         ``(x, gamma, beta, groups, eps=1e-5) -> (out, cache)``; x: (N, C, H, W)
 groupnorm_backward        ``(dout, cache) -> (dx, dgamma, dbeta)``
+lrn_forward/backward      ``(x, size=5, alpha=1e-4, beta=0.75, k=2.0) -> (out, cache)``,
+                          x: (N, C, H, W), out_c = x_c / (k + alpha/size * sum of x^2 over the
+                          channels c - size//2 .. c + (size-1)//2, zero-padded)^beta (PyTorch's
+                          ``local_response_norm``); ``(dout, cache) -> dx``
 add_forward/backward      ``(a, b) -> (out, cache)``; ``(dout, cache) -> (da, db)`` (residual add)
 ========================  =========================================================================
 

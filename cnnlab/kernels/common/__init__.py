@@ -17,6 +17,7 @@ from cnnlab.kernels.common.linear import (
     linear_forward,
 )
 from cnnlab.kernels.common.loss import softmax_cross_entropy
+from cnnlab.kernels.common.lrn import lrn_backward, lrn_forward
 from cnnlab.kernels.common.norm import (
     batchnorm_backward,
     batchnorm_forward,
@@ -45,6 +46,8 @@ __all__ = [
     "layernorm_forward",
     "linear_backward",
     "linear_forward",
+    "lrn_backward",
+    "lrn_forward",
     "relu_backward",
     "relu_forward",
     "softmax_cross_entropy",

@@ -185,6 +185,7 @@ class TorchKernels:
     )
     layernorm_forward, layernorm_backward = _pair(ops.layernorm, grads=("x", "gamma", "beta"))
     groupnorm_forward, groupnorm_backward = _pair(ops.groupnorm, grads=("x", "gamma", "beta"))
+    lrn_forward, lrn_backward = _pair(ops.lrn, grads=("x",))
     add_forward, add_backward = _pair(ops.add, grads=("a", "b"))
     _softmax_ce_forward, _softmax_ce_backward = _pair(ops.softmax_cross_entropy, grads=("logits",))
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - PyTorch's conventional name
+import torch.nn.functional as F
 
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.kernels.choices import check_ties
+from cnnlab.kernels.common.lrn import check_lrn
 from cnnlab.kernels.geometry import (
     IntPair,
     check_batch_statistics,
@@ -233,6 +234,19 @@ def groupnorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: int, eps: float = 
             f"groupnorm: groups={groups} must divide the C={C} channels of x {tuple(x.shape)}"
         )
     return F.group_norm(x, groups, gamma, beta, eps)
+
+
+def lrn(
+    x: Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+) -> Tensor:
+    """Local response normalisation across channels, as PyTorch's ``LocalResponseNorm``.
+
+    x: (N, C, H, W) -> out: x's shape, ``out_c = x_c / (k + alpha/size * sum x_c'^2)^beta`` over
+    the channels ``c - size//2 .. c + (size-1)//2``, zero-padded. k is passed explicitly: the
+    project's default is AlexNet's k=2, torch's is k=1.
+    """
+    check_lrn(tuple(x.shape), size)
+    return F.local_response_norm(x, int(size), alpha=alpha, beta=beta, k=k)
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:
