@@ -43,10 +43,24 @@ class Backend:
 
     def kernels(self) -> Any:
         """The kernel set: a module (numpy backends) or a ``TorchKernels`` instance."""
+        self._require()
+        return _LOADERS[self.framework](self)
+
+    def model(self, net: Any, params: dict, buffers: dict) -> Any:
+        """A layer tree with its weights on this backend: a ``NumpyNet`` or a ``TorchModel``,
+        both with ``loss(x, y, train, rng, grads)``, ``get(name)`` and ``set(name, value)``.
+
+        params and buffers are numpy arrays; numpy backends use copies, torch copies them in.
+        """
+        self._require()
+        params = {k: v.copy() for k, v in params.items()}
+        buffers = {k: v.copy() for k, v in buffers.items()}
+        return _MODELS[self.framework](self, net, params, buffers)
+
+    def _require(self) -> None:
         ok, reason = self.availability()
         if not ok:
             raise BackendUnavailableError(f"backend={self.name} cannot run here: {reason}")
-        return _LOADERS[self.framework](self)
 
 
 def _numpy_kernels(backend: Backend) -> ModuleType:
@@ -59,10 +73,23 @@ def _torch_kernels(backend: Backend) -> Any:
     return TorchKernels(backend.device)
 
 
+def _numpy_model(backend: Backend, net: Any, params: dict, buffers: dict) -> Any:
+    from cnnlab.nn.numpy_net import NumpyNet
+
+    return NumpyNet(net, _numpy_kernels(backend), params, buffers)
+
+
+def _torch_model(backend: Backend, net: Any, params: dict, buffers: dict) -> Any:
+    from cnnlab.nn.torch_net import TorchModel
+
+    return TorchModel(net, params, buffers, backend.device)
+
+
 _LOADERS: dict[str, Callable[[Backend], Any]] = {
     "numpy": _numpy_kernels,
     "torch": _torch_kernels,
 }
+_MODELS: dict[str, Callable[..., Any]] = {"numpy": _numpy_model, "torch": _torch_model}
 
 BACKENDS: dict[str, Backend] = {
     b.name: b

@@ -35,7 +35,15 @@ app = typer.Typer(
     add_completion=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
-    epilog=_groups_epilog({"layer": "(gradcheck)"}),
+    epilog=_groups_epilog(
+        {
+            "model": "",
+            "norm": "(default: per model)",
+            "init": "",
+            "data": "",
+            "layer": "(gradcheck)",
+        }
+    ),
 )
 
 HYDRA_ARGS = {
@@ -54,14 +62,14 @@ def _complete(command: str) -> Callable[[typer.Context, str], list[str]]:
     return complete
 
 
-Overrides = Annotated[
-    list[str] | None,
-    typer.Argument(
-        help="Hydra overrides and flags, e.g. layer=conv backends=[naive,im2col], --cfg job.",
+def _overrides_argument(command: str) -> typer.models.ArgumentInfo:
+    return typer.Argument(
+        help="Hydra overrides (key=value, group=option) and flags such as --cfg job.",
         show_default=False,
-        autocompletion=_complete("gradcheck"),
-    ),
-]
+        autocompletion=_complete(command),
+    )
+
+
 Multirun = Annotated[
     bool, typer.Option("--multirun", "-m", help="Sweep: one job per combination of values.")
 ]
@@ -93,9 +101,20 @@ def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) ->
     raise typer.Exit(code)
 
 
-@app.command(context_settings=HYDRA_ARGS, epilog=_groups_epilog({"layer": "(default: all)"}))
+@app.command(
+    context_settings=HYDRA_ARGS,
+    epilog=_groups_epilog(
+        {
+            "layer": "(default: all)",
+            "model": "(default: none: check layers)",
+            "init": "(default: kaiming)",
+        }
+    ),
+)
 def gradcheck(
-    overrides: Overrides = None, multirun: Multirun = False, verbose: Verbose = False
+    overrides: Annotated[list[str] | None, _overrides_argument("gradcheck")] = None,
+    multirun: Multirun = False,
+    verbose: Verbose = False,
 ) -> None:
     """Check every layer's analytic gradients against numeric ones and torch autograd.
 
@@ -109,6 +128,32 @@ def gradcheck(
     [cyan]cnnlab gradcheck -m layer=conv,maxpool backends=[naive],[im2col][/cyan]
     """
     _run("gradcheck", overrides, multirun, verbose)
+
+
+@app.command(
+    context_settings=HYDRA_ARGS,
+    epilog=_groups_epilog(
+        {
+            "model": "(default: threelayer)",
+            "norm": "(default: per model)",
+            "data": "(default: shapes)",
+        }
+    ),
+)
+def summary(
+    overrides: Annotated[list[str] | None, _overrides_argument("summary")] = None,
+    multirun: Multirun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Show each layer's output shape, parameter count and FLOPs, and the totals.
+
+    Needs no data files: [b]data=[/b] only sets the input shape and class count. Writes
+    summary.json (total_params, total_flops, layers) to the run directory.
+
+    Examples: [cyan]cnnlab summary model=lenet data=mnist[/cyan],
+    [cyan]cnnlab summary model=resnet18 model.stem=imagenet model.num_classes=1000[/cyan]
+    """
+    _run("summary", overrides, multirun, verbose)
 
 
 @app.callback(invoke_without_command=True)

@@ -47,4 +47,5 @@ def complete_overrides(command: str, previous: list[str], incomplete: str) -> li
     except Exception:  # a half-typed line may not parse; offer nothing rather than a traceback
         return []
     cut = len(current) - len(incomplete)
-    return [f[cut:] for f in found if f.startswith(current)]
+    # The ConfigStore's schemas sit in the config groups too; they are not options to offer.
+    return [f[cut:] for f in found if f.startswith(current) and not f.endswith("_schema")]

@@ -14,7 +14,6 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,55 +42,6 @@ def option_summary(group: str, option: str) -> str:
     """The first comment line of an option's file: its one-line description."""
     first = (config_dir() / group / f"{option}.yaml").read_text().splitlines()[:1]
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
-
-
-# ---------------------------------------------------------------------------------------------
-# Schemas: a typo'd key or a value of the wrong type is an error, not a silent default
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainerConfig:
-    seed: int = 0
-    threads: int | None = None
-
-
-@dataclass
-class LayerChoice:
-    name: str = "all"
-
-
-@dataclass
-class GradcheckSettings:
-    step: float = 1e-6
-    rtol_numeric: float = 1e-8
-    rtol_torch: float = 1e-10
-    atol_zero: float = 1e-10
-
-
-@dataclass
-class GradcheckConfig:
-    layer: LayerChoice = field(default_factory=LayerChoice)
-    # A list of names or the string "all": OmegaConf has no union of list and str.
-    backends: Any = "all"
-    gradcheck: GradcheckSettings = field(default_factory=GradcheckSettings)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-
-SCHEMAS: dict[str, type] = {"gradcheck": GradcheckConfig}
-
-
-def register_schemas() -> None:
-    """Store each command's schema in Hydra's ConfigStore as ``<command>_schema``.
-
-    The primary configs extend them (``defaults: [<command>_schema, ...]``) so composition
-    type-checks every key.
-    """
-    from hydra.core.config_store import ConfigStore
-
-    store = ConfigStore.instance()
-    for command, schema in SCHEMAS.items():
-        store.store(name=f"{command}_schema", node=schema)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,6 +111,13 @@ def candidate_override_sets(
 # ---------------------------------------------------------------------------------------------
 
 
+def register_schemas() -> None:
+    """Put every config schema in Hydra's ConfigStore (see :mod:`cnnlab.schema`)."""
+    from cnnlab.schema import register
+
+    register()
+
+
 def compose(command: str, overrides: list[str], with_hydra: bool = False) -> Any:
     """Compose ``conf/<command>.yaml`` with overrides through Hydra's compose API.
 
@@ -195,7 +152,14 @@ def explain(exc: BaseException, command: str) -> str:
         missing = exc.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
         if group:
-            return f"{group}={option}: no such option; choose from {', '.join(exc.options)}"
+            # The ConfigStore's schemas sit in the same groups; they are not choices.
+            options = [o for o in exc.options if not o.endswith("_schema")]
+            return f"{group}={option}: no such option; choose from {', '.join(options)}"
+    match = re.search(r"Could not override '([^']+)'\. No match in the defaults list", text)
+    if match:
+        group = match.group(1)
+        hint = " (norm= fills a model's norm slots: give model= too)" if group == "norm" else ""
+        return f"{group}: the {command} config does not use this group here{hint}"
     match = re.search(r"Key '([^']+)' is not in struct", text) or re.search(
         r"Could not override '([^']+)'", text
     )

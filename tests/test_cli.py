@@ -48,10 +48,11 @@ def test_command_help_lists_its_groups(tmp_path):
     [
         (["backends=[foo]"], "unknown backend 'foo'; choose from naive, im2col, torch, cuda"),
         (["layer=nosuch"], "layer=nosuch: no such option; choose from all, avgpool"),
-        (["gradcheck.stpe=1e-6"], "did you mean gradcheck.step?"),
+        (["gradcheck.stpe=1e-6"], "did you mean gradcheck.step"),
         (["gradcheck.step=abc"], "gradcheck.step: 'abc' is not a valid Float"),
         (["trainer.threads=two"], "trainer.threads: 'two' is not a valid Integer"),
-        (["model=resnet19"], "model: no such key"),
+        (["model=resnet19"], "model=resnet19: no such option; choose from alexnet_lite, deep"),
+        (["norm=batch"], "norm= fills a model's norm slots: give model= too"),
         (["layer=conv,maxpool"], "sweep them with -m"),
         (["-m", "layer=conv,nosuch"], "layer=nosuch: no such option"),
         (["-m", "backends=[naive],[foo]"], "unknown backend 'foo'"),

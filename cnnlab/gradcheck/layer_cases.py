@@ -226,6 +226,17 @@ def _groupnorm(x: tuple[int, ...], groups: int) -> dict:
     )
 
 
+def _lrn(x: tuple[int, ...], size: int, alpha: float, beta: float = 0.75, k: float = 2.0) -> dict:
+    # With AlexNet's alpha = 1e-4 the layer is almost x * k^-beta, which tests little of the
+    # backward; a large alpha makes the cross-channel term a sizeable part of the gradient.
+    return dict(
+        make=lambda rng: {"x": _normal(rng, *x) * 1.5},
+        wrt=("x",),
+        forward=lambda kernels, a: kernels.lrn_forward(a["x"], size, alpha, beta, k),
+        backward=lambda kernels, c, d: (kernels.lrn_backward(d, c),),
+    )
+
+
 _CASES: list[tuple[str, str, dict]] = [
     ("conv", "3x3, stride 1, pad 1, bias", _conv((2, 3, 6, 5), (4, 3, 3, 3), True, 1, 1)),
     (
@@ -255,6 +266,10 @@ _CASES: list[tuple[str, str, dict]] = [
     ("layernorm", "dense (3,6)", _layernorm((3, 6))),
     ("groupnorm", "6 channels, 3 groups", _groupnorm((2, 6, 3, 3), 3)),
     ("groupnorm", "4 channels, 4 groups", _groupnorm((2, 4, 3, 2), 4)),
+    ("lrn", "size 5, AlexNet's alpha 1e-4, (2,7,3,3)", _lrn((2, 7, 3, 3), 5, 1e-4)),
+    ("lrn", "size 5, alpha 0.5, (2,7,3,3)", _lrn((2, 7, 3, 3), 5, 0.5)),
+    ("lrn", "size 4 (even), alpha 0.8, (2,6,3,2)", _lrn((2, 6, 3, 2), 4, 0.8)),
+    ("lrn", "size 5 > 3 channels, alpha 1, beta 1.5, k 1", _lrn((1, 3, 2, 3), 5, 1.0, 1.5, 1.0)),
     ("residual", "(2,3,4,4)", _residual((2, 3, 4, 4))),
 ]
 

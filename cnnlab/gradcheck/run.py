@@ -78,12 +78,14 @@ def _record(
     )
 
 
-def skipped_record(layer: str, backend: Backend, reason: str) -> Record:
+def skipped_record(
+    backend: Backend, reason: str, layer: str | None = None, model: str | None = None
+) -> Record:
     """A row for a backend that cannot run here (``cuda`` without a GPU)."""
     return Record(
-        target="layer",
+        target="layer" if model is None else "model",
         layer=layer,
-        model=None,
+        model=model,
         variant="",
         backend=backend.name,
         tensor="",
@@ -176,7 +178,7 @@ def check_layers(
             kernel_sets[backend.name] = backend.kernels()
         else:
             layers = dict.fromkeys(c.layer for c in cases)
-            yield [skipped_record(layer, backend, reason) for layer in layers]
+            yield [skipped_record(backend, reason, layer=layer) for layer in layers]
     torch_reference = BACKENDS["torch"].kernels()
     for case in cases:
         # Seeded by the case's place in the full list: the same inputs for layer=all and alone.

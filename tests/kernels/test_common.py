@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812 (torch's own idiom)
+import torch.nn.functional as F
 
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.gradcheck.numeric import numeric_gradient, rel_error

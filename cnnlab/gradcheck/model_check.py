@@ -1,0 +1,173 @@
+"""Whole-model gradient checks (``cnnlab gradcheck model=<name>``).
+
+The model is built with its widths scaled down (``gradcheck.width_scale``) on a small float64
+batch, its weights drawn once from the seed (biases and norm affines then moved off their init
+values, see :func:`_off_init`) and copied into every backend. For each backend:
+
+- against torch autograd, the logits and every parameter's full gradient;
+- against centred differences of the backend's own loss, ``gradcheck.samples`` coordinates of
+  each parameter: the one with the largest analytic gradient (so the tensor's norm is not
+  rounding noise) and the rest drawn at random.
+
+The records have the layer checks' format with ``target="model"`` and the parameter's name as
+``tensor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnnlab.backends import BACKENDS, Backend
+from cnnlab.gradcheck.numeric import compare
+from cnnlab.gradcheck.run import Record, Thresholds
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    """Everything that defines one model check, shared by all backends."""
+
+    model: str
+    variant: str
+    net: Any
+    initial: dict[str, np.ndarray]  # the weights as the init scheme draws them
+    params: dict[str, np.ndarray]  # the weights checked: initial, biases and norm affines moved
+    buffers: dict[str, np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    dropout_seed: int
+
+
+def make_problem(cfg: Any) -> ModelProblem:
+    """Build the scaled-down model, its float64 weights and a random batch from the config."""
+    from cnnlab.models import build_net, init_state
+    from cnnlab.nn.layers import param_specs
+
+    g = cfg.gradcheck
+    channels, height, width = (int(n) for n in cfg.data.shape)
+    size = (g.image_size, g.image_size) if g.image_size else (height, width)
+    in_shape = (channels, *size)
+    net = build_net(cfg.model, cfg.norm, in_shape, g.width_scale)
+    rng = np.random.default_rng([cfg.trainer.seed, 1])
+    initial, buffers = init_state(net, in_shape, cfg.init, rng, np.float64)
+    params = _off_init(initial, param_specs(net, in_shape), rng)
+    x = rng.standard_normal((g.batch_size, *in_shape))
+    y = rng.integers(0, cfg.model.num_classes, size=g.batch_size)
+    variant = (
+        f"widths x{g.width_scale:g}, input {g.batch_size}x{'x'.join(map(str, in_shape))}, "
+        f"norm={cfg.norm.name}, init={cfg.init.name}"
+    )
+    return ModelProblem(
+        cfg.model.name, variant, net, initial, params, buffers, x, y, int(rng.integers(2**31))
+    )
+
+
+def _off_init(
+    initial: dict[str, np.ndarray], specs: list, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """The initial weights with biases and β drawn around 0 and γ around 1.
+
+    At init every bias is 0, so a conv window that lies wholly in the zero padding outputs
+    exactly 0: on ReLU's kink, where a centred difference measures half the slope. Moving the
+    biases off 0 (and γ, β off 1, 0) keeps every unit off its kink and tests those gradients.
+    """
+    params = dict(initial)
+    for spec in specs:
+        if spec.role in ("bias", "beta"):
+            params[spec.name] = rng.normal(0.0, 0.5, size=spec.shape)
+        elif spec.role == "gamma":
+            params[spec.name] = rng.uniform(0.5, 1.5, size=spec.shape)
+    return params
+
+
+def _record(p: ModelProblem, backend: str, tensor: str, reference: str, cmp: Any, t: Thresholds):
+    return Record(
+        target="model",
+        layer=None,
+        model=p.model,
+        variant=p.variant,
+        backend=backend,
+        tensor=tensor,
+        reference=reference,
+        rel_error=cmp.rel_error,
+        worst_abs_error=cmp.worst_abs,
+        worst_index=list(cmp.worst_index),
+        zero_gradient=cmp.zero,
+        threshold=t.atol_zero if cmp.zero else t.rtol(reference),
+        step=t.step if reference == "numeric" else None,
+        passed=cmp.passed(t.rtol(reference), t.atol_zero),
+    )
+
+
+def _loss(model: Any, p: ModelProblem, grads: bool = True) -> tuple[float, dict, np.ndarray]:
+    # A fresh generator per call: every evaluation draws the same dropout masks.
+    return model.loss(p.x, p.y, True, np.random.default_rng(p.dropout_seed), grads)
+
+
+def sampled_coordinates(grad: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices to check numerically: the largest |gradient| first, then random others."""
+    flat = np.abs(grad).reshape(-1)
+    first = int(np.argmax(flat))
+    others = np.delete(np.arange(flat.size), first)
+    picked = rng.choice(others, size=min(samples - 1, others.size), replace=False)
+    return np.concatenate([[first], picked]).astype(int)
+
+
+def numeric_at(model: Any, p: ModelProblem, name: str, index: np.ndarray, h: float) -> np.ndarray:
+    """Centred differences of the loss w.r.t. the given flat coordinates of parameter name."""
+    value = model.get(name)
+    flat = value.reshape(-1)
+    out = np.empty(len(index))
+    for k, i in enumerate(index):
+        saved = flat[i]
+        flat[i] = saved + h
+        model.set(name, value)
+        plus = _loss(model, p, grads=False)[0]
+        flat[i] = saved - h
+        model.set(name, value)
+        minus = _loss(model, p, grads=False)[0]
+        flat[i] = saved
+        out[k] = (plus - minus) / (2 * h)
+    model.set(name, value)
+    return out
+
+
+def check_model(
+    p: ModelProblem,
+    backends: list[Backend],
+    t: Thresholds,
+    samples: int,
+    seed: int,
+    report_loss: Callable[[str, float], None] = lambda backend, loss: None,
+) -> Iterator[list[Record]]:
+    """Check the model on each backend, yielding records as they come: first its logits and
+    gradients against torch autograd, then one parameter at a time against numeric
+    differences (the slow part, so a caller can show progress).
+
+    report_loss(backend, loss) receives each backend's loss at the initial weights.
+    """
+    reference = BACKENDS["torch"].model(p.net, p.params, p.buffers)
+    _, ref_grads, ref_logits = _loss(reference, p)
+    for backend in backends:
+        report_loss(backend.name, _loss(backend.model(p.net, p.initial, p.buffers), p, False)[0])
+        model = backend.model(p.net, p.params, p.buffers)
+        _, grads, logits = _loss(model, p)
+        if backend.name != "torch":
+            vs_torch = [_record(p, backend.name, "logits", "torch", compare(logits, ref_logits), t)]
+            vs_torch += [
+                _record(p, backend.name, name, "torch", compare(grad, ref_grads[name]), t)
+                for name, grad in grads.items()
+            ]
+            yield vs_torch
+        rng = np.random.default_rng([seed, 2])
+        for name, grad in grads.items():
+            index = sampled_coordinates(grad, samples, rng)
+            numeric = numeric_at(model, p, name, index, t.step)
+            yield [
+                _record(
+                    p, backend.name, name, "numeric", compare(grad.reshape(-1)[index], numeric), t
+                )
+            ]

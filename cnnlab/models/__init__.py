@@ -1,0 +1,68 @@
+"""The architectures: one file each, written once against :mod:`cnnlab.nn.layers`.
+
+:data:`MODELS` maps ``model=<name>`` to its builder and config schema; :func:`build_net` is the
+one place that turns the composed config into a layer tree, and :func:`init_state` draws its
+weights from the seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import ShapeError, UsageError
+from cnnlab.init import init_params
+from cnnlab.models import alexnet, deep, lenet, resnet, threelayer
+from cnnlab.nn.layers import Sequential, Shape, buffer_specs, leaves, param_specs
+
+
+@dataclass(frozen=True)
+class Model:
+    build: Callable[..., Sequential]
+    schema: type
+
+
+MODELS: dict[str, Model] = {
+    "threelayer": Model(threelayer.build, threelayer.ThreeLayerConfig),
+    "deep": Model(deep.build, deep.DeepConfig),
+    "lenet": Model(lenet.build, lenet.LeNetConfig),
+    "alexnet_lite": Model(alexnet.build, alexnet.AlexNetConfig),
+    "resnet18": Model(resnet.build, resnet.ResNetConfig),
+}
+
+
+def build_net(model: Any, norm: Any, in_shape: Shape, width: float = 1.0) -> Sequential:
+    """The layer tree of ``model`` with ``norm`` in its norm slots, for inputs of ``in_shape``.
+
+    Checks every layer's shapes now, so an impossible combination (feature maps that shrink to
+    nothing, groups that do not divide channels) is one ShapeError naming the layer and shapes
+    before anything runs.
+    """
+    if model.name not in MODELS:
+        raise UsageError(f"model={model.name}: no such model; choose from {', '.join(MODELS)}")
+    net = MODELS[model.name].build(model, norm, tuple(in_shape), width)
+    try:
+        for _ in leaves(net, tuple(in_shape)):
+            pass
+    except ShapeError as exc:
+        raise ShapeError(f"model={model.name} on input {tuple(in_shape)}: {exc}") from None
+    return net
+
+
+def init_state(
+    net: Sequential,
+    in_shape: Shape,
+    init: Any,
+    rng: np.random.Generator,
+    dtype: np.dtype | type = np.float64,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Initial parameters (drawn by ``init``'s scheme, in execution order) and buffers."""
+    specs = param_specs(net, tuple(in_shape))
+    params = init_params(specs, init.name, init.distribution, rng, dtype)
+    buffers = {
+        b.name: np.full(b.shape, b.fill, dtype=dtype) for b in buffer_specs(net, tuple(in_shape))
+    }
+    return params, buffers

@@ -1,0 +1,50 @@
+"""``alexnet_lite``: AlexNet's pattern scaled for 32x32 inputs.
+
+Twice conv – ReLU – maxpool 3x3 s2 – norm (LRN by default, as AlexNet), then three 3x3 convs,
+a max pool, and two dropout – linear – ReLU layers before the classifier. Widths in config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.errors import UsageError
+from cnnlab.models.blocks import conv_norm_relu, norm_layer, scaled
+from cnnlab.nn import layers as L
+
+
+@dataclass
+class AlexNetConfig:
+    name: str = "alexnet_lite"
+    num_classes: int = 10
+    filters: list[int] = field(default_factory=lambda: [64, 192, 384, 256, 256])
+    hidden: list[int] = field(default_factory=lambda: [1024, 1024])
+    dropout: float = 0.5
+
+
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+    """conv1 5x5, conv2 5x5 (pad 2), conv3-5 3x3 (pad 1); pools 3x3 stride 2 pad 1."""
+    if len(cfg.filters) != 5 or len(cfg.hidden) != 2:
+        raise UsageError("alexnet_lite needs 5 model.filters and 2 model.hidden widths")
+    f = [scaled(n, width) for n in cfg.filters]
+    h = [scaled(n, width) for n in cfg.hidden]
+    children: list[tuple[str, L.Node]] = []
+    for i, kernel in ((1, 5), (2, 5)):
+        # The norm comes after the pool here, not after the conv, so the conv keeps its bias.
+        children += conv_norm_relu(str(i), f[i - 1], kernel, None, pad=kernel // 2)
+        children.append((f"pool{i}", L.MaxPool2d(3, 2, 1)))
+        slot = norm_layer(norm)
+        if slot is not None:
+            children.append((f"norm{i}", slot))
+    for i in (3, 4, 5):
+        children += conv_norm_relu(str(i), f[i - 1], 3, None, pad=1)
+    children += [("pool5", L.MaxPool2d(3, 2, 1)), ("flatten", L.Flatten())]
+    for i in (1, 2):
+        children += [
+            (f"drop{i}", L.Dropout(cfg.dropout)),
+            (f"fc{i}", L.Linear(h[i - 1])),
+            (f"relu_fc{i}", L.ReLU()),
+        ]
+    children.append(("fc3", L.Linear(cfg.num_classes)))
+    return L.Sequential(tuple(children))

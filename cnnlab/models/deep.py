@@ -1,0 +1,34 @@
+"""``deep``: L blocks of conv 3x3 pad 1 – norm – ReLU – (maxpool 2 where listed), then linear K."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.errors import UsageError
+from cnnlab.models.blocks import conv_norm_relu, scaled
+from cnnlab.nn import layers as L
+
+
+@dataclass
+class DeepConfig:
+    name: str = "deep"
+    num_classes: int = 10
+    filters: list[int] = field(default_factory=lambda: [32, 32, 64, 64, 128, 128])
+    pool_after: list[int] = field(default_factory=lambda: [1, 3, 5])  # block indices, from 0
+
+
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+    """One block per entry of ``filters``; a 2x2 max pool after each block in ``pool_after``."""
+    bad = [i for i in cfg.pool_after if not 0 <= i < len(cfg.filters)]
+    if bad:
+        raise UsageError(
+            f"model.pool_after: block {bad[0]} does not exist ({len(cfg.filters)} blocks, from 0)"
+        )
+    children: list[tuple[str, L.Node]] = []
+    for i, filters in enumerate(cfg.filters, start=1):
+        children += conv_norm_relu(str(i), scaled(filters, width), 3, norm, pad=1)
+        if i - 1 in cfg.pool_after:
+            children.append((f"pool{i}", L.MaxPool2d(2)))
+    children += [("flatten", L.Flatten()), ("fc", L.Linear(cfg.num_classes))]
+    return L.Sequential(tuple(children))

@@ -1,0 +1,43 @@
+"""``lenet``: LeNet-5 for inputs up to 32x32.
+
+conv 6@5x5 (pad (32 - H) // 2: 2 on 28x28, 0 on 32x32) – ReLU – maxpool 2 – conv 16@5x5 – ReLU –
+maxpool 2 – linear 120 – ReLU – linear 84 – ReLU – linear K. 61,706 parameters on 1x28x28 with
+10 classes. Norm slots follow each conv (none by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.models.blocks import conv_norm_relu, scaled
+from cnnlab.nn import layers as L
+
+
+@dataclass
+class LeNetConfig:
+    name: str = "lenet"
+    num_classes: int = 10
+    filters: list[int] = field(default_factory=lambda: [6, 16])
+    hidden: list[int] = field(default_factory=lambda: [120, 84])
+
+
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+    """LeNet-5; the first conv pads a smaller input up to LeNet's 32x32."""
+    pad = max(0, (32 - in_shape[1]) // 2)
+    c1, c2 = (scaled(f, width) for f in cfg.filters)
+    h1, h2 = (scaled(h, width) for h in cfg.hidden)
+    return L.Sequential(
+        (
+            *conv_norm_relu("1", c1, 5, norm, pad=pad),
+            ("pool1", L.MaxPool2d(2)),
+            *conv_norm_relu("2", c2, 5, norm),
+            ("pool2", L.MaxPool2d(2)),
+            ("flatten", L.Flatten()),
+            ("fc1", L.Linear(h1)),
+            ("relu3", L.ReLU()),
+            ("fc2", L.Linear(h2)),
+            ("relu4", L.ReLU()),
+            ("fc3", L.Linear(cfg.num_classes)),
+        )
+    )

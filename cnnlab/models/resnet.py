@@ -1,0 +1,79 @@
+"""``resnet18``: BasicBlocks [2, 2, 2, 2] at widths 64–128–256–512.
+
+Convs have no bias; a stage that changes size or width starts with a stride-2 block whose
+shortcut is a 1x1 conv + norm. ``stem=cifar``: 3x3 stride-1 conv, no max pool (11,173,962
+parameters for 10 classes). ``stem=imagenet``: torchvision's 7x7 stride-2 pad-3 conv and 3x3
+stride-2 pad-1 max pool (11,689,512 parameters with 1000 classes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cnnlab.errors import UsageError
+from cnnlab.models.blocks import conv_norm_relu, scaled
+from cnnlab.nn import layers as L
+
+STEMS = ("cifar", "imagenet")
+
+
+@dataclass
+class ResNetConfig:
+    name: str = "resnet18"
+    num_classes: int = 10
+    stem: str = "cifar"
+    widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+
+
+def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> L.Residual:
+    """conv3x3(stride) – norm – ReLU – conv3x3 – norm, plus the shortcut; ReLU follows outside."""
+    body = L.Sequential(
+        (
+            *conv_norm_relu("1", out_channels, 3, norm, stride, 1, bias=False),
+            *conv_norm_relu("2", out_channels, 3, norm, 1, 1, bias=False, relu=False),
+        )
+    )
+    shortcut = None
+    if stride != 1 or in_channels != out_channels:
+        shortcut = L.Sequential(
+            tuple(conv_norm_relu("", out_channels, 1, norm, stride, 0, bias=False, relu=False))
+        )
+    return L.Residual(body, shortcut)
+
+
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+    if cfg.stem not in STEMS:
+        raise UsageError(f"model.stem={cfg.stem}: choose from {', '.join(STEMS)}")
+    if len(cfg.widths) != len(cfg.blocks):
+        raise UsageError("model.widths and model.blocks must have the same length")
+    widths = [scaled(w, width) for w in cfg.widths]
+    if cfg.stem == "cifar":
+        stem = conv_norm_relu("1", widths[0], 3, norm, 1, 1, bias=False)
+    else:
+        stem = [
+            *conv_norm_relu("1", widths[0], 7, norm, 2, 3, bias=False),
+            ("pool1", L.MaxPool2d(3, 2, 1)),
+        ]
+    children: list[tuple[str, L.Node]] = list(stem)
+    channels = widths[0]
+    for stage, (w, n) in enumerate(zip(widths, cfg.blocks, strict=True), start=1):
+        blocks: list[tuple[str, L.Node]] = []
+        for i in range(n):
+            stride = 2 if i == 0 and stage > 1 else 1
+            blocks.append(
+                (
+                    str(i),
+                    L.Sequential(
+                        (
+                            ("block", basic_block(channels, w, stride, norm)),
+                            ("relu", L.ReLU()),
+                        )
+                    ),
+                )
+            )
+            channels = w
+        children.append((f"layer{stage}", L.Sequential(tuple(blocks))))
+    children += [("pool", L.GlobalAvgPool()), ("fc", L.Linear(cfg.num_classes))]
+    return L.Sequential(tuple(children))

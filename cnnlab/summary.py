@@ -1,0 +1,112 @@
+"""``cnnlab summary``: each layer's output shape, parameter count and FLOPs, and totals.
+
+Works from the architecture alone (:mod:`cnnlab.nn.layers` knows shapes and parameter counts),
+so it needs no backend and no data files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("cnnlab.summary")
+
+
+def input_shape(cfg: Any) -> tuple[int, ...]:
+    """The per-sample input shape (C, H, W) that the data config states."""
+    return tuple(int(n) for n in cfg.data.shape)
+
+
+def check_config(cfg: Any) -> None:
+    """Build the layer tree: an impossible model/data combination fails here, before running."""
+    from cnnlab.models import build_net
+
+    build_net(cfg.model, cfg.norm, input_shape(cfg))
+
+
+def summarize(net: Any, in_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Per-layer rows and totals: the content of summary.json.
+
+    FLOPs are for one sample's forward pass, multiply-adds of conv and linear layers counted
+    as 2 (other layers' element-wise work is left out, as is usual).
+    """
+    from cnnlab.nn.layers import leaves
+
+    rows = []
+    for leaf in leaves(net, in_shape):
+        params = sum(math.prod(p.shape) for p in leaf.layer.params(leaf.in_shape))
+        rows.append(
+            {
+                "name": leaf.name,
+                "layer": leaf.layer.describe(),
+                "in_shape": list(leaf.in_shape),
+                "out_shape": list(leaf.out_shape),
+                "params": params,
+                "flops": leaf.layer.flops(leaf.in_shape),
+            }
+        )
+    return {
+        "input_shape": list(in_shape),
+        "total_params": sum(r["params"] for r in rows),
+        "total_flops": sum(r["flops"] for r in rows),
+        "layers": rows,
+    }
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def task(cfg: Any) -> int:
+    """The Hydra task: print the table and write summary.json."""
+    from hydra.core.hydra_config import HydraConfig
+    from rich.console import Console
+    from rich.table import Table
+
+    from cnnlab.models import build_net
+
+    in_shape = input_shape(cfg)
+    net = build_net(cfg.model, cfg.norm, in_shape)
+    summary = {"model": cfg.model.name, "norm": cfg.norm.name, "data": cfg.data.name}
+    summary |= summarize(net, in_shape)
+    table = Table(
+        title=f"{cfg.model.name} on {cfg.data.name} {tuple(in_shape)}, norm={cfg.norm.name}",
+        title_justify="left",
+        caption="FLOPs per sample, forward; multiply-adds of conv and linear counted as 2",
+        caption_justify="left",
+    )
+    for column, justify in [
+        ("layer", "left"),
+        ("type", "left"),
+        ("output", "left"),
+        ("params", "right"),
+        ("FLOPs", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in summary["layers"]:
+        table.add_row(
+            row["name"],
+            row["layer"],
+            "×".join(map(str, row["out_shape"])),
+            f"{row['params']:,}" if row["params"] else "",
+            _si(row["flops"]) if row["flops"] else "",
+        )
+    table.add_section()
+    table.add_row("total", "", "", f"{summary['total_params']:,}", _si(summary["total_flops"]))
+    Console().print(table)
+    path = Path(HydraConfig.get().runtime.output_dir) / "summary.json"
+    path.write_text(json.dumps(summary, indent=1))
+    log.info(
+        "%s: %s parameters, %s FLOPs per sample; written to %s",
+        cfg.model.name,
+        f"{summary['total_params']:,}",
+        _si(summary["total_flops"]),
+        path,
+    )
+    return 0

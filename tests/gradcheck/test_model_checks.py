@@ -1,0 +1,116 @@
+"""Whole-model gradient checks: every model on every backend, and the CLI's records."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnlab.backends import BACKENDS
+from cnnlab.config import compose
+from cnnlab.gradcheck.model_check import check_model, make_problem, sampled_coordinates
+from cnnlab.gradcheck.run import Thresholds
+from cnnlab.models import MODELS
+
+THRESHOLDS = Thresholds(step=1e-6, rtol_numeric=1e-8, rtol_torch=1e-10, atol_zero=1e-10)
+# The naive loops are slow: narrower models and fewer sampled coordinates there.
+SETTINGS = {"naive": (0.0625, 2), "im2col": (0.125, 3), "torch": (0.125, 3)}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("backend", list(SETTINGS))
+def test_model_passes_on_backend(model, backend):
+    width, samples = SETTINGS[backend]
+    cfg = compose("gradcheck", [f"model={model}", f"gradcheck.width_scale={width}"])
+    problem = make_problem(cfg)
+    losses = {}
+    records = [
+        r
+        for batch in check_model(
+            problem, [BACKENDS[backend]], THRESHOLDS, samples, 0, losses.__setitem__
+        )
+        for r in batch
+    ]
+    failed = [(r.tensor, r.reference, r.rel_error) for r in records if not r.passed]
+    assert not failed
+    assert all(r.target == "model" and r.model == model for r in records)
+    numeric = {r.tensor for r in records if r.reference == "numeric"}
+    assert numeric == set(problem.params)  # every parameter checked numerically
+    if backend != "torch":
+        assert {r.tensor for r in records if r.reference == "torch"} == {"logits", *problem.params}
+    assert math.isfinite(losses[backend])
+
+
+def test_a_wrong_model_gradient_fails():
+    """A backend whose conv weight gradient is off by 1% fails on that tensor only."""
+    cfg = compose("gradcheck", ["model=threelayer", "gradcheck.width_scale=0.125"])
+    problem = make_problem(cfg)
+    real = BACKENDS["im2col"]
+
+    class Broken:
+        name = "broken"
+
+        def model(self, net, params, buffers):
+            inner = real.model(net, params, buffers)
+            loss = inner.loss
+
+            def broken_loss(*args, **kwargs):
+                value, grads, logits = loss(*args, **kwargs)
+                if "conv1.w" in grads:
+                    grads["conv1.w"] = grads["conv1.w"] * 1.01
+                return value, grads, logits
+
+            inner.loss = broken_loss
+            return inner
+
+    records = [r for b in check_model(problem, [Broken()], THRESHOLDS, 3, 0) for r in b]
+    assert {(r.tensor, r.reference) for r in records if not r.passed} == {
+        ("conv1.w", "torch"),
+        ("conv1.w", "numeric"),
+    }
+
+
+def test_sampled_coordinates_start_with_the_largest():
+    grad = np.array([[0.1, -3.0], [0.2, 0.0]])
+    index = sampled_coordinates(grad, 3, np.random.default_rng(0))
+    assert index[0] == 1 and len(set(index)) == 3
+
+
+def test_biases_are_moved_off_zero_for_the_check():
+    problem = make_problem(compose("gradcheck", ["model=lenet"]))
+    assert not np.any(problem.initial["conv1.b"])  # the init scheme's zeros
+    assert np.all(problem.params["conv1.b"] != 0)
+    np.testing.assert_array_equal(problem.params["conv1.w"], problem.initial["conv1.w"])
+
+
+def test_cli_model_check_writes_model_records(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "gradcheck", "model=threelayer", "backends=[im2col,cuda]"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "im2col: initial loss" in result.stdout
+    (path,) = tmp_path.glob("outputs/*/*/gradcheck.json")
+    records = json.loads(path.read_text())
+    ran = [r for r in records if not r["skipped"]]
+    assert ran and all(r["target"] == "model" and r["model"] == "threelayer" for r in ran)
+    assert {"conv1.w", "fc2.b", "logits"} <= {r["tensor"] for r in ran}
+
+
+def test_layer_and_model_together_is_a_usage_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "gradcheck", "model=lenet", "layer=conv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "give layer= or model=, not both" in result.stderr

@@ -1,0 +1,186 @@
+"""Architectures: parameter counts, norm slots, shape errors, and equality across backends."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from cnnlab.backends import BACKENDS
+from cnnlab.config import compose
+from cnnlab.errors import ShapeError, UsageError
+from cnnlab.gradcheck.numeric import rel_error
+from cnnlab.models import MODELS, build_net, init_state
+from cnnlab.nn import layers as L
+from cnnlab.summary import summarize
+
+
+def net_for(overrides: list[str], width: float = 1.0):
+    cfg = compose("summary", overrides)
+    in_shape = tuple(cfg.data.shape)
+    return cfg, build_net(cfg.model, cfg.norm, in_shape, width), in_shape
+
+
+@pytest.mark.parametrize(
+    ("overrides", "params"),
+    [
+        (["model=lenet", "data=mnist"], 61_706),
+        (["model=resnet18", "data=cifar10"], 11_173_962),
+        (["model=resnet18", "model.stem=imagenet", "model.num_classes=1000"], 11_689_512),
+    ],
+)
+def test_reference_parameter_counts(overrides, params):
+    _, net, in_shape = net_for(overrides)
+    assert summarize(net, in_shape)["total_params"] == params
+
+
+def test_resnet18_flops_match_the_known_figure():
+    # 0.56 G multiply-adds per 32x32 image with the CIFAR stem: 1.11 GFLOPs counted as 2 each.
+    _, net, in_shape = net_for(["model=resnet18", "data=cifar10"])
+    assert summarize(net, in_shape)["total_flops"] == pytest.approx(1.11e9, rel=0.01)
+
+
+def test_num_classes_follows_the_data():
+    cfg, net, in_shape = net_for(["model=lenet", "data=cifar100"])
+    assert cfg.model.num_classes == 100
+    assert net.out_shape(in_shape) == (100,)
+
+
+@pytest.mark.parametrize(
+    ("model", "norm"),
+    [
+        ("threelayer", "none"),
+        ("deep", "none"),
+        ("lenet", "none"),
+        ("alexnet_lite", "lrn"),
+        ("resnet18", "batch"),
+    ],
+)
+def test_norm_defaults_per_model(model, norm):
+    assert compose("summary", [f"model={model}"]).norm.name == norm
+
+
+NORM_TYPES = {"batch": L.BatchNorm, "layer": L.LayerNorm, "group": L.GroupNorm, "lrn": L.LRN}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("norm", ["none", "batch", "layer", "group", "lrn"])
+def test_every_norm_fills_the_norm_slots_and_convs_lose_their_bias(model, norm):
+    _, net, in_shape = net_for([f"model={model}", f"norm={norm}"])
+    leaves = list(L.leaves(net, in_shape))
+    norms = [leaf for leaf in leaves if isinstance(leaf.layer, tuple(NORM_TYPES.values()))]
+    if norm == "none":
+        assert not norms
+    else:
+        assert norms and all(isinstance(n.layer, NORM_TYPES[norm]) for n in norms)
+    for before, after in itertools.pairwise(leaves):
+        if isinstance(before.layer, L.Conv2d) and isinstance(
+            after.layer, (L.BatchNorm, L.LayerNorm, L.GroupNorm)
+        ):
+            assert not before.layer.bias, f"{before.name} has a bias before {after.name}"
+    if model != "resnet18":  # resnet's convs never have a bias
+        convs = [leaf for leaf in leaves if isinstance(leaf.layer, L.Conv2d)]
+        assert any(c.layer.bias for c in convs) == (
+            norm in ("none", "lrn") or model == "alexnet_lite"
+        )
+
+
+def test_groups_that_do_not_divide_channels_name_the_layer():
+    with pytest.raises(ShapeError, match=r"norm1 .*5 groups do not divide 32 channels"):
+        net_for(["model=threelayer", "norm=group", "norm.groups=5"])
+
+
+def test_feature_maps_that_shrink_to_nothing_name_the_layer_and_shapes():
+    with pytest.raises(ShapeError, match=r"pool6 .*\(128, 1, 1\).*0x0"):
+        net_for(["model=deep", "model.pool_after=[0,1,2,3,4,5]"])
+
+
+def test_bad_model_options_are_usage_errors():
+    with pytest.raises(UsageError, match="resnet19: no such option; choose from alexnet_lite"):
+        compose("summary", ["model=resnet19"])
+    with pytest.raises(UsageError, match="stem"):
+        net_for(["model=resnet18", "model.stem=tiny"])
+
+
+# -- the same seed gives the same logits and gradients on every backend -------------------------
+
+# Naive loops are slow: naive gets narrower widths and smaller images, the others the defaults.
+SMALL = {"naive": (0.0625, 16), "im2col": (0.25, 32), "torch": (0.25, 32)}
+
+
+def problem(model: str, width: float, size: int):
+    """A model at the given width on (3, size, size) inputs, weights from seed 0, a batch of 2."""
+    cfg = compose("summary", [f"model={model}", f"data.shape=[3,{size},{size}]"])
+    in_shape = (3, size, size)
+    net = build_net(cfg.model, cfg.norm, in_shape, width)
+    rng = np.random.default_rng(0)
+    params, buffers = init_state(net, in_shape, compose("gradcheck", []).init, rng)
+    x = rng.standard_normal((2, *in_shape))
+    y = rng.integers(0, cfg.model.num_classes, 2)
+    return net, params, buffers, x, y
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("backend", ["naive", "im2col"])
+def test_logits_and_gradients_agree_with_torch(model, backend):
+    width, size = SMALL[backend]
+    net, params, buffers, x, y = problem(model, width, size)
+    results = {}
+    for name in (backend, "torch"):
+        m = BACKENDS[name].model(net, params, buffers)
+        results[name] = m.loss(x, y, train=True, rng=np.random.default_rng(5))
+    (loss, grads, logits), (t_loss, t_grads, t_logits) = results[backend], results["torch"]
+    assert math.isfinite(loss) and abs(loss - t_loss) <= 1e-8 * abs(t_loss)
+    assert rel_error(logits, t_logits) <= 1e-8
+    assert grads.keys() == t_grads.keys() == params.keys()
+    for name in grads:
+        assert rel_error(grads[name], t_grads[name]) <= 1e-8, name
+
+
+def test_naive_and_im2col_agree_on_a_full_width_model():
+    net, params, buffers, x, y = problem("lenet", 1.0, 28)
+    out = [
+        BACKENDS[b].model(net, params, buffers).loss(x, y, rng=np.random.default_rng(1))
+        for b in ("naive", "im2col")
+    ]
+    assert rel_error(out[0][2], out[1][2]) <= 1e-10
+    for name in params:
+        assert rel_error(out[0][1][name], out[1][1][name]) <= 1e-10
+
+
+def test_batchnorm_running_statistics_agree_and_eval_uses_them():
+    net, params, buffers, x, y = problem("resnet18", 0.0625, 16)
+    models = {b: BACKENDS[b].model(net, params, buffers) for b in ("im2col", "torch")}
+    for m in models.values():
+        m.loss(x, y, train=True)
+    evals = {b: m.loss(x, y, train=False, grads=False)[2] for b, m in models.items()}
+    assert rel_error(evals["im2col"], evals["torch"]) <= 1e-10
+    trained = {b: m.loss(x, y, train=True, grads=False)[2] for b, m in models.items()}
+    assert rel_error(evals["im2col"], trained["im2col"]) > 1e-3  # eval really differs
+
+
+def test_dropout_masks_are_the_same_on_every_backend():
+    net, params, buffers, x, y = problem("alexnet_lite", 0.0625, 16)
+    logits = [
+        BACKENDS[b]
+        .model(net, params, buffers)
+        .loss(x, y, rng=np.random.default_rng(9), grads=False)[2]
+        for b in ("naive", "im2col", "torch")
+    ]
+    assert rel_error(logits[0], logits[2]) <= 1e-10 and rel_error(logits[1], logits[2]) <= 1e-10
+    other = (
+        BACKENDS["torch"]
+        .model(net, params, buffers)
+        .loss(x, y, rng=np.random.default_rng(10), grads=False)[2]
+    )
+    assert rel_error(other, logits[2]) > 1e-3  # another seed, other masks
+
+
+def test_torch_parameters_carry_the_numpy_names():
+    net, params, buffers, *_ = problem("resnet18", 0.0625, 16)
+    module = BACKENDS["torch"].model(net, params, buffers).module
+    assert set(dict(module.named_parameters())) == set(params)
+    assert {n for n, _ in module.named_buffers()} == set(buffers)
+    assert "layer2.0.block.shortcut.conv.w" in params
