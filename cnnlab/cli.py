@@ -15,14 +15,19 @@ import typer
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
+# Groups whose options differ in ways a name does not tell: --help shows each one's description.
+DESCRIBED = ("init",)
+
 
 def _groups_epilog(groups: dict[str, str]) -> str:
     """An epilog listing config groups and their options, read from the config folder."""
-    from cnnlab.config import group_options
+    from cnnlab.config import group_options, option_summary
 
     lines = ["[b]Config groups[/b] (group=option):\n"]
     for group, note in groups.items():
         lines.append(f"  [cyan]{group}[/cyan]: {', '.join(group_options(group))}  {note}\n")
+        if group in DESCRIBED:
+            lines += [f"    {option_summary(group, o)}\n" for o in group_options(group)]
     return "\n".join(lines)
 
 
