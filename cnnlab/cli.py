@@ -42,10 +42,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     epilog=_groups_epilog(
         {
+            "backend": "",
             "model": "",
             "norm": "(default: per model)",
             "init": "",
             "data": "",
+            "optim": "",
             "layer": "(gradcheck)",
         }
     ),
@@ -83,6 +85,16 @@ Verbose = Annotated[
 ]
 
 
+# The module that implements each command (its task and checks), imported only when it runs.
+MODULES = {
+    "train": "cnnlab.train",
+    "eval": "cnnlab.evaluate",
+    "gradcheck": "cnnlab.gradcheck",
+    "summary": "cnnlab.summary",
+    "data": "cnnlab.data.command",
+}
+
+
 def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) -> None:
     """Launch ``command``'s Hydra task; a CnnlabError is one line and its exit code."""
     import importlib
@@ -92,8 +104,8 @@ def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) ->
     if verbose:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        module = importlib.import_module(f"cnnlab.{command}")
-        code = launch(command, module.task, list(args or []), multirun, module.check_config)
+        module = importlib.import_module(MODULES[command])
+        code = launch(command, module, list(args or []), multirun)
     except CnnlabError as exc:
         if verbose:
             raise
@@ -104,6 +116,58 @@ def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) ->
         typer.secho(f"cnnlab {command}: interrupted", fg="yellow", err=True)
         raise typer.Exit(130) from None
     raise typer.Exit(code)
+
+
+@app.command(
+    context_settings=HYDRA_ARGS,
+    epilog=_groups_epilog(
+        {
+            "backend": "(default: im2col)",
+            "model": "(default: threelayer)",
+            "norm": "(default: per model)",
+            "init": "(default: kaiming)",
+            "data": "(default: shapes)",
+            "optim": "(default: momentum)",
+        }
+    ),
+)
+def train(
+    overrides: Annotated[list[str] | None, _overrides_argument("train")] = None,
+    multirun: Multirun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Train a model; log to TensorBoard; checkpoint; evaluate on the test split.
+
+    Writes train.log, metrics.jsonl, results.json, TensorBoard events, checkpoints/ (last,
+    best) and history.png to the run directory. Ctrl-C checkpoints and stops;
+    [b]trainer.resume=<run dir>[/b] continues exactly where it stopped.
+
+    Examples: [cyan]cnnlab train[/cyan],
+    [cyan]cnnlab train model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
+    [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan]
+    """
+    _run("train", overrides, multirun, verbose)
+
+
+@app.command(
+    name="eval",
+    context_settings=HYDRA_ARGS,
+    epilog=_groups_epilog({"backend": "(default: the run's)"}),
+)
+def evaluate(
+    overrides: Annotated[list[str] | None, _overrides_argument("eval")] = None,
+    multirun: Multirun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Evaluate a saved model: accuracy, per-class accuracy and the confusion matrix.
+
+    [b]checkpoint=[/b] a run directory (its last checkpoint) or a .npz file;
+    [b]split=[/b]test|val|train; [b]backend=[/b] evaluates the same weights on another backend.
+    Writes eval.json.
+
+    Example: [cyan]cnnlab eval checkpoint=outputs/2026-11-22/10-00-00.123456[/cyan]
+    """
+    _run("eval", overrides, multirun, verbose)
 
 
 @app.command(
@@ -159,6 +223,44 @@ def summary(
     [cyan]cnnlab summary model=resnet18 model.stem=imagenet model.num_classes=1000[/cyan]
     """
     _run("summary", overrides, multirun, verbose)
+
+
+DATA_ACTIONS = ("download", "info")
+
+
+@app.command(
+    context_settings=HYDRA_ARGS,
+    epilog=_groups_epilog({"data": "(default: mnist; shapes is generated: nothing to fetch)"}),
+)
+def data(
+    action: Annotated[
+        str | None,
+        typer.Argument(
+            help="download: fetch missing files, checksum-verified; info: check what is on "
+            "disk, download nothing.",
+            show_default=False,
+            autocompletion=lambda incomplete: [a for a in DATA_ACTIONS if a.startswith(incomplete)],
+        ),
+    ] = None,
+    overrides: Annotated[list[str] | None, _overrides_argument("data")] = None,
+    multirun: Multirun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Fetch a real data set into [b]data.root[/b], or say what is there.
+
+    Files on disk are checked by structure and official checksums; downloads by the official
+    archive checksums. Nothing is written where the files are complete. [b]info[/b] exits 1
+    when files are missing or bad.
+
+    Examples: [cyan]cnnlab data download data=cifar10[/cyan],
+    [cyan]cnnlab data info data=mnist data.root=../shared/datasets/mnist[/cyan]
+    """
+    if action not in DATA_ACTIONS:
+        given = f"unknown action '{action}'" if action else "give an action"
+        choices = ", ".join(DATA_ACTIONS)
+        typer.secho(f"cnnlab data: {given}; choose from {choices}", fg="red", err=True)
+        raise typer.Exit(2)
+    _run("data", [f"action={action}", *(overrides or [])], multirun, verbose)
 
 
 @app.callback(invoke_without_command=True)

@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -211,20 +212,33 @@ def validate(
     overrides: list[str],
     multirun: bool = False,
     check: Callable[[Any], None] | None = None,
-) -> None:
+) -> Any:
     """Compose every candidate override set and run the command's own ``check`` on each.
 
-    Raises a one-line UsageError on the first mistake, before anything runs.
+    Raises a one-line UsageError on the first mistake, before anything runs; returns the
+    config of the first candidate (the run itself, when there is no sweep).
     """
+    first = None
     for candidate in candidate_override_sets(overrides, multirun):
         cfg = compose(command, candidate, with_hydra=True)
         if check is not None:
             check(cfg)
+        first = cfg if first is None else first
+    return first
 
 
 # ---------------------------------------------------------------------------------------------
 # Launching a Hydra task
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a task may return: its exit code and the value Hydra hands to sweepers
+    (``cnnlab train`` returns its validation accuracy)."""
+
+    code: int
+    value: Any = None
 
 
 @contextmanager
@@ -237,33 +251,36 @@ def _argv(argv: list[str]) -> Iterator[None]:
         sys.argv = saved
 
 
-def launch(
-    command: str,
-    task: Callable[[Any], int],
-    args: list[str],
-    multirun: bool = False,
-    check: Callable[[Any], None] | None = None,
-) -> int:
-    """Validate the arguments, then run ``task`` under ``hydra.main``; return the exit code.
+def launch(command: str, module: Any, args: list[str], multirun: bool = False) -> int:
+    """Validate the arguments, then run the command's task under ``hydra.main``.
 
-    ``task`` receives the composed config and returns an exit code (0 for success). Errors of
-    type :class:`CnnlabError` raised by the task end that job with one logged line and their
-    exit code; the launch returns the worst code of all jobs.
+    module: the command's module, with ``task(cfg)`` returning an exit code or an
+    :class:`Outcome`, ``check_config(cfg)`` raising UsageError for what composition cannot
+    catch, and optionally ``launch_overrides(cfg, multirun)`` adding Hydra overrides (a
+    resumed run goes back to its own run directory). Errors of type :class:`CnnlabError`
+    raised by the task end that job with one logged line and their exit code. Returns the
+    worst exit code of all jobs.
     """
     import hydra
 
     flags, overrides = split_args(args)
-    validate(command, overrides, multirun, check)
+    cfg = validate(command, overrides, multirun, module.check_config)
+    if hasattr(module, "launch_overrides"):
+        overrides = [*overrides, *module.launch_overrides(cfg, multirun)]
     codes: list[int] = []
 
-    def job(cfg: Any) -> None:
+    def job(cfg: Any) -> Any:
         import logging
 
         try:
-            codes.append(task(cfg))
+            result = module.task(cfg)
         except CnnlabError as exc:
             logging.getLogger("cnnlab").error(str(exc))
             codes.append(exc.exit_code)
+            return None
+        outcome = result if isinstance(result, Outcome) else Outcome(int(result))
+        codes.append(outcome.code)
+        return outcome.value  # what Hydra's sweepers optimise
 
     main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(job)
     register_schemas()

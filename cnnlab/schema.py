@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import MISSING
+
 # -- groups ------------------------------------------------------------------------------------
 
 
@@ -17,6 +19,19 @@ from typing import Any
 class TrainerConfig:
     seed: int = 0
     threads: int | None = None
+    epochs: int = 5
+    batch_size: int = 64
+    eval_batch_size: int = 500
+    dtype: str = "float32"
+    max_steps: int | None = None
+    log_every: int = 50
+    checkpoint_every_steps: int = 0
+    resume: str | None = None
+
+
+@dataclass
+class BackendConfig:
+    name: str = "im2col"
 
 
 @dataclass
@@ -29,6 +44,18 @@ class DataConfig:
     name: str = "shapes"
     shape: list[int] = field(default_factory=lambda: [3, 32, 32])  # (C, H, W) of one sample
     num_classes: int = 10
+    root: str | None = None  # folder of the files (None: generated data)
+    download: bool = True  # fetch missing files, checksum-verified
+    classes: list[int] | None = None  # a subset of class indices, relabelled 0..k-1
+    val_fraction: float = 0.1  # share of the training set held out for validation
+    limit: int | None = None  # cap on every split
+    augment: bool = False  # random crops and flips of training batches
+    crop_pad: int = 4
+    flip: bool = True
+    # Generated data (shapes) only:
+    train_size: int | None = None
+    test_size: int | None = None
+    noise: float | None = None
 
 
 @dataclass
@@ -80,6 +107,43 @@ NORM_SCHEMAS = {
     "lrn": LRNConfig,
 }
 
+
+@dataclass
+class OptimConfig:
+    """Keys every optimizer has: the base learning rate, L2 weight decay and the schedule."""
+
+    name: str = "sgd"
+    lr: float = 0.01
+    weight_decay: float = 0.0  # L2: added to the gradient as weight_decay * p, as torch
+    schedule: str = "none"  # none, step or cosine (cnnlab.train.optim.SCHEDULES)
+    step_size: int = 10  # step: epochs between drops
+    gamma: float = 0.1  # step: factor of each drop
+    min_lr: float = 0.0  # cosine: the learning rate at the last step
+
+
+@dataclass
+class SGDConfig(OptimConfig):
+    name: str = "sgd"
+
+
+@dataclass
+class MomentumConfig(OptimConfig):
+    name: str = "momentum"
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    name: str = "adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+OPTIM_SCHEMAS = {"sgd": SGDConfig, "momentum": MomentumConfig, "adam": AdamConfig}
+
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -117,21 +181,59 @@ class SummaryConfig:
     data: Any = None
 
 
-COMMANDS: dict[str, type] = {"gradcheck": GradcheckConfig, "summary": SummaryConfig}
+@dataclass
+class TrainConfig:
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    backend: Any = None
+    model: Any = None
+    norm: Any = None
+    data: Any = None
+    init: Any = None
+    optim: Any = None
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str = MISSING  # a run directory or a .npz checkpoint
+    split: str = "test"
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    backend: Any = None  # evaluate on another backend than the run's
+
+
+@dataclass
+class DataCommandConfig:
+    action: str = "info"  # download or info
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: Any = None
+
+
+COMMANDS: dict[str, type] = {
+    "gradcheck": GradcheckConfig,
+    "summary": SummaryConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    # `cnnlab data`: named apart from the data group's own data_schema.
+    "data_command": DataCommandConfig,
+}
 
 
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    from cnnlab.data import register_resolvers
     from cnnlab.models import MODELS
 
     store = ConfigStore.instance()
+    register_resolvers()
     for command, schema in COMMANDS.items():
         store.store(name=f"{command}_schema", node=schema)
     for name, model in MODELS.items():
         store.store(group="model", name=f"{name}_schema", node=model.schema)
     for name, schema in NORM_SCHEMAS.items():
         store.store(group="norm", name=f"{name}_schema", node=schema)
+    for name, schema in OPTIM_SCHEMAS.items():
+        store.store(group="optim", name=f"{name}_schema", node=schema)
     store.store(group="data", name="data_schema", node=DataConfig)
     store.store(group="init", name="init_schema", node=InitConfig)
+    store.store(group="backend", name="backend_schema", node=BackendConfig)

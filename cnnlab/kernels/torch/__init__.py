@@ -23,6 +23,10 @@ import torch
 from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
 from cnnlab.kernels.choices import check_batchnorm_backward
 from cnnlab.kernels.torch import ops
+from cnnlab.runtime import apply_to_torch
+
+# trainer.threads may have been set before torch was loaded.
+apply_to_torch()
 
 __all__ = ["TorchKernels", "cuda_available", "ops"]
 

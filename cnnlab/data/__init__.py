@@ -1,0 +1,234 @@
+"""Data sets for training: ``shapes`` (generated), ``mnist``, ``cifar10`` and ``cifar100``.
+
+:func:`load` turns the composed ``data`` config node into a :class:`Dataset`: train, val and
+test splits of normalised float32 images with int64 labels. Each source module reads its own
+format into a :class:`Raw` (the official train and test splits, as stored); what follows is the
+same for all of them:
+
+1. ``data.classes`` keeps a subset of classes, relabelled 0..k-1 in the order given;
+2. ``data.val_fraction`` of the training set, drawn from the seed, becomes the val split;
+3. ``data.limit`` caps every split;
+4. the per-channel mean and std of the train split normalise all three.
+
+Random draws here and in :mod:`cnnlab.data.shapes` use three-word seeds ``[seed, DATA_STREAM,
+n]``, apart from the trainer's ``[seed, epoch]`` batch orders and ``[seed, epoch, step, 1]``
+augmentations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import UsageError
+
+DATA_STREAM = 0xDA7A  # the middle word of every seed drawn in cnnlab.data
+VAL_SPLIT_ID = 2  # shapes uses 0 (train) and 1 (test)
+
+# data.name -> (the module that reads it, its class count before any data.classes subset)
+SOURCES: dict[str, tuple[str, int]] = {
+    "shapes": ("cnnlab.data.shapes", 6),
+    "mnist": ("cnnlab.data.mnist", 10),
+    "cifar10": ("cnnlab.data.cifar", 10),
+    "cifar100": ("cnnlab.data.cifar", 100),
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a data set: ``x`` (N, C, H, W) float32, normalised per channel; ``y`` (N,)
+    int64 labels in 0..K-1."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set ready for training.
+
+    ``classes`` are the class names after any ``data.classes`` subset (index = label);
+    ``mean`` and ``std`` (C,) float32 are the per-channel statistics of the train split (val
+    taken out, pixels scaled to [0, 1]) that every split was normalised with.
+    """
+
+    name: str
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A data set as stored: the official train and test splits, all classes.
+
+    ``x_*`` (N, C, H, W) are uint8 pixels (0..255) or float32 in [0, 1]; ``y_*`` (N,) int64.
+    """
+
+    classes: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What ``cnnlab data info`` says about one file.
+
+    ``status`` is ``verified`` (structure and official checksum good), ``valid`` (structure
+    good, no official checksum known), ``missing`` or ``bad``; ``detail`` gives counts,
+    shapes and the checksum, or what is wrong.
+    """
+
+    path: Path
+    status: str
+    detail: str
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("verified", "valid")
+
+
+def source(name: str) -> ModuleType:
+    """The module that reads ``data.name``: it provides ``read(data, seed) -> Raw`` and, for
+    data sets on disk, ``scan(data)`` and ``fetch(data)``."""
+    if name not in SOURCES:
+        raise UsageError(f"data={name}: no such data set; choose from {', '.join(SOURCES)}")
+    return importlib.import_module(SOURCES[name][0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Config: the class-count resolver and the checks made before anything runs
+# ---------------------------------------------------------------------------------------------
+
+
+def class_count(classes: Any, total: Any) -> int:
+    """``num_classes`` of a data config: the size of the ``classes`` subset, else ``total``."""
+    return int(total) if classes is None else len(classes)
+
+
+def register_resolvers() -> None:
+    """Register ``${cnnlab.class_count:${.classes},<total>}`` with OmegaConf (idempotent)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("cnnlab.class_count"):
+        OmegaConf.register_new_resolver("cnnlab.class_count", class_count)
+
+
+def check_config(data: Any) -> None:
+    """Raise a one-line UsageError for data options that cannot work, before anything runs."""
+    source(data.name)
+    total = SOURCES[data.name][1]
+    if data.classes is not None:
+        classes = list(data.classes)
+        bad = [c for c in classes if not 0 <= c < total]
+        if not classes or bad or len(set(classes)) != len(classes):
+            raise UsageError(
+                f"data.classes={classes}: give distinct class indices in 0..{total - 1} "
+                f"({data.name} has {total} classes), or null for all"
+            )
+    if not 0.0 <= data.val_fraction < 1.0:
+        raise UsageError(f"data.val_fraction={data.val_fraction}: must be in [0, 1)")
+    if data.limit is not None and data.limit < 1:
+        raise UsageError(f"data.limit={data.limit}: must be a positive count, or null")
+    if data.crop_pad < 0:
+        raise UsageError(f"data.crop_pad={data.crop_pad}: must be >= 0")
+    if data.name != "shapes" and not data.root:
+        raise UsageError(f"data.root: {data.name} needs the folder of its files")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def load(data: Any, seed: int) -> Dataset:
+    """The data set that the ``data`` config node describes, split and normalised.
+
+    Reads (or generates) the official train and test splits, downloading missing files when
+    ``data.download`` allows; raises RunError (one line) for files missing or corrupt.
+    """
+    check_config(data)
+    raw = source(data.name).read(data, seed)
+    names, (x_train, y_train), (x_test, y_test) = _subset(raw, data.classes)
+
+    order = np.random.default_rng([seed, DATA_STREAM, VAL_SPLIT_ID]).permutation(len(y_train))
+    n_val = round(data.val_fraction * len(y_train))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    test_idx = np.arange(len(y_test))
+    if data.limit is not None:
+        train_idx, val_idx, test_idx = (i[: data.limit] for i in (train_idx, val_idx, test_idx))
+    # Sorted indices keep the stored order within each split (and gather memory in order).
+    train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
+
+    train = _unit_range(x_train[train_idx])
+    mean, std = _channel_stats(train)
+    return Dataset(
+        name=data.name,
+        classes=names,
+        train=Split(_normalise(train, mean, std), y_train[train_idx]),
+        val=Split(_normalise(_unit_range(x_train[val_idx]), mean, std), y_train[val_idx]),
+        test=Split(_normalise(_unit_range(x_test[test_idx]), mean, std), y_test[test_idx]),
+        mean=mean,
+        std=std,
+    )
+
+
+def _subset(
+    raw: Raw, classes: Any
+) -> tuple[list[str], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Keep only ``classes`` (indices, in the order given) and relabel them 0..k-1."""
+    if classes is None:
+        return list(raw.classes), (raw.x_train, raw.y_train), (raw.x_test, raw.y_test)
+    keep = [int(c) for c in classes]
+    relabel = np.full(len(raw.classes), -1, dtype=np.int64)
+    relabel[keep] = np.arange(len(keep))
+
+    def pick(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.flatnonzero(relabel[y] >= 0)
+        return x[rows], relabel[y[rows]]
+
+    return (
+        [raw.classes[c] for c in keep],
+        pick(raw.x_train, raw.y_train),
+        pick(raw.x_test, raw.y_test),
+    )
+
+
+def _unit_range(x: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 divided by 255, floats as they are. (N, C, H, W)."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255)
+    return x.astype(np.float32, copy=False)
+
+
+def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (C,) float32 of ``x`` (N, C, H, W), summed in float64.
+
+    A constant channel (std 0) gets std 1 so that normalising it cannot divide by zero.
+    """
+    if len(x) == 0:
+        raise UsageError("the train split is empty: lower data.val_fraction or raise data.limit")
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    std[std == 0] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` per channel, in place on a float32 (N, C, H, W) array we own."""
+    x -= mean[:, None, None]
+    x /= std[:, None, None]
+    return x

@@ -1,0 +1,104 @@
+"""``cnnlab eval checkpoint=<path>``: accuracy, per-class accuracy and confusion matrix.
+
+The checkpoint carries the configuration of its run, so the model, data and preprocessing are
+rebuilt exactly; ``backend=<name>`` evaluates the same weights on another backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import RunError, UsageError
+
+log = logging.getLogger("cnnlab.eval")
+
+SPLITS = ("test", "val", "train")
+
+
+def check_config(cfg: Any) -> None:
+    from cnnlab.backends import get_backend
+    from cnnlab.errors import BackendUnavailableError
+    from cnnlab.train.checkpoint import find
+
+    if cfg.split not in SPLITS:
+        raise UsageError(f"split={cfg.split}: choose from {', '.join(SPLITS)}")
+    try:
+        find(cfg.checkpoint)
+    except RunError as exc:
+        raise UsageError(f"checkpoint: {exc}") from None
+    if cfg.backend is not None:
+        backend = get_backend(cfg.backend.name)
+        ok, reason = backend.availability()
+        if not ok:
+            raise BackendUnavailableError(f"backend={backend.name} cannot run here: {reason}")
+
+
+def task(cfg: Any) -> int:
+    """Rebuild the run's model and data, load the weights, evaluate one split."""
+    import numpy as np
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from cnnlab.backends import get_backend
+    from cnnlab.data import load as load_data
+    from cnnlab.models import build_net, init_state
+    from cnnlab.runtime import set_threads
+    from cnnlab.train import _cast
+    from cnnlab.train.checkpoint import find, load
+    from cnnlab.train.engine import make_engine
+    from cnnlab.train.metrics import confusion_table, evaluate
+
+    set_threads(cfg.trainer.threads)
+    path = find(cfg.checkpoint)
+    state, meta = load(path)
+    run = OmegaConf.create(meta["config"])
+    backend = get_backend(cfg.backend.name if cfg.backend is not None else run.backend.name)
+    data = load_data(run.data, int(run.trainer.seed))
+    dtype = np.dtype(run.trainer.dtype)
+    if dtype != np.float32:
+        data = _cast(data, dtype)
+    in_shape = tuple(data.train.x.shape[1:])
+    net = build_net(run.model, run.norm, in_shape)
+    params, buffers = init_state(net, in_shape, run.init, np.random.default_rng(0), dtype)
+    engine = make_engine(backend, net, params, buffers, run.optim)
+    engine.load_weights(state)
+    split = getattr(data, cfg.split)
+    ev = evaluate(engine, split.x, split.y, int(cfg.trainer.eval_batch_size), len(data.classes))
+    Console().print(
+        confusion_table(ev, data.classes, f"{cfg.split} confusion matrix ({data.name})")
+    )
+    per_class = {
+        c: None if math.isnan(a) else float(a)
+        for c, a in zip(data.classes, ev.per_class, strict=True)
+    }
+    result = {
+        "checkpoint": str(path),
+        "step": meta["loop"]["step"],
+        "model": run.model.name,
+        "backend": backend.name,
+        "data": data.name,
+        "split": cfg.split,
+        "acc": ev.acc,
+        "loss": ev.loss,
+        "per_class_acc": per_class,
+        "confusion": ev.confusion.tolist(),
+        "classes": data.classes,
+    }
+    out = Path(HydraConfig.get().runtime.output_dir) / "eval.json"
+    out.write_text(json.dumps(result, indent=1))
+    log.info(
+        "%s accuracy %.2f%% (loss %.4f) of %s at step %d on %s; written to %s",
+        cfg.split,
+        100 * ev.acc,
+        ev.loss,
+        run.model.name,
+        meta["loop"]["step"],
+        backend.name,
+        out,
+    )
+    return 0

@@ -1,0 +1,184 @@
+"""Training engines: one training step, prediction and state, on a numpy or a torch backend.
+
+The loop in :mod:`cnnlab.train.loop` is written once against this interface; the backend's
+framework picks the engine (:data:`ENGINES`). The numpy engine runs :class:`NumpyNet` with this
+project's optimizers; the torch engine runs :class:`TorchNet` with ``torch.optim`` doing the
+same maths. State (for checkpoints) is a flat dict of numpy arrays in both, with the same keys:
+``param/<name>``, ``buffer/<name>`` and ``optim/<name>/<slot>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from cnnlab.backends import Backend
+
+
+class Engine(Protocol):
+    """What the training loop needs from a backend."""
+
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, lr: float, rng: np.random.Generator
+    ) -> tuple[float, np.ndarray]:
+        """One step on a batch: forward, backward, update. Returns ``(loss, logits)``."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits in eval mode (running statistics, no dropout), no gradients."""
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Current parameters by name (copies on torch)."""
+
+    def grads(self) -> dict[str, np.ndarray]:
+        """The last step's gradients by name."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything a checkpoint needs to continue bit for bit."""
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state` returned."""
+
+    def load_weights(self, state: dict[str, np.ndarray]) -> None:
+        """Restore only parameters and buffers (evaluation, possibly of another backend's run:
+        optimizer states differ in layout between numpy and torch)."""
+
+
+def _split(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+class NumpyEngine:
+    """:class:`NumpyNet` on a numpy kernel set, updated by :class:`NumpyOptimizer`."""
+
+    def __init__(self, backend: Backend, net: Any, params: dict, buffers: dict, optim: Any) -> None:
+        from cnnlab.train.optim import NumpyOptimizer
+
+        self.model = backend.model(net, params, buffers)
+        self.optimizer = NumpyOptimizer(optim, self.model.params)
+        self._grads: dict[str, np.ndarray] = {}
+
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, lr: float, rng: np.random.Generator
+    ) -> tuple[float, np.ndarray]:
+        loss, self._grads, logits = self.model.loss(x, y, True, rng)
+        self.optimizer.step(self._grads, lr)
+        return loss, logits
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.forward(x, train=False)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.model.params
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return self._grads
+
+    def state(self) -> dict[str, np.ndarray]:
+        state = {f"param/{k}": v.copy() for k, v in self.model.params.items()}
+        state |= {f"buffer/{k}": v.copy() for k, v in self.model.buffers.items()}
+        state |= {f"optim/{k}": v for k, v in self.optimizer.state_dict().items()}
+        return state
+
+    def load_weights(self, state: dict[str, np.ndarray]) -> None:
+        for k, v in _split(state, "param/").items():
+            self.model.params[k][...] = v
+        for k, v in _split(state, "buffer/").items():
+            self.model.buffers[k][...] = v
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.load_weights(state)
+        self.optimizer.load_state_dict(_split(state, "optim/"))
+
+
+class TorchEngine:
+    """:class:`TorchNet` on the backend's device, updated by ``torch.optim``."""
+
+    def __init__(self, backend: Backend, net: Any, params: dict, buffers: dict, optim: Any) -> None:
+        import torch
+
+        from cnnlab.nn.torch_net import TorchNet
+        from cnnlab.train.optim import torch_optimizer
+
+        self.torch = torch
+        self.device = torch.device(backend.device)
+        self.module = TorchNet(net, params, buffers, self.device)
+        self.named = dict(self.module.named_parameters())
+        self.optimizer = torch_optimizer(optim, list(self.named.values()))
+
+    def _tensor(self, a: np.ndarray) -> Any:
+        return self.torch.as_tensor(a, device=self.device)
+
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, lr: float, rng: np.random.Generator
+    ) -> tuple[float, np.ndarray]:
+        from cnnlab.kernels.torch import ops
+        from cnnlab.train.optim import set_torch_lr
+
+        self.module.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.module(self._tensor(x), rng)
+        loss = ops.softmax_cross_entropy(logits, self._tensor(y))
+        loss.backward()
+        set_torch_lr(self.optimizer, lr)
+        self.optimizer.step()
+        return float(loss.detach()), logits.detach().cpu().numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.module.eval()
+        with self.torch.no_grad():
+            return self.module(self._tensor(x)).cpu().numpy()
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {k: p.detach().cpu().numpy() for k, p in self.named.items()}
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return {
+            k: p.grad.detach().cpu().numpy() for k, p in self.named.items() if p.grad is not None
+        }
+
+    def state(self) -> dict[str, np.ndarray]:
+        state = {f"param/{k}": p.detach().cpu().numpy().copy() for k, p in self.named.items()}
+        state |= {
+            f"buffer/{k}": b.detach().cpu().numpy().copy() for k, b in self.module.named_buffers()
+        }
+        names = list(self.named)
+        for index, slots in self.optimizer.state_dict()["state"].items():
+            for slot, value in slots.items():
+                if value is not None:
+                    state[f"optim/{names[index]}/{slot}"] = (
+                        self.torch.as_tensor(value).cpu().numpy()
+                    )
+        return state
+
+    def load_weights(self, state: dict[str, np.ndarray]) -> None:
+        torch = self.torch
+        with torch.no_grad():
+            for k, v in _split(state, "param/").items():
+                self.named[k].copy_(torch.as_tensor(v))
+            buffers = dict(self.module.named_buffers())
+            for k, v in _split(state, "buffer/").items():
+                buffers[k].copy_(torch.as_tensor(v))
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        torch = self.torch
+        self.load_weights(state)
+        slots: dict[int, dict[str, Any]] = {}
+        index = {name: i for i, name in enumerate(self.named)}
+        for key, value in _split(state, "optim/").items():
+            name, slot = key.rsplit("/", 1)
+            # Adam keeps its step count as a CPU tensor; moments live with their parameter.
+            device = "cpu" if slot == "step" else self.device
+            slots.setdefault(index[name], {})[slot] = torch.tensor(value, device=device)
+        saved = self.optimizer.state_dict()
+        saved["state"] = slots
+        self.optimizer.load_state_dict(saved)
+
+
+ENGINES: dict[str, Callable[..., Engine]] = {"numpy": NumpyEngine, "torch": TorchEngine}
+
+
+def make_engine(backend: Backend, net: Any, params: dict, buffers: dict, optim: Any) -> Engine:
+    """The engine of ``backend``'s framework, starting from numpy ``params`` and ``buffers``."""
+    return ENGINES[backend.framework](backend, net, params, buffers, optim)

@@ -1,0 +1,265 @@
+"""The training loop, written once for every backend.
+
+Every random draw is derived from ``trainer.seed`` and the loop position (epoch, batch): the
+data order from (seed, epoch), augmentation from (seed, epoch, batch, 1) and dropout masks from
+(seed, epoch, batch, 2). So the same seed gives the same batches and masks on every backend,
+and a run resumed from a checkpoint (which stores the position, the running sums of the epoch
+in progress and the engine state) continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.data import Dataset
+from cnnlab.data.augment import augment
+from cnnlab.data.batches import batch_indices, epoch_order
+from cnnlab.train import checkpoint
+from cnnlab.train.engine import Engine
+from cnnlab.train.metrics import Evaluation, evaluate
+from cnnlab.train.optim import learning_rate
+
+log = logging.getLogger("cnnlab.train")
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in every checkpoint.
+
+    The running sums cover the epoch in progress, so that a run resumed mid-epoch reports the
+    same epoch metrics as one that never stopped.
+    """
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    position: int = 0  # batches of that epoch already done
+    step: int = 0  # global steps done
+    loss_sum: float = 0.0  # sum over the epoch's samples of the training loss
+    correct: int = 0
+    seen: int = 0
+    train_s: float = 0.0  # seconds in training steps this epoch (for images/s)
+    best_val_acc: float = -1.0
+    metrics_lines: int = 0  # lines of metrics.jsonl that belong to the run up to here
+    wall_s: float = 0.0  # wall time of the sessions before this one
+    last_val: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """How a run ended."""
+
+    status: str  # completed, interrupted or diverged
+    state: LoopState
+    message: str = ""
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a request to stop after the current step.
+
+    A second signal stops at once (KeyboardInterrupt), for a user who does not want to wait.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @contextmanager
+    def installed(self):  # noqa: ANN201 - a context manager
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.signal(s, self._handle) for s in handled}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+class Trainer:
+    """Runs the epochs of one training run and writes its outputs into ``run_dir``.
+
+    Args:
+        cfg: the composed config (trainer, data, optim, model, ...).
+        data: the loaded splits.
+        engine: the backend's engine, already holding the initial (or resumed) state.
+        run_dir: where metrics.jsonl, checkpoints/ and the TensorBoard events go.
+        tb: a TensorBoardWriter.
+        state: where to start (a fresh LoopState, or the one from a checkpoint).
+    """
+
+    def __init__(
+        self, cfg: Any, data: Dataset, engine: Engine, run_dir: Path, tb: Any, state: LoopState
+    ) -> None:
+        self.cfg, self.data, self.engine, self.run_dir, self.tb = cfg, data, engine, run_dir, tb
+        self.state = state
+        t = cfg.trainer
+        self.seed, self.batch_size = int(t.seed), int(t.batch_size)
+        self.steps_per_epoch = math.ceil(len(data.train.y) / self.batch_size)
+        total = t.epochs * self.steps_per_epoch
+        self.total_steps = min(total, t.max_steps) if t.max_steps else total
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.stop = StopSignal()
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def record(self, kind: str, **values: Any) -> None:
+        """Append one JSON line to metrics.jsonl."""
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"kind": kind, **values}) + "\n")
+        self.state.metrics_lines += 1
+
+    def save(self, name: str, config_yaml: str) -> Path:
+        path = self.run_dir / "checkpoints" / f"{name}.npz"
+        meta = {"loop": asdict(self.state), "config": config_yaml, "run_dir": str(self.run_dir)}
+        checkpoint.save(path, self.engine.state(), meta)
+        return path
+
+    def evaluate(self, split: str) -> Evaluation:
+        s = getattr(self.data, split)
+        size = int(self.cfg.trainer.eval_batch_size)
+        return evaluate(self.engine, s.x, s.y, size, len(self.data.classes))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, config_yaml: str, progress: Any) -> Outcome:
+        """Train until the epochs (or trainer.max_steps) are done, a signal, or a NaN loss."""
+        t, s = self.cfg.trainer, self.state
+        with self.stop.installed():
+            while s.epoch < t.epochs and s.step < self.total_steps:
+                outcome = self._epoch(config_yaml, progress)
+                if outcome is not None:
+                    return outcome
+        return Outcome("completed", s)
+
+    def _epoch(self, config_yaml: str, progress: Any) -> Outcome | None:
+        t, s, d = self.cfg.trainer, self.state, self.cfg.data
+        train = self.data.train
+        batches = batch_indices(epoch_order(len(train.y), self.seed, s.epoch), self.batch_size)
+        seen = max(s.seen, 1)
+        task = progress.add_task(
+            f"epoch {s.epoch + 1}/{t.epochs}",
+            total=len(batches),
+            completed=s.position,
+            loss=s.loss_sum / seen,
+            acc=s.correct / seen,
+            ips=0.0,
+        )
+        every = int(t.checkpoint_every_steps or 0)
+        while s.position < len(batches) and s.step < self.total_steps:
+            if self.stop.signum is not None:
+                progress.remove_task(task)
+                path = self.save("last", config_yaml)
+                name = signal.Signals(self.stop.signum).name
+                return Outcome("interrupted", s, f"{name}: stopped at step {s.step}; saved {path}")
+            index = batches[s.position]
+            x, y = train.x[index], train.y[index]
+            if d.augment:
+                rng = np.random.default_rng([self.seed, s.epoch, s.position, 1])
+                x = augment(x, rng, int(d.crop_pad), bool(d.flip))
+            lr = learning_rate(self.cfg.optim, s.step, self.steps_per_epoch, self.total_steps)
+            dropout_rng = np.random.default_rng([self.seed, s.epoch, s.position, 2])
+            start = time.perf_counter()
+            loss, logits = self.engine.train_step(x, y, lr, dropout_rng)
+            s.train_s += time.perf_counter() - start
+            if not math.isfinite(loss):
+                progress.remove_task(task)
+                return Outcome(
+                    "diverged",
+                    s,
+                    f"loss became {loss} at step {s.step + 1} (epoch {s.epoch + 1}); stopped, "
+                    "the last good checkpoint is kept (try a lower optim.lr)",
+                )
+            s.loss_sum += loss * len(y)
+            s.correct += int(np.sum(logits.argmax(axis=1) == y))
+            s.seen += len(y)
+            s.position += 1
+            s.step += 1
+            if t.log_every and s.step % t.log_every == 0:
+                self.tb.scalar("train/loss_step", loss, s.step)
+            progress.update(
+                task,
+                advance=1,
+                loss=s.loss_sum / s.seen,
+                acc=s.correct / s.seen,
+                ips=s.seen / max(s.train_s, 1e-9),
+            )
+            if every and s.step % every == 0:
+                self.save("last", config_yaml)
+        progress.remove_task(task)
+        self._end_epoch(config_yaml)
+        return None
+
+    def _end_epoch(self, config_yaml: str) -> None:
+        """Validate, record and log the epoch, then checkpoint (last, and best by val acc)."""
+        s = self.state
+        val = self.evaluate("val")
+        lr = learning_rate(
+            self.cfg.optim, max(s.step - 1, 0), self.steps_per_epoch, self.total_steps
+        )
+        values = {
+            "epoch": s.epoch + 1,
+            "step": s.step,
+            "train_loss": s.loss_sum / s.seen,
+            "train_acc": s.correct / s.seen,
+            "val_loss": None if math.isnan(val.loss) else val.loss,
+            "val_acc": None if math.isnan(val.acc) else val.acc,
+            "lr": lr,
+            "images_per_s": s.seen / max(s.train_s, 1e-9),
+            "time_s": s.train_s,
+        }
+        self.record("epoch", **values)
+        log.info(
+            "epoch %d: train loss %.4f acc %.2f%% | val loss %s acc %s | %.0f images/s",
+            s.epoch + 1,
+            values["train_loss"],
+            100 * values["train_acc"],
+            "–" if values["val_loss"] is None else f"{values['val_loss']:.4f}",
+            "–" if values["val_acc"] is None else f"{100 * values['val_acc']:.2f}%",
+            values["images_per_s"],
+        )
+        self._tensorboard(values)
+        s.last_val = {"loss": values["val_loss"], "acc": values["val_acc"]}
+        score = values["val_acc"] if values["val_acc"] is not None else values["train_acc"]
+        s.epoch, s.position = s.epoch + 1, 0
+        s.loss_sum, s.correct, s.seen, s.train_s = 0.0, 0, 0, 0.0
+        better = score > s.best_val_acc
+        if better:
+            s.best_val_acc = score
+        self.save("last", config_yaml)
+        if better:
+            self.save("best", config_yaml)
+
+    def _tensorboard(self, values: dict[str, Any]) -> None:
+        from cnnlab.train.tensorboard import filter_grid
+
+        step = values["step"]
+        scalars = {
+            "train/loss": values["train_loss"],
+            "train/acc": values["train_acc"],
+            "lr": values["lr"],
+            "images_per_s": values["images_per_s"],
+        }
+        if values["val_acc"] is not None:
+            scalars |= {"val/loss": values["val_loss"], "val/acc": values["val_acc"]}
+        self.tb.scalars(scalars, step)
+        params, grads = self.engine.params(), self.engine.grads()
+        for name, value in params.items():
+            self.tb.histogram(f"weights/{name}", value, step)
+        for name, value in grads.items():
+            self.tb.histogram(f"grads/{name}", value, step)
+        first_conv = next((v for v in params.values() if v.ndim == 4), None)
+        if first_conv is not None:
+            self.tb.image("filters/first_conv", filter_grid(first_conv), step)
+        self.tb.flush()
