@@ -119,6 +119,7 @@ class OptimConfig:
     step_size: int = 10  # step: epochs between drops
     gamma: float = 0.1  # step: factor of each drop
     min_lr: float = 0.0  # cosine: the learning rate at the last step
+    warmup_steps: int = 0  # linear warmup from lr/warmup_steps over the first steps
 
 
 @dataclass
@@ -129,7 +130,10 @@ class SGDConfig(OptimConfig):
 @dataclass
 class MomentumConfig(OptimConfig):
     name: str = "momentum"
+    lr: float = 0.02
     weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 100
     momentum: float = 0.9
     nesterov: bool = False
 

@@ -87,15 +87,25 @@ def learning_rate(optim: Any, step: int, steps_per_epoch: int, total_steps: int)
 
     Args:
         optim: the composed ``optim`` config node (``lr``, ``schedule``, ``step_size``,
-            ``gamma``, ``min_lr``).
+            ``gamma``, ``min_lr``, ``warmup_steps``).
         step: the global step, 0 for the run's first update.
         steps_per_epoch: updates per epoch (``step`` schedule: ``epoch = step // steps_per_epoch``).
         total_steps: updates in the whole run (``cosine``: ``T``; steps past it stay at
             ``min_lr``).
 
     ``none``: ``lr``; ``step``: ``lr·gamma^floor(epoch / step_size)``; ``cosine``:
-    ``min_lr + (lr − min_lr)·(1 + cos(π·min(step, T)/T))/2``.
+    ``min_lr + (lr − min_lr)·(1 + cos(π·min(step, T)/T))/2``. Any of them is then scaled by
+    ``min(1, (step + 1) / warmup_steps)`` during the first ``warmup_steps`` steps: a linear
+    warmup keeps the first, largest gradients from killing ReLU units of wide layers.
     """
+    warmup = int(optim.warmup_steps)
+    if warmup < 0:
+        raise UsageError(f"optim.warmup_steps must be >= 0, got {warmup}")
+    scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return scale * _scheduled(optim, step, steps_per_epoch, total_steps)
+
+
+def _scheduled(optim: Any, step: int, steps_per_epoch: int, total_steps: int) -> float:
     schedule = optim.schedule
     lr = float(optim.lr)
     if schedule == "none":

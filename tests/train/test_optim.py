@@ -211,10 +211,25 @@ def test_schedule_none_is_constant():
 
 def test_schedule_step_boundaries():
     # 5 steps per epoch, a drop every 2 epochs: steps 0-9 at lr, 10-19 at lr/10, 20-29 at lr/100.
-    cfg = make_config("momentum", lr=0.1, schedule="step", step_size=2, gamma=0.1)
+    cfg = make_config("momentum", lr=0.1, schedule="step", step_size=2, gamma=0.1, warmup_steps=0)
     expected = {0: 0.1, 9: 0.1, 10: 0.01, 19: 0.01, 20: 0.001, 29: 0.001, 30: 1e-4}
     for step, lr in expected.items():
         assert learning_rate(cfg, step, 5, 100) == pytest.approx(lr, rel=1e-14), step
+
+
+def test_warmup_scales_the_first_steps_linearly():
+    cfg = make_config("sgd", lr=0.1, schedule="none", warmup_steps=4)
+    assert [learning_rate(cfg, s, 10, 100) for s in range(6)] == pytest.approx(
+        [0.025, 0.05, 0.075, 0.1, 0.1, 0.1], rel=1e-14
+    )
+    cosine = make_config("sgd", lr=0.1, schedule="cosine", warmup_steps=10)
+    plain = make_config("sgd", lr=0.1, schedule="cosine")
+    assert learning_rate(cosine, 2, 10, 100) == pytest.approx(
+        0.3 * learning_rate(plain, 2, 10, 100)
+    )
+    assert learning_rate(cosine, 50, 10, 100) == learning_rate(plain, 50, 10, 100)
+    with pytest.raises(UsageError, match="warmup_steps"):
+        learning_rate(make_config("sgd", warmup_steps=-1), 0, 10, 100)
 
 
 def test_schedule_cosine_endpoints_and_midpoint():
