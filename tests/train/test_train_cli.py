@@ -288,3 +288,24 @@ def test_default_run_beats_90_percent_on_shapes(tmp_path):
     results = json.loads((run_dir(tmp_path) / "results.json").read_text())
     print(f"default run: test {results['test_acc']:.4f} in {time.monotonic() - started:.0f} s")
     assert results["test_acc"] >= 0.90
+
+
+MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist"
+
+
+@pytest.mark.slow
+def test_lenet_on_mnist_reaches_98_percent_on_im2col_and_torch(tmp_path):
+    """Issue 4's reference run (by hand: -m slow): >= 98% on im2col, torch within 0.5 points."""
+    if not (MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST is not in {MNIST}")
+    accs = {}
+    for backend in ("im2col", "torch"):
+        root = tmp_path / backend
+        root.mkdir()
+        args = ["model=lenet", "data=mnist", f"data.root={MNIST.resolve()}", f"backend={backend}"]
+        result = cnnlab("train", *args, "trainer.epochs=2", cwd=root, timeout=900)
+        assert result.returncode == 0, result.stderr
+        accs[backend] = json.loads((run_dir(root) / "results.json").read_text())["test_acc"]
+    print(f"lenet on mnist, 2 epochs: {accs}")
+    assert accs["im2col"] >= 0.98
+    assert abs(accs["torch"] - accs["im2col"]) <= 0.005
