@@ -23,7 +23,7 @@ import numpy as np
 
 from cnnlab.backends import BACKENDS, Backend
 from cnnlab.gradcheck.numeric import compare
-from cnnlab.gradcheck.run import Record, Thresholds
+from cnnlab.gradcheck.run import Record, Thresholds, compared
 
 
 @dataclass(frozen=True)
@@ -83,23 +83,11 @@ def _off_init(
     return params
 
 
-def _record(p: ModelProblem, backend: str, tensor: str, reference: str, cmp: Any, t: Thresholds):
-    return Record(
-        target="model",
-        layer=None,
-        model=p.model,
-        variant=p.variant,
-        backend=backend,
-        tensor=tensor,
-        reference=reference,
-        rel_error=cmp.rel_error,
-        worst_abs_error=cmp.worst_abs,
-        worst_index=list(cmp.worst_index),
-        zero_gradient=cmp.zero,
-        threshold=t.atol_zero if cmp.zero else t.rtol(reference),
-        step=t.step if reference == "numeric" else None,
-        passed=cmp.passed(t.rtol(reference), t.atol_zero),
-    )
+def _record(
+    p: ModelProblem, backend: str, tensor: str, reference: str, cmp: Any, t: Thresholds
+) -> Record:
+    where = {"target": "model", "layer": None, "model": p.model, "variant": p.variant}
+    return compared(where, backend, tensor, reference, cmp, t)
 
 
 def _loss(model: Any, p: ModelProblem, grads: bool = True) -> tuple[float, dict, np.ndarray]:

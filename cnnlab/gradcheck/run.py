@@ -57,14 +57,15 @@ class Record:
         return asdict(self)
 
 
-def _record(
-    case: LayerCase, backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
+def compared(
+    where: dict[str, Any], backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
 ) -> Record:
+    """The record of one comparison, judged by the thresholds.
+
+    where: ``target``, ``layer``, ``model`` and ``variant`` of the check (layer or model).
+    """
     return Record(
-        target="layer",
-        layer=case.layer,
-        model=None,
-        variant=case.variant,
+        **where,
         backend=backend,
         tensor=tensor,
         reference=reference,
@@ -76,6 +77,13 @@ def _record(
         step=t.step if reference == "numeric" else None,
         passed=cmp.passed(t.rtol(reference), t.atol_zero),
     )
+
+
+def _record(
+    case: LayerCase, backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
+) -> Record:
+    where = {"target": "layer", "layer": case.layer, "model": None, "variant": case.variant}
+    return compared(where, backend, tensor, reference, cmp, t)
 
 
 def skipped_record(
