@@ -92,6 +92,7 @@ MODULES = {
     "gradcheck": "cnnlab.gradcheck",
     "summary": "cnnlab.summary",
     "data": "cnnlab.data.command",
+    "bench": "cnnlab.bench",
 }
 
 
@@ -261,6 +262,48 @@ def data(
         typer.secho(f"cnnlab data: {given}; choose from {choices}", fg="red", err=True)
         raise typer.Exit(2)
     _run("data", [f"action={action}", *(overrides or [])], multirun, verbose)
+
+
+BENCH_TARGETS = ("conv", "pool", "batchnorm", "layers", "suite", "model")
+
+
+@app.command(
+    context_settings=HYDRA_ARGS,
+    epilog=_groups_epilog({"model": "(bench model; default: threelayer)", "data": ""}),
+)
+def bench(
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="conv (the course case), pool, batchnorm (staged and fused backward), layers "
+            "(every layer), suite (the conv suite) or model (one training step of model=).",
+            show_default=False,
+            autocompletion=lambda incomplete: [
+                t for t in BENCH_TARGETS if t.startswith(incomplete)
+            ],
+        ),
+    ] = None,
+    overrides: Annotated[list[str] | None, _overrides_argument("bench")] = None,
+    multirun: Multirun = False,
+    verbose: Verbose = False,
+) -> None:
+    """Time forward, backward and forward+backward on each backend, checked against torch.
+
+    Median of [b]bench.runs[/b] after [b]bench.warmup[/b]; GFLOP/s, speed-up over naive, ratio
+    to torch and the fraction of numpy's matrix-product rate. naive runs only within
+    [b]bench.naive_budget_s[/b]. Writes bench.json, bench.csv and TensorBoard scalars; exits 1
+    if a backend differs from torch.
+
+    Examples: [cyan]cnnlab bench conv[/cyan],
+    [cyan]cnnlab bench suite backends=\\[im2col,torch][/cyan],
+    [cyan]cnnlab bench model model=lenet data=mnist trainer.batch_size=128[/cyan]
+    """
+    if target not in BENCH_TARGETS:
+        given = f"unknown target '{target}'" if target else "give a target"
+        choices = ", ".join(BENCH_TARGETS)
+        typer.secho(f"cnnlab bench: {given}; choose from {choices}", fg="red", err=True)
+        raise typer.Exit(2)
+    _run("bench", [f"bench={target}", *(overrides or [])], multirun, verbose)
 
 
 @app.callback(invoke_without_command=True)

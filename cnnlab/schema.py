@@ -211,6 +211,34 @@ class DataCommandConfig:
     data: Any = None
 
 
+@dataclass
+class BenchSettings:
+    """``bench.*``: the target's cases (from ``conf/bench/<target>.yaml``) and the harness."""
+
+    target: str = "conv"
+    cases: Any = field(default_factory=list)  # dicts: name, layer and the layer's shapes
+    runs: int = 5
+    warmup: int = 1
+    repeats: int = 1
+    naive_budget_s: float = 20.0
+    naive_probe_batch: int = 2
+    rtol: float = 1e-4
+    roofline_size: int = 1024
+    batch: int | None = None  # replaces every case's batch size
+
+
+@dataclass
+class BenchConfig:
+    backends: Any = "all"  # a list of names or "all", as gradcheck's
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    model: Any = None
+    norm: Any = None
+    data: Any = None
+    init: Any = None
+    optim: Any = None
+
+
 COMMANDS: dict[str, type] = {
     "gradcheck": GradcheckConfig,
     "summary": SummaryConfig,
@@ -218,6 +246,7 @@ COMMANDS: dict[str, type] = {
     "eval": EvalConfig,
     # `cnnlab data`: named apart from the data group's own data_schema.
     "data_command": DataCommandConfig,
+    "bench": BenchConfig,
 }
 
 

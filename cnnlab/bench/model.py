@@ -1,0 +1,116 @@
+"""``cnnlab bench model``: one full training step (forward, backward, update) of ``model=``.
+
+Each backend gets an engine (:func:`cnnlab.train.engine.make_engine`) from the same initial
+weights and batch; its first step's logits are checked against torch's, then steps are timed.
+``fwd_s`` is an eval-mode forward (``predict``), ``fwdbwd_s`` the whole training step, and
+``images_per_s`` the batch size over it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab.backends import Backend
+from cnnlab.bench.run import Context, record, rel_error
+from cnnlab.bench.timing import measure, once
+
+
+class ModelBench:
+    """The model, its initial state and a batch, shared by every backend."""
+
+    def __init__(self, cfg: Any, dtype: np.dtype) -> None:
+        from cnnlab.models import build_net, init_state
+        from cnnlab.summary import summarize
+
+        self.cfg = cfg
+        self.shape = tuple(int(n) for n in cfg.data.shape)
+        self.batch = int(cfg.bench.batch or cfg.trainer.batch_size)
+        self.net = build_net(cfg.model, cfg.norm, self.shape)
+        rng = np.random.default_rng(cfg.trainer.seed)
+        self.params, self.buffers = init_state(self.net, self.shape, cfg.init, rng, dtype)
+        self.flops = float(summarize(self.net, self.shape)["total_flops"])
+        self.dtype = dtype
+        self._ref: dict[int, np.ndarray] = {}
+        self._batches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def batch_of(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The same ``n`` images and labels for every backend, drawn once (not timed)."""
+        if n not in self._batches:
+            rng = np.random.default_rng(self.cfg.trainer.seed + 1)
+            x = rng.standard_normal((n, *self.shape)).astype(self.dtype)
+            y = rng.integers(0, int(self.cfg.model.num_classes), size=n)
+            self._batches[n] = (x, y)
+        return self._batches[n]
+
+    def engine(self, backend: Backend) -> Any:
+        from cnnlab.train.engine import make_engine
+
+        return make_engine(backend, self.net, self.params, self.buffers, self.cfg.optim)
+
+    def step(self, engine: Any, n: int) -> np.ndarray:
+        x, y = self.batch_of(n)
+        # A fixed generator per step: dropout masks match across backends.
+        _, logits = engine.train_step(x, y, float(self.cfg.optim.lr), np.random.default_rng(0))
+        return logits
+
+    def reference(self, n: int) -> np.ndarray:
+        """torch's (CPU) logits of the first training step on ``n`` images."""
+        if n not in self._ref:
+            from cnnlab.backends import get_backend
+
+            self._ref[n] = self.step(self.engine(get_backend("torch")), n)
+        return self._ref[n]
+
+
+def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any]:
+    """Check the first step's logits against torch, then time training steps."""
+    s = ctx.settings
+    name = mb.cfg.model.name
+    row = dict(case=name, variant="train step", backend=backend.name, batch=mb.batch)
+    ok, reason = backend.availability()
+    if not ok:
+        return record(ctx, **row, status="skipped", skipped=True, reason=reason)
+    if backend.name == "naive":
+        probe = max(1, min(int(s.naive_probe_batch), mb.batch))
+        engine = mb.engine(backend)
+        per_step = once(lambda: mb.step(engine, probe)) * mb.batch / probe
+        total = per_step * (1 + (s.warmup + s.runs) * max(s.repeats, 1))
+        row["naive_estimate_s"] = per_step
+        if total > s.naive_budget_s:
+            error = rel_error(mb.step(mb.engine(backend), probe), mb.reference(probe))
+            status = "failed" if error > s.rtol else "skipped"
+            why = (
+                f"differs from torch: relative error {error:.2e} at batch {probe}"
+                if status == "failed"
+                else f"estimated {total:.3g} s > bench.naive_budget_s={s.naive_budget_s:g}"
+            )
+            return record(
+                ctx, **row, status=status, skipped=status == "skipped", reason=why,
+                max_rel_error=error,
+            )  # fmt: skip
+    engine = mb.engine(backend)
+    error = rel_error(mb.step(engine, mb.batch), mb.reference(mb.batch))
+    if error > s.rtol:
+        why = f"differs from torch: relative error {error:.2e} > bench.rtol={s.rtol:g}"
+        return record(ctx, **row, status="failed", reason=why, max_rel_error=error)
+    x, _ = mb.batch_of(mb.batch)
+    dev = backend.device
+    fwd = measure(lambda: engine.predict(x), s.warmup, s.runs, s.repeats, dev)
+    step = measure(lambda: mb.step(engine, mb.batch), s.warmup, s.runs, s.repeats, dev)
+    flops = 3 * mb.flops * mb.batch
+    gflops = flops / step.median / 1e9
+    return record(
+        ctx,
+        **row,
+        fwd_s=fwd.median,
+        fwdbwd_s=step.median,
+        fwdbwd_min_s=step.low,
+        fwdbwd_max_s=step.high,
+        flops=flops,
+        gflops=gflops,
+        roofline_frac=gflops / ctx.roofline_gflops,
+        images_per_s=mb.batch / step.median,
+        max_rel_error=error,
+    )

@@ -1,0 +1,200 @@
+"""One measurement per (case, backend): check against torch, estimate naive, then time.
+
+Conventions (stated in the README and bench.json): times are seconds per call, the median of
+``bench.runs`` timed runs after ``bench.warmup`` warm-up runs (the median of the repeats'
+medians with ``bench.repeats``); conv and linear FLOPs count a multiply-add as 2, the backward
+as twice the forward, so fwd+bwd is 3x the forward and GFLOP/s is that over ``fwdbwd_s``.
+Kernels take and return numpy arrays, so torch and cuda times include the copies in and out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cnnlab.backends import Backend
+from cnnlab.bench.cases import BenchCase, Built
+from cnnlab.bench.timing import measure, once
+
+log = logging.getLogger("cnnlab.bench")
+
+# Calls of fwd+bwd size one measurement makes per timed run: fwd, bwd and fwd+bwd together.
+_CALLS_PER_RUN = 2
+
+
+@dataclass
+class Context:
+    """What every measurement of a run shares."""
+
+    target: str
+    dtype: np.dtype
+    threads: int | None
+    seed: int
+    settings: Any  # bench.*
+    roofline_gflops: float
+    _refs: dict[tuple[str, str, int], tuple[Any, list[Any]]] = field(default_factory=dict)
+
+    def budget_calls(self) -> int:
+        """fwd+bwd-sized calls naive would make: the check, then warm-up and timed runs."""
+        s = self.settings
+        return 1 + _CALLS_PER_RUN * (s.warmup + s.runs) * max(s.repeats, 1)
+
+
+def rel_error(a: Any, r: Any) -> float:
+    """‖a − r‖₂ / max(‖a‖₂ + ‖r‖₂, 1e-12), in float64 (gradcheck's measure)."""
+    a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+    return float(np.linalg.norm(a - r) / max(np.linalg.norm(a) + np.linalg.norm(r), 1e-12))
+
+
+def record(ctx: Context, case: str, variant: str, backend: str, **values: Any) -> dict[str, Any]:
+    """One row of bench.json, with every field present (None where it does not apply)."""
+    row: dict[str, Any] = {
+        "target": ctx.target,
+        "case": case,
+        "variant": variant,
+        "backend": backend,
+        "dtype": str(ctx.dtype),
+        "threads": ctx.threads,
+        "batch": None,
+        "status": "ok",
+        "skipped": False,
+        "reason": "",
+        "fwd_s": None,
+        "bwd_s": None,
+        "fwdbwd_s": None,
+        "fwdbwd_min_s": None,
+        "fwdbwd_max_s": None,
+        "flops": None,
+        "gflops": None,
+        "roofline_frac": None,
+        "speedup_vs_naive": None,
+        "ratio_to_torch": None,
+        "images_per_s": None,
+        "naive_estimate_s": None,
+        "max_rel_error": None,
+    }
+    row.update(values)
+    return row
+
+
+def _pair(kernels: Any, built: Built, arrays: dict, dout: Any = None) -> tuple[Any, list, Any]:
+    out, cache = built.forward(kernels, arrays)
+    if dout is None:
+        return out, [], cache
+    return out, list(built.backward(kernels, cache, dout)), cache
+
+
+def _arrays(ctx: Context, built: Built) -> dict[str, Any]:
+    # The same seed for every backend: each gets identical inputs, freshly drawn (batch norm
+    # changes its running statistics in place).
+    return built.make(np.random.default_rng(ctx.seed))
+
+
+def _reference(ctx: Context, case: BenchCase, batch: int) -> tuple[Any, list[Any], Any]:
+    """torch's (CPU) output and gradients for the case at ``batch``, and the upstream dout."""
+    key = (case.name, case.variant, batch)
+    if key not in ctx._refs:
+        from cnnlab.backends import get_backend
+
+        torch_kernels = get_backend("torch").kernels()
+        built = case.build(batch, ctx.dtype)
+        out, _, _ = _pair(torch_kernels, built, _arrays(ctx, built))
+        dout = np.random.default_rng(ctx.seed + 1).standard_normal(np.shape(out))
+        dout = np.asarray(dout, dtype=ctx.dtype)
+        out, grads, _ = _pair(torch_kernels, built, _arrays(ctx, built), dout)
+        ctx._refs[key] = (out, grads, dout)
+    return ctx._refs[key]
+
+
+def _check(ctx: Context, case: BenchCase, kernels: Any, batch: int) -> float:
+    """The largest relative error of the forward output and every gradient against torch."""
+    ref_out, ref_grads, dout = _reference(ctx, case, batch)
+    built = case.build(batch, ctx.dtype)
+    out, grads, _ = _pair(kernels, built, _arrays(ctx, built), dout)
+    errors = [rel_error(out, ref_out)]
+    errors += [rel_error(g, r) for g, r in zip(grads, ref_grads, strict=True) if r is not None]
+    return max(errors)
+
+
+def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any]:
+    """Check, then time one case on one backend (or say why it is skipped or failed)."""
+    s = ctx.settings
+    row = dict(case=case.name, variant=case.variant, backend=backend.name, batch=case.batch)
+    ok, reason = backend.availability()
+    if not ok:
+        return record(ctx, **row, status="skipped", skipped=True, reason=reason)
+    kernels = backend.kernels()
+    flops = case.flops(case.batch)
+    if backend.name == "naive":
+        probe = max(1, min(int(s.naive_probe_batch), case.batch))
+        built = case.build(probe, ctx.dtype)
+        _, _, dout = _reference(ctx, case, probe)
+        arrays = _arrays(ctx, built)
+        per_call = once(lambda: _pair(kernels, built, arrays, dout)) * case.batch / probe
+        total = per_call * ctx.budget_calls()
+        row["naive_estimate_s"] = per_call
+        if total > s.naive_budget_s:
+            error = _check(ctx, case, kernels, probe)
+            if error > s.rtol:
+                return _failed(ctx, row, error, f"at batch {probe}")
+            return record(
+                ctx,
+                **row,
+                status="skipped",
+                skipped=True,
+                max_rel_error=error,
+                reason=f"estimated {total:.3g} s > bench.naive_budget_s={s.naive_budget_s:g}",
+            )
+    error = _check(ctx, case, kernels, case.batch)
+    if error > s.rtol:
+        return _failed(ctx, row, error, "")
+    built = case.build(case.batch, ctx.dtype)
+    arrays = _arrays(ctx, built)
+    _, _, dout = _reference(ctx, case, case.batch)
+    _, _, cache = _pair(kernels, built, arrays)
+    device = backend.device
+    fwd = measure(lambda: built.forward(kernels, arrays), s.warmup, s.runs, s.repeats, device)
+    bwd = measure(lambda: built.backward(kernels, cache, dout), s.warmup, s.runs, s.repeats, device)
+    both = measure(lambda: _pair(kernels, built, arrays, dout), s.warmup, s.runs, s.repeats, device)
+    gflops = 3 * flops / both.median / 1e9 if flops else None
+    return record(
+        ctx,
+        **row,
+        fwd_s=fwd.median,
+        bwd_s=bwd.median,
+        fwdbwd_s=both.median,
+        fwdbwd_min_s=both.low,
+        fwdbwd_max_s=both.high,
+        flops=3 * flops if flops else None,
+        gflops=gflops,
+        roofline_frac=gflops / ctx.roofline_gflops if gflops else None,
+        max_rel_error=error,
+    )
+
+
+def _failed(ctx: Context, row: dict, error: float, where: str) -> dict[str, Any]:
+    reason = f"differs from torch: relative error {error:.2e} > bench.rtol={ctx.settings.rtol:g}"
+    log.error("%s/%s on %s %s", row["case"], row["variant"] or "-", row["backend"], reason)
+    return record(
+        ctx, **row, status="failed", max_rel_error=error, reason=f"{reason} {where}".strip()
+    )
+
+
+def compare(rows: list[dict[str, Any]]) -> None:
+    """Fill speed-up over naive and ratio to torch within each (case, variant); naive's
+    estimate stands in for its time where it was skipped for the budget."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["variant"]), []).append(r)
+    for group in groups.values():
+        by = {r["backend"]: r for r in group}
+        naive = by.get("naive")
+        naive_s = naive and (naive["fwdbwd_s"] or naive["naive_estimate_s"])
+        torch_s = by.get("torch", {}).get("fwdbwd_s")
+        for r in group:
+            if r["fwdbwd_s"]:
+                r["speedup_vs_naive"] = naive_s / r["fwdbwd_s"] if naive_s else None
+                r["ratio_to_torch"] = r["fwdbwd_s"] / torch_s if torch_s else None

@@ -1,0 +1,102 @@
+"""``cnnlab bench``: every target runs on tiny shapes and writes its files; no timing asserts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+# Tiny and quick: one timed run, no warm-up, a small roofline product.
+FAST = ["bench.runs=1", "bench.warmup=0", "bench.roofline_size=64"]
+FIELDS = {
+    "target", "case", "variant", "backend", "dtype", "threads", "fwd_s", "bwd_s", "fwdbwd_s",
+    "gflops", "images_per_s", "skipped", "status",
+}  # fmt: skip
+
+
+def bench(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", "bench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def outputs(tmp_path):
+    (run_dir,) = tmp_path.glob("outputs/*/*")
+    data = json.loads((run_dir / "bench.json").read_text())
+    with (run_dir / "bench.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert len(rows) == len(data["records"])
+    assert data["provenance"]["cnnlab_version"]
+    for record in data["records"]:
+        assert set(record) >= FIELDS
+    return data
+
+
+@pytest.mark.parametrize(
+    ("target", "args", "cases"),
+    [
+        ("pool", ["bench.batch=2"], {"maxpool", "avgpool"}),
+        ("batchnorm", ["bench.batch=2"], {"spatial"}),
+        ("layers", ["bench.batch=2", "backends=[im2col,torch]"], {"conv", "lrn", "softmax"}),
+        ("suite", ["bench.batch=1", "backends=[im2col,torch]"], {"course", "resnet-512"}),
+    ],
+)
+def test_targets_run_on_tiny_shapes_and_write_their_files(tmp_path, target, args, cases):
+    result = bench(target, *FAST, "trainer.threads=1", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = outputs(tmp_path)
+    records = data["records"]
+    assert cases <= {r["case"] for r in records}
+    timed = [r for r in records if r["status"] == "ok"]
+    assert timed and all(r["fwdbwd_s"] > 0 and r["threads"] == 1 for r in timed)
+    assert all(r["target"] == target and r["dtype"] == "float32" for r in records)
+    if target == "batchnorm":
+        assert {r["variant"] for r in records} == {"staged", "fused"}
+
+
+def test_conv_skips_naive_over_its_budget_and_cuda_where_absent(tmp_path):
+    case = "bench.cases=[{name:tiny,layer:conv,x:[4,3,9,9],w:[5,3,3,3],stride:2,pad:1}]"
+    result = bench("conv", *FAST, case, "bench.naive_budget_s=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    by = {r["backend"]: r for r in outputs(tmp_path)["records"]}
+    naive = by["naive"]
+    assert naive["skipped"] and naive["naive_estimate_s"] > 0 and "budget" in naive["reason"]
+    assert by["im2col"]["gflops"] > 0 and by["im2col"]["speedup_vs_naive"] > 0
+    assert by["im2col"]["ratio_to_torch"] > 0
+    if not by["cuda"]["skipped"]:
+        assert by["cuda"]["fwdbwd_s"] > 0
+
+
+def test_model_times_a_training_step(tmp_path):
+    args = ["trainer.batch_size=2", "backends=[im2col,torch]", "model=lenet", "data=mnist"]
+    result = bench("model", *FAST, *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = outputs(tmp_path)["records"]
+    assert [r["backend"] for r in records] == ["im2col", "torch"]
+    assert all(r["case"] == "lenet" and r["images_per_s"] > 0 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["nosuch"], "unknown target 'nosuch'"),
+        ([], "give a target"),
+        (["conv", "backends=[foo]"], "unknown backend 'foo'"),
+        (["conv", "bench.cases=[{layer:bogus,x:[1]}]"], "unknown layer 'bogus'"),
+        (["pool", "bench.runs=0"], "bench.runs must be >= 1"),
+    ],
+)
+def test_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
+    result = bench(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+    assert not (tmp_path / "outputs").exists()
