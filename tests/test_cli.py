@@ -6,17 +6,12 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-CNNLAB = [sys.executable, "-m", "cnnlab"]
+from tests.cli import run_cnnlab
 
-
-def cnnlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CNNLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
+cnnlab = run_cnnlab
 
 
 def test_help_lists_commands_and_groups_without_heavy_imports(tmp_path):

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from tests.cli import run_cnnlab
 
 
-def summary(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", "summary", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def summary(*args: str, cwd):
+    return run_cnnlab("summary", *args, cwd=cwd, timeout=120)
 
 
 def test_summary_writes_totals_and_layers(tmp_path):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests.cli import run_cnnlab
 
 # Tiny and quick: one timed run, no warm-up, a small roofline product.
 FAST = ["bench.runs=1", "bench.warmup=0", "bench.roofline_size=64"]
@@ -17,14 +17,8 @@ FIELDS = {
 }  # fmt: skip
 
 
-def bench(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", "bench", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def bench(*args: str, cwd):
+    return run_cnnlab("bench", *args, cwd=cwd, timeout=120)
 
 
 def outputs(tmp_path):

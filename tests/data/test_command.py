@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
-import sys
 
 import pytest
 
 from cnnlab.config import compose
 from cnnlab.data import command, mnist
+from tests.cli import run_cnnlab
 
 from .conftest import SHARED_MNIST, fake_mnist
 from .test_download import serve_mnist
 
 
-def cnnlab(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", "data", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def cnnlab(*args: str, cwd):
+    return run_cnnlab("data", *args, cwd=cwd, timeout=120)
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason=f"real MNIST not in {SHARED_MNIST}")

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli import run_cnnlab
+
 # Small shapes data: a few seconds per run on 2 cores.
 SMALL = [
     "data.train_size=600",
@@ -23,15 +25,7 @@ SMALL = [
     "trainer.threads=1",
 ]
 
-
-def cnnlab(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+cnnlab = run_cnnlab
 
 
 def run_dir(root: Path) -> Path:
