@@ -48,7 +48,6 @@ def task(cfg: Any) -> int:
     from cnnlab.data import load as load_data
     from cnnlab.models import build_net, init_state
     from cnnlab.runtime import set_threads
-    from cnnlab.train import _cast
     from cnnlab.train.checkpoint import find, load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.metrics import confusion_table, evaluate
@@ -61,7 +60,7 @@ def task(cfg: Any) -> int:
     data = load_data(run.data, int(run.trainer.seed))
     dtype = np.dtype(run.trainer.dtype)
     if dtype != np.float32:
-        data = _cast(data, dtype)
+        data = data.astype(dtype)
     in_shape = tuple(data.train.x.shape[1:])
     net = build_net(run.model, run.norm, in_shape)
     params, buffers = init_state(net, in_shape, run.init, np.random.default_rng(0), dtype)

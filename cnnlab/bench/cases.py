@@ -31,39 +31,41 @@ def _pair_or_int(value: Any) -> Any:
 # Each builder takes the case's spec (with x's batch already set) and returns gradcheck's
 # dict of make/wrt/forward/backward; the optional backward mode is batch norm's variant.
 _BUILDERS: dict[str, Callable[[dict, str], dict]] = {
-    "conv": lambda s, v: lc._conv(
+    "conv": lambda s, v: lc.conv_spec(
         _ints(s["x"]),
         _ints(s["w"]),
         bool(s.get("bias", True)),
         _pair_or_int(s.get("stride", 1)),
         _pair_or_int(s.get("pad", 0)),
     ),
-    "maxpool": lambda s, v: lc._maxpool(
+    "maxpool": lambda s, v: lc.maxpool_spec(
         _ints(s["x"]),
         _pair_or_int(s["kernel"]),
         _pair_or_int(s.get("stride")),
         _pair_or_int(s.get("pad", 0)),
         "first",
     ),
-    "avgpool": lambda s, v: lc._avgpool(
+    "avgpool": lambda s, v: lc.avgpool_spec(
         _ints(s["x"]),
         _pair_or_int(s["kernel"]),
         _pair_or_int(s.get("stride")),
         _pair_or_int(s.get("pad", 0)),
     ),
-    "global_avgpool": lambda s, v: lc._global_avgpool(_ints(s["x"])),
-    "relu": lambda s, v: lc._relu(_ints(s["x"])),
-    "linear": lambda s, v: lc._linear(
+    "global_avgpool": lambda s, v: lc.global_avgpool_spec(_ints(s["x"])),
+    "relu": lambda s, v: lc.relu_spec(_ints(s["x"])),
+    "linear": lambda s, v: lc.linear_spec(
         int(s["x"][0]), int(s["x"][1]), int(s["m"]), bool(s.get("bias", True))
     ),
-    "flatten": lambda s, v: lc._flatten(_ints(s["x"])),
-    "dropout": lambda s, v: lc._dropout(_ints(s["x"]), float(s.get("p", 0.5))),
-    "softmax": lambda s, v: lc._softmax(int(s["x"][0]), int(s["x"][1])),
-    "batchnorm": lambda s, v: lc._batchnorm(_ints(s["x"]), True, v or "fused"),
-    "layernorm": lambda s, v: lc._layernorm(_ints(s["x"])),
-    "groupnorm": lambda s, v: lc._groupnorm(_ints(s["x"]), int(s["groups"])),
-    "lrn": lambda s, v: lc._lrn(_ints(s["x"]), int(s.get("size", 5)), float(s.get("alpha", 1e-4))),
-    "residual": lambda s, v: lc._residual(_ints(s["x"])),
+    "flatten": lambda s, v: lc.flatten_spec(_ints(s["x"])),
+    "dropout": lambda s, v: lc.dropout_spec(_ints(s["x"]), float(s.get("p", 0.5))),
+    "softmax": lambda s, v: lc.softmax_spec(int(s["x"][0]), int(s["x"][1])),
+    "batchnorm": lambda s, v: lc.batchnorm_spec(_ints(s["x"]), True, v or "fused"),
+    "layernorm": lambda s, v: lc.layernorm_spec(_ints(s["x"])),
+    "groupnorm": lambda s, v: lc.groupnorm_spec(_ints(s["x"]), int(s["groups"])),
+    "lrn": lambda s, v: lc.lrn_spec(
+        _ints(s["x"]), int(s.get("size", 5)), float(s.get("alpha", 1e-4))
+    ),
+    "residual": lambda s, v: lc.residual_spec(_ints(s["x"])),
 }
 
 

@@ -18,7 +18,7 @@ augmentations.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -67,6 +67,15 @@ class Dataset:
     test: Split
     mean: np.ndarray
     std: np.ndarray
+
+    def astype(self, dtype: np.dtype | type) -> Dataset:
+        """The same data set with every split's images in ``dtype`` (e.g. float64 runs)."""
+        return replace(
+            self,
+            train=replace(self.train, x=self.train.x.astype(dtype)),
+            val=replace(self.val, x=self.val.x.astype(dtype)),
+            test=replace(self.test, x=self.test.x.astype(dtype)),
+        )
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 Each case draws its arrays from a generator, runs one kernel pair of a kernel set and names the
 arrays it differentiates. Inputs avoid the points where a layer has no derivative (ReLU's kink,
 ties inside a max-pool window), since centred differences straddling them give neither side.
+
+The ``*_spec`` builders are public: ``cnnlab bench`` times the same kernel pairs on its own shapes.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _distinct(rng: np.random.Generator, *shape: int) -> np.ndarray:
 # -- conv --------------------------------------------------------------------------------------
 
 
-def _conv(x: tuple[int, ...], w: tuple[int, ...], bias: bool, stride: Any, pad: Any) -> dict:
+def conv_spec(x: tuple[int, ...], w: tuple[int, ...], bias: bool, stride: Any, pad: Any) -> dict:
     def make(rng: np.random.Generator) -> Arrays:
         arrays = {"x": _normal(rng, *x), "w": _normal(rng, *w)}
         if bias:
@@ -75,7 +77,7 @@ def _conv(x: tuple[int, ...], w: tuple[int, ...], bias: bool, stride: Any, pad: 
 # -- pooling -----------------------------------------------------------------------------------
 
 
-def _maxpool(x: tuple[int, ...], kernel: Any, stride: Any, pad: Any, ties: str) -> dict:
+def maxpool_spec(x: tuple[int, ...], kernel: Any, stride: Any, pad: Any, ties: str) -> dict:
     return dict(
         make=lambda rng: {"x": _distinct(rng, *x)},
         wrt=("x",),
@@ -84,7 +86,7 @@ def _maxpool(x: tuple[int, ...], kernel: Any, stride: Any, pad: Any, ties: str) 
     )
 
 
-def _avgpool(x: tuple[int, ...], kernel: Any, stride: Any, pad: Any) -> dict:
+def avgpool_spec(x: tuple[int, ...], kernel: Any, stride: Any, pad: Any) -> dict:
     return dict(
         make=lambda rng: {"x": _normal(rng, *x)},
         wrt=("x",),
@@ -93,7 +95,7 @@ def _avgpool(x: tuple[int, ...], kernel: Any, stride: Any, pad: Any) -> dict:
     )
 
 
-def _global_avgpool(x: tuple[int, ...]) -> dict:
+def global_avgpool_spec(x: tuple[int, ...]) -> dict:
     return dict(
         make=lambda rng: {"x": _normal(rng, *x)},
         wrt=("x",),
@@ -105,7 +107,7 @@ def _global_avgpool(x: tuple[int, ...]) -> dict:
 # -- elementwise and dense ---------------------------------------------------------------------
 
 
-def _relu(x: tuple[int, ...]) -> dict:
+def relu_spec(x: tuple[int, ...]) -> dict:
     return dict(
         make=lambda rng: {"x": _away_from_zero(rng, *x)},
         wrt=("x",),
@@ -114,7 +116,7 @@ def _relu(x: tuple[int, ...]) -> dict:
     )
 
 
-def _linear(n: int, d: int, m: int, bias: bool) -> dict:
+def linear_spec(n: int, d: int, m: int, bias: bool) -> dict:
     def make(rng: np.random.Generator) -> Arrays:
         arrays = {"x": _normal(rng, n, d), "w": _normal(rng, m, d)}
         if bias:
@@ -129,7 +131,7 @@ def _linear(n: int, d: int, m: int, bias: bool) -> dict:
     )
 
 
-def _flatten(x: tuple[int, ...]) -> dict:
+def flatten_spec(x: tuple[int, ...]) -> dict:
     return dict(
         make=lambda rng: {"x": _normal(rng, *x)},
         wrt=("x",),
@@ -138,7 +140,7 @@ def _flatten(x: tuple[int, ...]) -> dict:
     )
 
 
-def _dropout(x: tuple[int, ...], p: float) -> dict:
+def dropout_spec(x: tuple[int, ...], p: float) -> dict:
     def make(rng: np.random.Generator) -> Arrays:
         from cnnlab.kernels.common import dropout_mask
 
@@ -152,7 +154,7 @@ def _dropout(x: tuple[int, ...], p: float) -> dict:
     )
 
 
-def _softmax(n: int, classes: int) -> dict:
+def softmax_spec(n: int, classes: int) -> dict:
     def forward(k: Kernels, a: Arrays) -> tuple[Any, Any]:
         loss, dlogits = k.softmax_cross_entropy(a["logits"], a["y"])
         return np.asarray(loss), dlogits
@@ -169,7 +171,7 @@ def _softmax(n: int, classes: int) -> dict:
     )
 
 
-def _residual(x: tuple[int, ...]) -> dict:
+def residual_spec(x: tuple[int, ...]) -> dict:
     return dict(
         make=lambda rng: {"a": _normal(rng, *x), "b": _normal(rng, *x)},
         wrt=("a", "b"),
@@ -191,7 +193,7 @@ def _affine(rng: np.random.Generator, x: tuple[int, ...]) -> Arrays:
     }
 
 
-def _batchnorm(x: tuple[int, ...], train: bool, mode: str) -> dict:
+def batchnorm_spec(x: tuple[int, ...], train: bool, mode: str) -> dict:
     def make(rng: np.random.Generator) -> Arrays:
         arrays = _affine(rng, x)
         arrays["running_mean"] = _normal(rng, x[1]) * 0.1
@@ -208,7 +210,7 @@ def _batchnorm(x: tuple[int, ...], train: bool, mode: str) -> dict:
     )
 
 
-def _layernorm(x: tuple[int, ...]) -> dict:
+def layernorm_spec(x: tuple[int, ...]) -> dict:
     return dict(
         make=lambda rng: _affine(rng, x),
         wrt=("x", "gamma", "beta"),
@@ -217,7 +219,7 @@ def _layernorm(x: tuple[int, ...]) -> dict:
     )
 
 
-def _groupnorm(x: tuple[int, ...], groups: int) -> dict:
+def groupnorm_spec(x: tuple[int, ...], groups: int) -> dict:
     return dict(
         make=lambda rng: _affine(rng, x),
         wrt=("x", "gamma", "beta"),
@@ -226,7 +228,9 @@ def _groupnorm(x: tuple[int, ...], groups: int) -> dict:
     )
 
 
-def _lrn(x: tuple[int, ...], size: int, alpha: float, beta: float = 0.75, k: float = 2.0) -> dict:
+def lrn_spec(
+    x: tuple[int, ...], size: int, alpha: float, beta: float = 0.75, k: float = 2.0
+) -> dict:
     # With AlexNet's alpha = 1e-4 the layer is almost x * k^-beta, which tests little of the
     # backward; a large alpha makes the cross-channel term a sizeable part of the gradient.
     return dict(
@@ -238,39 +242,47 @@ def _lrn(x: tuple[int, ...], size: int, alpha: float, beta: float = 0.75, k: flo
 
 
 _CASES: list[tuple[str, str, dict]] = [
-    ("conv", "3x3, stride 1, pad 1, bias", _conv((2, 3, 6, 5), (4, 3, 3, 3), True, 1, 1)),
+    ("conv", "3x3, stride 1, pad 1, bias", conv_spec((2, 3, 6, 5), (4, 3, 3, 3), True, 1, 1)),
     (
         "conv",
         "5x3, stride 2, pad (2,1), no bias",
-        _conv((2, 2, 9, 7), (3, 2, 5, 3), False, 2, (2, 1)),
+        conv_spec((2, 2, 9, 7), (3, 2, 5, 3), False, 2, (2, 1)),
     ),
-    ("conv", "1x1, stride (2,1), batch 1", _conv((1, 4, 5, 6), (2, 4, 1, 1), True, (2, 1), 0)),
-    ("maxpool", "2x2, stride 2, ties first", _maxpool((2, 3, 6, 6), 2, None, 0, "first")),
-    ("maxpool", "3x3, stride 2, pad 1 (overlapping)", _maxpool((2, 2, 7, 7), 3, 2, 1, "first")),
-    ("maxpool", "2x3, stride (1,2), ties all", _maxpool((1, 2, 5, 7), (2, 3), (1, 2), 0, "all")),
-    ("avgpool", "2x2, stride 2", _avgpool((2, 3, 6, 6), 2, None, 0)),
-    ("avgpool", "3x3, stride 2, pad 1", _avgpool((2, 2, 7, 7), 3, 2, 1)),
-    ("avgpool", "global, 5x4", _global_avgpool((2, 3, 5, 4))),
-    ("relu", "(2,3,4,5)", _relu((2, 3, 4, 5))),
-    ("linear", "7 -> 5, bias", _linear(4, 7, 5, True)),
-    ("linear", "6 -> 3, no bias", _linear(3, 6, 3, False)),
-    ("flatten", "(2,3,4,5)", _flatten((2, 3, 4, 5))),
-    ("dropout", "p=0.3", _dropout((2, 3, 4, 4), 0.3)),
-    ("softmax", "8 samples, 7 classes", _softmax(8, 7)),
-    ("batchnorm", "spatial, train, fused", _batchnorm((4, 3, 3, 2), True, "fused")),
-    ("batchnorm", "spatial, train, staged", _batchnorm((4, 3, 3, 2), True, "staged")),
-    ("batchnorm", "dense, train, fused", _batchnorm((6, 5), True, "fused")),
-    ("batchnorm", "dense, train, staged", _batchnorm((6, 5), True, "staged")),
-    ("batchnorm", "spatial, eval", _batchnorm((3, 3, 2, 2), False, "fused")),
-    ("layernorm", "spatial (2,4,3,3)", _layernorm((2, 4, 3, 3))),
-    ("layernorm", "dense (3,6)", _layernorm((3, 6))),
-    ("groupnorm", "6 channels, 3 groups", _groupnorm((2, 6, 3, 3), 3)),
-    ("groupnorm", "4 channels, 4 groups", _groupnorm((2, 4, 3, 2), 4)),
-    ("lrn", "size 5, AlexNet's alpha 1e-4, (2,7,3,3)", _lrn((2, 7, 3, 3), 5, 1e-4)),
-    ("lrn", "size 5, alpha 0.5, (2,7,3,3)", _lrn((2, 7, 3, 3), 5, 0.5)),
-    ("lrn", "size 4 (even), alpha 0.8, (2,6,3,2)", _lrn((2, 6, 3, 2), 4, 0.8)),
-    ("lrn", "size 5 > 3 channels, alpha 1, beta 1.5, k 1", _lrn((1, 3, 2, 3), 5, 1.0, 1.5, 1.0)),
-    ("residual", "(2,3,4,4)", _residual((2, 3, 4, 4))),
+    ("conv", "1x1, stride (2,1), batch 1", conv_spec((1, 4, 5, 6), (2, 4, 1, 1), True, (2, 1), 0)),
+    ("maxpool", "2x2, stride 2, ties first", maxpool_spec((2, 3, 6, 6), 2, None, 0, "first")),
+    ("maxpool", "3x3, stride 2, pad 1 (overlapping)", maxpool_spec((2, 2, 7, 7), 3, 2, 1, "first")),
+    (
+        "maxpool",
+        "2x3, stride (1,2), ties all",
+        maxpool_spec((1, 2, 5, 7), (2, 3), (1, 2), 0, "all"),
+    ),
+    ("avgpool", "2x2, stride 2", avgpool_spec((2, 3, 6, 6), 2, None, 0)),
+    ("avgpool", "3x3, stride 2, pad 1", avgpool_spec((2, 2, 7, 7), 3, 2, 1)),
+    ("avgpool", "global, 5x4", global_avgpool_spec((2, 3, 5, 4))),
+    ("relu", "(2,3,4,5)", relu_spec((2, 3, 4, 5))),
+    ("linear", "7 -> 5, bias", linear_spec(4, 7, 5, True)),
+    ("linear", "6 -> 3, no bias", linear_spec(3, 6, 3, False)),
+    ("flatten", "(2,3,4,5)", flatten_spec((2, 3, 4, 5))),
+    ("dropout", "p=0.3", dropout_spec((2, 3, 4, 4), 0.3)),
+    ("softmax", "8 samples, 7 classes", softmax_spec(8, 7)),
+    ("batchnorm", "spatial, train, fused", batchnorm_spec((4, 3, 3, 2), True, "fused")),
+    ("batchnorm", "spatial, train, staged", batchnorm_spec((4, 3, 3, 2), True, "staged")),
+    ("batchnorm", "dense, train, fused", batchnorm_spec((6, 5), True, "fused")),
+    ("batchnorm", "dense, train, staged", batchnorm_spec((6, 5), True, "staged")),
+    ("batchnorm", "spatial, eval", batchnorm_spec((3, 3, 2, 2), False, "fused")),
+    ("layernorm", "spatial (2,4,3,3)", layernorm_spec((2, 4, 3, 3))),
+    ("layernorm", "dense (3,6)", layernorm_spec((3, 6))),
+    ("groupnorm", "6 channels, 3 groups", groupnorm_spec((2, 6, 3, 3), 3)),
+    ("groupnorm", "4 channels, 4 groups", groupnorm_spec((2, 4, 3, 2), 4)),
+    ("lrn", "size 5, AlexNet's alpha 1e-4, (2,7,3,3)", lrn_spec((2, 7, 3, 3), 5, 1e-4)),
+    ("lrn", "size 5, alpha 0.5, (2,7,3,3)", lrn_spec((2, 7, 3, 3), 5, 0.5)),
+    ("lrn", "size 4 (even), alpha 0.8, (2,6,3,2)", lrn_spec((2, 6, 3, 2), 4, 0.8)),
+    (
+        "lrn",
+        "size 5 > 3 channels, alpha 1, beta 1.5, k 1",
+        lrn_spec((1, 3, 2, 3), 5, 1.0, 1.5, 1.0),
+    ),
+    ("residual", "(2,3,4,4)", residual_spec((2, 3, 4, 4))),
 ]
 
 LAYER_CASES: list[LayerCase] = [

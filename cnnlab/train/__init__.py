@@ -110,7 +110,7 @@ def task(cfg: Any) -> Any:
 
     data = load_data(cfg.data, int(t.seed))
     if dtype != np.float32:
-        data = _cast(data, dtype)
+        data = data.astype(dtype)
     in_shape = tuple(data.train.x.shape[1:])
     backend = get_backend(cfg.backend.name)
     net = build_net(cfg.model, cfg.norm, in_shape)
@@ -196,17 +196,6 @@ def task(cfg: Any) -> Any:
     _write_results(run_dir, results)
     _finish_outputs(cfg, run_dir, tb, results, test, data, console)
     return TaskOutcome(0, results["val_acc"] if results["val_acc"] is not None else test.acc)
-
-
-def _cast(data: Any, dtype: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(
-        data,
-        train=replace(data.train, x=data.train.x.astype(dtype)),
-        val=replace(data.val, x=data.val.x.astype(dtype)),
-        test=replace(data.test, x=data.test.x.astype(dtype)),
-    )
 
 
 def _truncate(path: Path, lines: int) -> None:
