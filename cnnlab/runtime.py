@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 _threads: int | None = None
+_controller: Any = None
 
 
 def set_threads(threads: int | None) -> None:
@@ -24,6 +29,27 @@ def set_threads(threads: int | None) -> None:
     threadpool_limits(limits=threads)
     if "torch" in sys.modules:
         apply_to_torch()
+
+
+def threads() -> int:
+    """The thread count in force: the one set by :func:`set_threads`, else the CPUs this
+    process may run on (what BLAS and torch use by default)."""
+    if _threads is not None:
+        return _threads
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """BLAS on one thread for the duration: for code that runs several BLAS calls at once
+    from its own threads (each call then stays on its caller's core)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()  # inspecting the loaded libraries is slow: once
+    with _controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 def apply_to_torch() -> None:

@@ -1,23 +1,140 @@
-"""Vectorised conv2d: im2col turns the convolution into one matrix product.
+"""Vectorised conv2d: im2col turns the convolution into matrix products, chunk by chunk.
 
-With ``cols = im2col(x_pad)`` of shape (C*HH*WW, N*Ho*Wo) and ``w2 = w.reshape(F, C*HH*WW)``:
+For a chunk of n samples with ``cols = im2col(x_pad[chunk])`` of shape (C*HH*WW, n*Ho*Wo)
+and ``w2 = w.reshape(F, C*HH*WW)``:
 
-- forward: ``out2 = w2 @ cols + b``, (F, N*Ho*Wo), viewed as (N, F, Ho, Wo);
-- backward: ``dw = dout2 @ cols.T``, ``dcols = w2.T @ dout2``, ``dx = col2im(dcols)``,
-  ``db = dout2.sum(1)``, with ``dout2`` the upstream gradient laid out as (F, N*Ho*Wo).
+- forward: ``out2 = w2 @ cols + b``, (F, n*Ho*Wo), written to ``out[chunk]`` as (n, F, Ho, Wo);
+- backward: ``dw += dout2 @ cols.T``, ``db += dout2.sum(1)``, ``dcols = w2.T @ dout2`` and
+  ``dx[chunk] = col2im(dcols)``, with ``dout2`` the chunk's upstream gradient as (F, n*Ho*Wo).
 
-No Python loop runs over samples or output pixels (col2im loops over the HH*WW kernel offsets
-only). Same numbers as :mod:`cnnlab.kernels.naive.conv`, within float rounding.
+The chunks are small enough for their columns to stay in cache and run on every core
+(:mod:`cnnlab.kernels.im2col.chunks`). The backward builds the columns again rather than
+keeping the forward's: rebuilding a chunk from cache costs less than writing the whole
+batch's columns to memory and reading them back, and a network's memory then holds its
+activations, not C*HH*WW copies of them.
+
+No Python loop runs over samples or output pixels inside a chunk (col2im loops over the HH*WW
+kernel offsets only). Same numbers as :mod:`cnnlab.kernels.naive.conv`, within float rounding.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from cnnlab.kernels.geometry import IntPair, conv_geometry, pad_spatial, pair
-from cnnlab.kernels.im2col.columns import col2im, im2col
+from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
+from cnnlab.kernels.im2col.chunks import run_chunks
+from cnnlab.kernels.im2col.layouts import ColumnLayout, choose_layout
 
-ConvCache = tuple[np.ndarray, np.ndarray, bool, tuple[int, ...], tuple[int, int], tuple[int, int]]
+
+@dataclass(frozen=True)
+class ConvShape:
+    """The sizes of one convolution and its column layout: x (N, C, H, W), w (F, C, HH, WW),
+    out (N, F, Ho, Wo)."""
+
+    x: tuple[int, int, int, int]
+    w: tuple[int, int, int, int]
+    out_hw: tuple[int, int]
+    layout: ColumnLayout
+
+    @property
+    def rows(self) -> int:
+        """C*HH*WW: one column's length."""
+        _, C, HH, WW = self.w
+        return C * HH * WW
+
+    @property
+    def pixels(self) -> int:
+        """Columns per sample: Ho times the layout's row width."""
+        return self.out_hw[0] * self.layout.width
+
+    def column_bytes(self, itemsize: int) -> int:
+        """Bytes of one sample's columns (what a chunk must fit in cache)."""
+        return self.rows * self.pixels * itemsize
+
+
+ConvCache = tuple[np.ndarray, np.ndarray, bool, ConvShape]
+
+
+class _Worker:
+    """One thread's share of a pass: scratch buffers for chunks of up to ``size`` samples,
+    reused chunk after chunk."""
+
+    def __init__(self, x: np.ndarray, w2: np.ndarray, shape: ConvShape, size: int) -> None:
+        self.x, self.w2, self.shape = x, w2, shape
+        self.planes = np.zeros((size, shape.x[1], shape.layout.plane), x.dtype)
+        self.cols = np.empty((shape.rows, size * shape.pixels), x.dtype)
+
+    def columns(self, chunk: slice) -> tuple[int, np.ndarray]:
+        """The chunk's sample count and columns: (C*HH*WW, n*Ho*width)."""
+        n = chunk.stop - chunk.start
+        cols = self.cols[:, : n * self.shape.pixels]
+        self.shape.layout.gather(self.x[chunk], self.planes, cols)
+        return n, cols
+
+
+class _ForwardWorker(_Worker):
+    """out[chunk] = w2 @ cols + b, as (n, F, Ho, Wo)."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        w2: np.ndarray,
+        b: np.ndarray | None,
+        out: np.ndarray,
+        shape: ConvShape,
+        size: int,
+    ) -> None:
+        super().__init__(x, w2, shape, size)
+        self.b, self.out = b, out
+        self.out2 = np.empty((shape.w[0], size * shape.pixels), x.dtype)
+
+    def __call__(self, chunk: slice) -> None:
+        n, cols = self.columns(chunk)
+        F, (Ho, Wo) = self.shape.w[0], self.shape.out_hw
+        out2 = self.out2[:, : cols.shape[1]]
+        np.matmul(self.w2, cols, out=out2)  # (F, n*Ho*width)
+        if self.b is not None:
+            out2 += self.b.reshape(F, 1)
+        self.out[chunk] = out2.reshape(F, n, Ho, -1)[..., :Wo].transpose(1, 0, 2, 3)
+
+
+class _BackwardWorker(_Worker):
+    """dx[chunk], and this worker's partial sums of dw and db."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        w2: np.ndarray,
+        dout: np.ndarray,
+        dx: np.ndarray,
+        shape: ConvShape,
+        size: int,
+    ) -> None:
+        super().__init__(x, w2, shape, size)
+        self.dout, self.dx = dout, dx
+        F, C = shape.w[0], shape.x[1]
+        # Zeros, and only the output columns are ever written: columns a layout adds beyond
+        # the output keep a zero gradient.
+        self.dout2 = np.zeros((F, size * shape.pixels), x.dtype)
+        self.dx_planes = np.empty((C, size, shape.layout.plane), x.dtype)
+        self.dw = np.zeros((F, shape.rows), x.dtype)
+        self.db = np.zeros(F, x.dtype)
+
+    def __call__(self, chunk: slice) -> None:
+        n, cols = self.columns(chunk)
+        layout, F, (Ho, Wo) = self.shape.layout, self.shape.w[0], self.shape.out_hw
+        dout2 = self.dout2[:, : cols.shape[1]]
+        dout2.reshape(F, n, Ho, -1)[..., :Wo] = self.dout[chunk].transpose(1, 0, 2, 3)
+        self.dw += dout2 @ cols.T
+        self.db += dout2.sum(axis=1)
+        # The columns are spent: their buffer takes dcols = w2.T @ dout2.
+        np.matmul(self.w2.T, dout2, out=cols)
+        dx_planes = self.dx_planes[:, :n]
+        dx_planes[...] = 0
+        layout.scatter(cols, dx_planes)
+        self.dx[chunk] = layout.crop(dx_planes)  # the padding's share is dropped
 
 
 def conv2d_forward(
@@ -27,7 +144,7 @@ def conv2d_forward(
     stride: IntPair = 1,
     pad: IntPair = 0,
 ) -> tuple[np.ndarray, ConvCache]:
-    """Forward pass of a 2-D convolution (cross-correlation) as one matrix product.
+    """Forward pass of a 2-D convolution (cross-correlation) as matrix products.
 
     Args:
         x: input, (N, C, H, W).
@@ -38,26 +155,28 @@ def conv2d_forward(
 
     Returns:
         out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*ph - HH) // sh`` and
-        ``Wo = 1 + (W + 2*pw - WW) // sw``; same dtype as x. It is a transposed view of the
-        (F, N, Ho, Wo) product, not a copy; :func:`conv2d_backward` reads a dout in that same
-        memory order without copying.
-        cache: ``(cols, w, has_bias, x_shape, stride, pad)`` for :func:`conv2d_backward`.
+        ``Wo = 1 + (W + 2*pw - WW) // sw``; C-contiguous, same dtype as x.
+        cache: ``(x, w, has_bias, shape)`` for :func:`conv2d_backward`.
 
     Raises:
         ShapeError: when the shapes do not fit (channel mismatch, ``Ho < 1``, ...).
     """
-    Ho, Wo = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
-    sh, sw = pair(stride, "stride")
-    ph, pw = pair(pad, "pad")
-    N = x.shape[0]
-    F, _, HH, WW = w.shape
-
-    cols = im2col(pad_spatial(x, (ph, pw)), (HH, WW), (sh, sw))  # (C*HH*WW, N*Ho*Wo)
-    out2 = w.reshape(F, -1) @ cols  # (F, N*Ho*Wo)
-    if b is not None:
-        out2 += b.reshape(F, 1)  # in place, so a float64 b cannot promote a float32 out
-    out = out2.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3)  # (N, F, Ho, Wo)
-    return out, (cols, w, b is not None, x.shape, (sh, sw), (ph, pw))
+    out_hw = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
+    stride, pad = pair(stride, "stride"), pair(pad, "pad")
+    layout = choose_layout(x.shape, w.shape[0], w.shape[2:], stride, pad, out_hw)
+    shape = ConvShape(x.shape, w.shape, out_hw, layout)
+    N, F = x.shape[0], w.shape[0]
+    # Products in x's dtype: a float64 w or b must not promote (and slow down) a float32 net.
+    w2 = w.reshape(F, -1).astype(x.dtype, copy=False)
+    b = None if b is None else b.astype(x.dtype, copy=False)
+    out = np.empty((N, F, *out_hw), x.dtype)
+    run_chunks(
+        N,
+        shape.column_bytes(x.itemsize),
+        shape.pixels,
+        lambda size: _ForwardWorker(x, w2, b, out, shape, size),
+    )
+    return out, (x, w, b is not None, shape)
 
 
 def conv2d_backward(
@@ -72,15 +191,16 @@ def conv2d_backward(
     Returns:
         dx: (N, C, H, W); dw: (F, C, HH, WW); db: (F,), or None when b was None.
     """
-    cols, w, has_bias, x_shape, stride, (ph, pw) = cache
-    N, C, H, W = x_shape
-    F = w.shape[0]
-
-    # Free when dout has the memory order of this layer's out, else the one needed copy.
-    dout2 = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N*Ho*Wo)
-    dw = (dout2 @ cols.T).reshape(w.shape)  # (F, C, HH, WW)
-    db = dout2.sum(axis=1) if has_bias else None  # (F,)
-    dcols = w.reshape(F, -1).T @ dout2  # (C*HH*WW, N*Ho*Wo)
-    dx_pad = col2im(dcols, (N, C, H + 2 * ph, W + 2 * pw), w.shape[2:], stride)
-    dx = dx_pad[:, :, ph : ph + H, pw : pw + W]  # (N, C, H, W); the padding's share is dropped
-    return dx, dw, db
+    x, w, has_bias, shape = cache
+    w2 = w.reshape(w.shape[0], -1).astype(x.dtype, copy=False)
+    dx = np.empty(x.shape, x.dtype)
+    workers = run_chunks(
+        x.shape[0],
+        shape.column_bytes(x.itemsize),
+        shape.pixels,
+        lambda size: _BackwardWorker(x, w2, dout, dx, shape, size),
+    )
+    # Partial sums added in worker order: deterministic for a given thread count.
+    dw = sum((wk.dw for wk in workers[1:]), workers[0].dw)
+    db = sum((wk.db for wk in workers[1:]), workers[0].db) if has_bias else None
+    return dx, dw.reshape(w.shape).astype(w.dtype, copy=False), db

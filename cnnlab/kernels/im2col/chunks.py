@@ -1,0 +1,93 @@
+"""Batches in chunks, on every core: how the im2col kernels keep their columns in cache.
+
+The columns of a whole batch are large (ResNet-18's first stage at batch 128: 302 MB in
+float32). Built, multiplied and scattered back in one piece they stream through main memory
+several times, and the copies run on one core while torch's kernels use all of them. So the
+conv kernels cut the batch into chunks of a few samples whose columns fit in cache, and hand
+the chunks out to one worker thread per core. Each worker owns its buffers (reused from chunk
+to chunk) and runs BLAS single-threaded; numpy releases the GIL in copies and matrix products,
+so the workers really run at once. Measured on 2 cores: building columns 3x faster in chunks
+than in one piece, the whole conv 1.3-2x faster than one batch-wide product.
+
+Chunks go to workers round-robin, fixed in advance, and each worker adds up its own share of
+a weight gradient: the same inputs and thread count give bit-identical results on every call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from cnnlab import runtime
+
+Worker = TypeVar("Worker", bound=Callable[[slice], None])
+
+# Columns per chunk: a few MB, which stay in this machine's caches from the copy that builds
+# them to the products that read them (measured best at 4-8 MB; at 1 MB the products are too
+# thin, at 16 MB and up the copies slow down again)...
+CHUNK_BYTES = 4 << 20
+# ... but never fewer columns than this: BLAS needs a few hundred to run at full speed (ResNet's
+# 4x4 layers have 16 columns per sample).
+MIN_COLUMNS = 512
+# Below this many bytes of columns for the whole batch, threads cost more than they save.
+PARALLEL_MIN_BYTES = 1 << 20
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The shared worker threads (started once; threads cost ~50 us each to start)."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="cnnlab-im2col")
+            _pool_size = workers
+        return _pool
+
+
+def chunk_size(n: int, bytes_per_sample: int, columns_per_sample: int, workers: int) -> int:
+    """Samples per chunk: as many as fit in :data:`CHUNK_BYTES` or give :data:`MIN_COLUMNS`,
+    at least 1, and few enough that every worker gets a chunk."""
+    size = max(CHUNK_BYTES // max(bytes_per_sample, 1), -(-MIN_COLUMNS // columns_per_sample))
+    return max(1, min(size, -(-n // workers)))
+
+
+def run_chunks(
+    n: int, bytes_per_sample: int, columns_per_sample: int, make_worker: Callable[[int], Worker]
+) -> list[Worker]:
+    """Run ``worker(chunk)`` over slices of ``range(n)`` covering it, on every thread.
+
+    Args:
+        n: samples in the batch.
+        bytes_per_sample: the size of one sample's columns, to size the chunks...
+        columns_per_sample: ... and their number.
+        make_worker: called once per worker thread with the chunk size; returns a callable
+            taking a slice of the batch (and holding that worker's buffers and partial sums).
+
+    Returns:
+        The workers, in a fixed order, for the caller to combine their partial results.
+    """
+    threads = runtime.threads()
+    if threads > 1 and n * bytes_per_sample < PARALLEL_MIN_BYTES:
+        threads = 1
+    size = chunk_size(n, bytes_per_sample, columns_per_sample, threads)
+    chunks = [slice(a, min(a + size, n)) for a in range(0, n, size)]
+    workers = [make_worker(size) for _ in range(min(threads, len(chunks)))]
+    if len(workers) == 1:
+        for chunk in chunks:
+            workers[0](chunk)
+        return workers
+
+    def work(k: int) -> None:
+        for chunk in chunks[k :: len(workers)]:
+            workers[k](chunk)
+
+    with runtime.single_threaded_blas():
+        futures = [_executor(len(workers)).submit(work, k) for k in range(len(workers))]
+        for future in futures:
+            future.result()  # re-raises a worker's exception here
+    return workers

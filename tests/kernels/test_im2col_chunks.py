@@ -1,0 +1,109 @@
+"""The im2col conv's batch chunks and worker threads: same numbers in any split, every call.
+
+The small shapes of the other conv tests run as one chunk on one thread; these force small
+chunks and two workers so that the chunked and threaded paths are checked against torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnlab.kernels.im2col.conv as im2col_conv
+from cnnlab import runtime
+from cnnlab.kernels.geometry import pair
+from cnnlab.kernels.im2col import chunks, layouts
+from tests.kernels.test_conv import CASES, assert_close, make_inputs, run_backend, run_torch
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """Chunks of about one sample, two worker threads, no minimum size for threading."""
+
+    def apply(threads: int, chunk_bytes: int = 1) -> None:
+        monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(chunks, "MIN_COLUMNS", 1)
+        monkeypatch.setattr(chunks, "PARALLEL_MIN_BYTES", 0)
+        monkeypatch.setattr(runtime, "_threads", threads)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("shape", "stride", "pad"),
+    [
+        ((7, 3, 9, 8, 4, 3, 3), 1, 1),
+        ((5, 2, 11, 9, 3, 3, 2), 2, (1, 0)),
+        ((6, 4, 6, 6, 5, 1, 1), 1, 0),
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_chunked_and_threaded_match_torch(split, shape, stride, pad, threads):
+    split(threads)
+    x, w, b = make_inputs(shape)
+    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, f"{threads} threads")
+
+
+def test_chunk_sizes_cover_the_batch_and_feed_every_worker():
+    big = chunks.CHUNK_BYTES
+    assert chunks.chunk_size(128, 1, 1024, 2) == 64  # every worker gets a chunk
+    assert chunks.chunk_size(128, big, 1024, 2) == 1
+    assert chunks.chunk_size(128, big, 16, 2) == chunks.MIN_COLUMNS // 16  # wide enough for BLAS
+    assert chunks.chunk_size(3, 10 * big, 1024, 4) == 1  # never 0
+    seen = []
+    chunks.run_chunks(10, big // 3, 1024, lambda size: seen.append)
+    covered = sorted(i for s in seen for i in range(s.start, s.stop))
+    assert covered == list(range(10))
+
+
+def test_threaded_results_are_repeatable_bit_for_bit(split):
+    split(2, chunk_bytes=2000)
+    x, w, b = make_inputs((9, 3, 10, 10, 6, 3, 3), dtype=np.float32)
+    first = run_backend(im2col_conv, x, w, b, 1, 1)
+    for _ in range(3):
+        again = run_backend(im2col_conv, x, w, b, 1, 1)
+        for a, c in zip(first, again, strict=True):
+            np.testing.assert_array_equal(a, c)
+
+
+def test_a_worker_error_reaches_the_caller(split):
+    split(2)
+
+    def make_worker(size):
+        def worker(chunk):
+            if chunk.start == 3:
+                raise ValueError("chunk 3 failed")
+
+        return worker
+
+    with pytest.raises(ValueError, match="chunk 3 failed"):
+        chunks.run_chunks(6, 1, 1024, make_worker)
+
+
+@pytest.mark.parametrize("layout", [layouts.WindowColumns, layouts.RowColumns])
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_column_layout_matches_torch(monkeypatch, split, layout, case, threads):
+    shape, stride, pad, bias = case
+    if layout is layouts.RowColumns and pair(stride) != (1, 1):
+        pytest.skip("row columns are for stride 1")
+    split(threads)
+    monkeypatch.setattr(im2col_conv, "choose_layout", lambda x, filters, *rest: layout(x, *rest))
+    x, w, b = make_inputs(shape, bias, seed=3)
+    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, layout.__name__)
+
+
+def test_layout_rule_picks_rows_only_for_narrow_stride1_outputs():
+    def pick(x_shape, filters, kernel, stride, pad):
+        Ho = 1 + (x_shape[2] + 2 * pad - kernel) // stride
+        Wo = 1 + (x_shape[3] + 2 * pad - kernel) // stride
+        pairs = (kernel, kernel), (stride, stride), (pad, pad)
+        return type(layouts.choose_layout(x_shape, filters, *pairs, (Ho, Wo)))
+
+    rows, windows = layouts.RowColumns, layouts.WindowColumns
+    assert pick((128, 6, 14, 14), 16, 5, 1, 0) is rows  # LeNet C3: Wo 10, Wp 14, few filters
+    assert pick((128, 64, 32, 32), 64, 3, 1, 1) is rows  # Wp / Wo = 34 / 32
+    assert pick((128, 512, 4, 4), 512, 3, 1, 1) is windows  # Wp / Wo = 6 / 4, many filters
+    assert pick((128, 64, 32, 32), 128, 3, 2, 1) is windows  # stride 2
