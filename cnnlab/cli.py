@@ -129,6 +129,7 @@ def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) ->
             "init": "(default: kaiming)",
             "data": "(default: shapes)",
             "optim": "(default: momentum)",
+            "hparams_search": "(with -m; needs the optuna extra)",
         }
     ),
 )
@@ -145,7 +146,8 @@ def train(
 
     Examples: [cyan]cnnlab train[/cyan],
     [cyan]cnnlab train model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
-    [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan]
+    [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan],
+    [cyan]cnnlab train -m hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=0.1,0.01[/cyan]
     """
     _run("train", overrides, multirun, verbose)
 

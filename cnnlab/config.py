@@ -68,6 +68,7 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
 def _sweep_values(override: str) -> list[str]:
     """Each single value of one override (``a=1,2`` -> ``a=1``, ``a=2``); others unchanged."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
 
     try:
         parsed = OverridesParser.create().parse_override(override)
@@ -78,6 +79,9 @@ def _sweep_values(override: str) -> list[str]:
     if not parsed.is_sweep_override():
         return [override]
     key = parsed.get_key_element()
+    value = parsed.value()
+    if isinstance(value, IntervalSweep):  # a search space (Optuna): check both of its ends
+        return [f"{key}={value.start}", f"{key}={value.end}"]
     return [f"{key}={value}" for value in parsed.sweep_string_iterator()]
 
 
@@ -125,6 +129,14 @@ def compose(command: str, overrides: list[str], with_hydra: bool = False) -> Any
     Builds one config: no sweep, no run directory, no logging. For tests and read-only use.
     Hydra errors become one-line :class:`UsageError` s.
     """
+    try:
+        return _compose(command, overrides, with_hydra)
+    except Exception as exc:  # Hydra raises several unrelated types for user mistakes
+        raise UsageError(explain(exc, command, overrides)) from exc
+
+
+def _compose(command: str, overrides: list[str], with_hydra: bool) -> Any:
+    """Hydra's compose API, raising Hydra's own errors (``explain`` composes through this)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -133,14 +145,19 @@ def compose(command: str, overrides: list[str], with_hydra: bool = False) -> Any
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_dir(str(config_dir()), version_base="1.3", job_name=command):
-        try:
-            return hydra_compose(command, overrides, return_hydra_config=with_hydra)
-        except Exception as exc:  # Hydra raises several unrelated types for user mistakes
-            raise UsageError(explain(exc, command)) from exc
+        return hydra_compose(command, overrides, return_hydra_config=with_hydra)
 
 
-def explain(exc: BaseException, command: str) -> str:
-    """Hydra's multi-line report on a bad override, as one line with the valid choices."""
+# Options of Hydra's groups that come with a package cnnlab does not install by default.
+PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna"}
+
+
+def explain(exc: BaseException, command: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
+    """Hydra's multi-line report on a bad override, as one line with the valid choices.
+
+    overrides: those that were composed, for hints that depend on them (a launcher's keys
+    exist only once ``hydra/launcher=`` chooses it).
+    """
     from hydra.errors import MissingConfigException
 
     chain: list[BaseException] = []
@@ -152,6 +169,12 @@ def explain(exc: BaseException, command: str) -> str:
     if isinstance(exc, MissingConfigException) and exc.options:
         missing = exc.missing_cfg_file or ""
         group, _, option = missing.rpartition("/")
+        if missing in PLUGIN_EXTRAS:
+            extra = PLUGIN_EXTRAS[missing]
+            return (
+                f"{group}={option} is not installed: pip install 'cnnlab[{extra}]' "
+                f"(pip install -e '.[{extra}]' in a checkout)"
+            )
         if group:
             # The ConfigStore's schemas sit in the same groups; they are not choices.
             options = [o for o in exc.options if not o.endswith("_schema")]
@@ -168,10 +191,18 @@ def explain(exc: BaseException, command: str) -> str:
         key = match.group(1)
         at = re.search(r"full_key: (\S+)", text)
         full = at.group(1) if at else key
-        depth = full.count(".")
-        siblings = [k for k in _known_keys(command) if k.count(".") == depth]
-        close = difflib.get_close_matches(full, siblings, n=2, cutoff=0.8)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        plugin = re.match(r"hydra\.(launcher|sweeper)\.", full)
+        if plugin and not any(o.startswith(f"hydra/{plugin.group(1)}=") for o in overrides):
+            group = f"hydra/{plugin.group(1)}"
+            example = "hydra/launcher=joblib" if group == "hydra/launcher" else f"{group}=<option>"
+            return f"{full}: {group} keys exist once one is chosen, e.g. {example}"
+        # Close names among the keys beside it (a long shared prefix would make any key close).
+        parent, _, leaf = full.rpartition(".")
+        known = [k.rpartition(".") for k in _known_keys(command, overrides)]
+        siblings = [name for above, _, name in known if above == parent]
+        close = difflib.get_close_matches(leaf, siblings, n=2, cutoff=0.6)
+        prefix = f"{parent}." if parent else ""
+        hint = f"; did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
         return f"{full}: no such key in the {command} config{hint} (add new keys with +key=value)"
     match = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
     if match:
@@ -189,14 +220,20 @@ def explain(exc: BaseException, command: str) -> str:
     return " ".join(lines[:2]) if lines else type(exc).__name__
 
 
-def _known_keys(command: str) -> list[str]:
-    """Dotted keys of the command's default config, for 'did you mean' hints."""
+def _known_keys(command: str, overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys of the command's config with the chosen group options (Hydra's own keys
+    included: ``hydra.launcher.n_jobs`` once joblib is chosen), for 'did you mean' hints."""
     from omegaconf import OmegaConf
 
+    # Choices of groups (model=lenet, hydra/launcher=joblib): no dot in the key, no +/~.
+    groups = [o for o in overrides if "." not in o.partition("=")[0] and o[:1] not in "+~"]
     try:
-        cfg = OmegaConf.to_container(compose(command, []), resolve=False)
-    except CnnlabError:
-        return []
+        cfg = OmegaConf.to_container(_compose(command, groups, with_hydra=True), resolve=False)
+    except Exception:  # a choice that does not compose either: hints from the defaults alone
+        try:
+            cfg = OmegaConf.to_container(_compose(command, [], with_hydra=True), resolve=False)
+        except Exception:
+            return []
 
     def walk(node: Any, prefix: str) -> Iterator[str]:
         if isinstance(node, dict):
@@ -216,15 +253,50 @@ def validate(
     """Compose every candidate override set and run the command's own ``check`` on each.
 
     Raises a one-line UsageError on the first mistake, before anything runs; returns the
-    config of the first candidate (the run itself, when there is no sweep).
+    config of the first candidate (the run itself, when there is no sweep). A sweep also
+    checks the search space that its sweeper's config holds (``hydra.sweeper.params``, as in
+    ``hparams_search=optuna``), which would otherwise fail only in the jobs.
     """
+    searched: list[str] = []
+    if multirun:
+        first_set = next(candidate_override_sets(overrides, multirun))
+        first_cfg = compose(command, first_set, with_hydra=True)
+        _check_sweepable(first_cfg, overrides)
+        searched = sweeper_params(first_cfg, overrides)
     first = None
-    for candidate in candidate_override_sets(overrides, multirun):
+    for candidate in candidate_override_sets([*overrides, *searched], multirun):
         cfg = compose(command, candidate, with_hydra=True)
         if check is not None:
             check(cfg)
         first = cfg if first is None else first
     return first
+
+
+def _check_sweepable(cfg: Any, overrides: list[str]) -> None:
+    """An interval is a search space: Hydra's basic sweeper has no values to take from it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+    from omegaconf import OmegaConf
+
+    if not str(OmegaConf.select(cfg, "hydra.sweeper._target_")).endswith(".BasicSweeper"):
+        return
+    parser = OverridesParser.create()
+    for override in overrides:
+        if isinstance(parser.parse_override(override).value(), IntervalSweep):
+            raise UsageError(
+                f"{override}: an interval is a search space; search it with hparams_search=optuna"
+            )
+
+
+def sweeper_params(cfg: Any, overrides: list[str]) -> list[str]:
+    """The sweeper's configured search space as overrides, less keys the command line sets."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    if not params:
+        return []
+    given = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    return [f"{key}={value}" for key, value in params.items() if key not in given]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +332,11 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
     resumed run goes back to its own run directory). Errors of type :class:`CnnlabError`
     raised by the task end that job with one logged line and their exit code. Returns the
     worst exit code of all jobs.
+
+    A sweep's jobs may run in worker processes (``hydra/launcher=joblib``) or on other
+    machines (SLURM), where nothing they return reaches this process. So each job leaves a
+    record in its directory, and :func:`cnnlab.sweep.summarize` reads them all back at the
+    end: one table, ``sweep.csv`` and the worst exit code.
     """
     import hydra
 
@@ -267,23 +344,95 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
     cfg = validate(command, overrides, multirun, module.check_config)
     if hasattr(module, "launch_overrides"):
         overrides = [*overrides, *module.launch_overrides(cfg, multirun)]
+    if multirun and not _runs_jobs(flags):
+        # Hydra prints no config of a sweep (--cfg with --multirun is an error): the first job's.
+        overrides, multirun = next(candidate_override_sets(overrides, multirun)), False
+    sweep_dir = _sweep_dir(cfg) if multirun else None
+    if sweep_dir is not None:
+        # Its name holds the time it is resolved at: fix it, so this process reads where the
+        # jobs write.
+        overrides = [*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
     codes: list[int] = []
 
     def job(cfg: Any) -> Any:
         import logging
+        import time
 
+        # Hydra's joblib and submitit launchers carry the ConfigStore and OmegaConf resolvers
+        # into their workers; this covers a launcher that does not.
+        register_schemas()
+        started = time.perf_counter()
+        code, error = 1, None
         try:
             result = module.task(cfg)
+            outcome = result if isinstance(result, Outcome) else Outcome(int(result))
+            code = outcome.code
+            return outcome.value  # what Hydra's sweepers optimise
         except CnnlabError as exc:
             logging.getLogger("cnnlab").error(str(exc))
-            codes.append(exc.exit_code)
+            code, error = exc.exit_code, str(exc)
             return None
-        outcome = result if isinstance(result, Outcome) else Outcome(int(result))
-        codes.append(outcome.code)
-        return outcome.value  # what Hydra's sweepers optimise
+        except KeyboardInterrupt:
+            code, error = 130, "interrupted"
+            raise
+        except Exception as exc:  # a bug: Hydra reports it; the sweep's table shows it too
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            codes.append(code)
+            _record_job(code, error, time.perf_counter() - started)
 
     main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(job)
     register_schemas()
-    with _argv(["cnnlab", *flags, *overrides, *(["--multirun"] if multirun else [])]):
-        main()
+    try:
+        with _argv(["cnnlab", *flags, *overrides, *(["--multirun"] if multirun else [])]):
+            main()
+    finally:
+        if sweep_dir is not None:
+            from cnnlab.sweep import summarize
+
+            codes.append(summarize(sweep_dir))
     return max(codes, default=0)
+
+
+def _runs_jobs(flags: list[str]) -> bool:
+    """Whether Hydra will run jobs with these flags, rather than print a config or help."""
+    from hydra._internal.utils import get_args_parser
+
+    parsed = get_args_parser().parse_args(flags)
+    return not (parsed.cfg or parsed.info or parsed.hydra_help or parsed.shell_completion)
+
+
+def _sweep_dir(cfg: Any) -> Path | None:
+    """The sweep directory of a composed config; None where it cannot be resolved yet."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return Path(str(cfg.hydra.sweep.dir))
+    except OmegaConfBaseException:
+        return None
+
+
+def _quoted(value: str) -> str:
+    """A value as a quoted override value (paths may hold spaces, commas or '=')."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _record_job(code: int, error: str | None, wall_s: float) -> None:
+    """A sweep job's record for :func:`cnnlab.sweep.summarize`; single runs need none."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from cnnlab.sweep import write_record
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    write_record(
+        Path(hydra_cfg.runtime.output_dir),
+        int(hydra_cfg.job.num),
+        list(hydra_cfg.overrides.task),
+        code,
+        error,
+        wall_s,
+    )

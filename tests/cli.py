@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 
-def run_cnnlab(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``cnnlab <args>`` in ``cwd`` (where its outputs/ go), output captured as text."""
+def run_cnnlab(
+    *args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``cnnlab <args>`` in ``cwd`` (where its outputs/ go), output captured as text.
+
+    env: variables to set on top of this process's environment.
+    """
     return subprocess.run(
         [sys.executable, "-m", "cnnlab", *args],
         cwd=cwd,
@@ -16,4 +22,5 @@ def run_cnnlab(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Complete
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, **env} if env else None,
     )

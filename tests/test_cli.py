@@ -53,6 +53,8 @@ def test_command_help_lists_its_groups(tmp_path):
         (["-m", "backends=[naive],[foo]"], "unknown backend 'foo'"),
         (["gradcheck.step=-1"], "gradcheck.step must be > 0"),
         (["nonsense"], "could not parse override 'nonsense'"),
+        (["-m", "hydra.launcher.n_jobs=2"], "hydra/launcher keys exist once one is chosen"),
+        (["-m", "hydra/launcher=joblib", "hydra.launcher.n_job=2"], "did you mean"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
