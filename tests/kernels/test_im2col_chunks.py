@@ -107,3 +107,28 @@ def test_layout_rule_picks_rows_only_for_narrow_stride1_outputs():
     assert pick((128, 64, 32, 32), 64, 3, 1, 1) is rows  # Wp / Wo = 34 / 32
     assert pick((128, 512, 4, 4), 512, 3, 1, 1) is windows  # Wp / Wo = 6 / 4, many filters
     assert pick((128, 64, 32, 32), 128, 3, 2, 1) is windows  # stride 2
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dx_as_a_convolution_of_dout_matches_torch(monkeypatch, split, case, threads):
+    shape, stride, pad, bias = case
+    (ph, pw), HH, WW = pair(pad), shape[5], shape[6]
+    if pair(stride) != (1, 1) or ph > HH - 1 or pw > WW - 1:
+        pytest.skip("dx as a convolution needs stride 1 and padding within the kernel")
+    split(threads)
+    monkeypatch.setattr(im2col_conv, "_dx_by_convolution", lambda shape: True)
+    x, w, b = make_inputs(shape, bias, seed=4)
+    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, "dx by convolution")
+
+
+def test_dx_as_a_convolution_is_chosen_for_resnet_not_lenet():
+    def chosen(x_shape, w_shape, pad):
+        out_hw = (x_shape[2] + 2 * pad - w_shape[2] + 1, x_shape[3] + 2 * pad - w_shape[3] + 1)
+        layout = layouts.WindowColumns(x_shape, w_shape[2:], (1, 1), (pad, pad), out_hw)
+        conv_shape = im2col_conv.ConvShape(x_shape, w_shape, (1, 1), (pad, pad), out_hw, layout)
+        return im2col_conv._dx_by_convolution(conv_shape)
+
+    assert chosen((128, 256, 8, 8), (256, 256, 3, 3), 1)
+    assert not chosen((128, 6, 14, 14), (16, 6, 5, 5), 0)  # 16x14x14 to gather vs 6x10x10
