@@ -51,6 +51,7 @@ def test_chunk_sizes_cover_the_batch_and_feed_every_worker():
     assert chunks.chunk_size(128, big, 1024, 2) == 1
     assert chunks.chunk_size(128, big, 16, 2) == chunks.MIN_COLUMNS // 16  # wide enough for BLAS
     assert chunks.chunk_size(3, 10 * big, 1024, 4) == 1  # never 0
+    assert chunks.chunk_size(128, big // 49, 1024, 2) == 32  # 4 even chunks, not 49 + 49 + 30
     seen = []
     chunks.run_chunks(10, big // 3, 1024, lambda size: seen.append)
     covered = sorted(i for s in seen for i in range(s.start, s.stop))

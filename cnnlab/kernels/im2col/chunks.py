@@ -50,10 +50,13 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def chunk_size(n: int, bytes_per_sample: int, columns_per_sample: int, workers: int) -> int:
-    """Samples per chunk: as many as fit in :data:`CHUNK_BYTES` or give :data:`MIN_COLUMNS`,
-    at least 1, and few enough that every worker gets a chunk."""
+    """Samples per chunk: about as many as fit in :data:`CHUNK_BYTES` or give
+    :data:`MIN_COLUMNS`, evened out so that every worker gets the same number of chunks
+    (3 chunks on 2 workers would leave one idle for a third of the time)."""
     size = max(CHUNK_BYTES // max(bytes_per_sample, 1), -(-MIN_COLUMNS // columns_per_sample))
-    return max(1, min(size, -(-n // workers)))
+    count = -(-n // max(1, min(size, n)))  # chunks at that size
+    count = -(-count // workers) * workers  # a multiple of the workers
+    return max(1, -(-n // count))
 
 
 def run_chunks(
