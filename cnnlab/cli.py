@@ -147,7 +147,8 @@ def train(
     Examples: [cyan]cnnlab train[/cyan],
     [cyan]cnnlab train model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
     [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan],
-    [cyan]cnnlab train -m hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=0.1,0.01[/cyan]
+    [cyan]cnnlab train -m hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=0.1,0.01[/cyan],
+    [cyan]cnnlab train backend=torch trainer.devices=2[/cyan] (DistributedDataParallel)
     """
     _run("train", overrides, multirun, verbose)
 

@@ -27,6 +27,7 @@ class TrainerConfig:
     log_every: int = 50
     checkpoint_every_steps: int = 0
     resume: str | None = None
+    devices: int = 1  # data-parallel processes (DDP); batch_size is per process
 
 
 @dataclass

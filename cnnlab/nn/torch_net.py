@@ -4,6 +4,11 @@
 (``layer1.0.conv1.w``), so weights drawn once in numpy load into either and gradients compare
 name by name. Each leaf type has one forward here, built from :mod:`cnnlab.kernels.torch.ops`.
 Dropout masks come from the run's numpy generator, exactly as on the numpy backends.
+
+In a data-parallel run each process holds some rows of the batch (:class:`Rows`): dropout masks
+are drawn for the whole batch and cut to those rows, and batch norm takes its statistics over
+the whole batch through ``batch_sum`` (an all-reduce), so the processes together compute what
+one process would on the whole batch.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.data.batches import Rows
 from cnnlab.kernels.common import dropout_mask
 from cnnlab.kernels.torch import ops
 from cnnlab.nn import layers as L
@@ -23,10 +29,22 @@ Tensor = torch.Tensor
 
 
 class _Run:
-    """What one forward pass needs besides the input."""
+    """What one forward pass needs besides the input.
 
-    def __init__(self, modules: dict[str, nn.Module], train: bool, rng: Any) -> None:
+    rows: which rows of the batch x holds (the whole batch in a single process);
+    batch_sum: sums a tensor over the processes sharing the batch, or None for one process.
+    """
+
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        train: bool,
+        rng: Any,
+        rows: Rows,
+        batch_sum: Callable[[Tensor], Tensor] | None,
+    ) -> None:
         self.modules, self.train, self.rng = modules, train, rng
+        self.rows, self.batch_sum = rows, batch_sum
 
 
 def _dropout(layer: L.Dropout, x: Tensor, m: nn.Module, run: _Run) -> Tensor:
@@ -34,8 +52,27 @@ def _dropout(layer: L.Dropout, x: Tensor, m: nn.Module, run: _Run) -> Tensor:
         return x
     if run.rng is None:
         raise ValueError("training with dropout needs the run's numpy generator (rng)")
-    mask = torch.as_tensor(dropout_mask(run.rng, tuple(x.shape), layer.p), device=x.device)
-    return ops.dropout(x, mask, layer.p)
+    rows = run.rows
+    mask = dropout_mask(run.rng, (rows.total, *x.shape[1:]), layer.p)[rows.slice]
+    return ops.dropout(x, torch.as_tensor(mask, device=x.device), layer.p)
+
+
+def _batchnorm(layer: L.BatchNorm, x: Tensor, m: nn.Module, run: _Run) -> Tensor:
+    if run.train and run.batch_sum is not None:
+        return ops.batchnorm_across(
+            x,
+            m.gamma,
+            m.beta,
+            m.running_mean,
+            m.running_var,
+            run.batch_sum,
+            run.rows.total,
+            layer.momentum,
+            layer.eps,
+        )
+    return ops.batchnorm(
+        x, m.gamma, m.beta, m.running_mean, m.running_var, run.train, layer.momentum, layer.eps
+    )
 
 
 FORWARD: dict[type, Callable[[Any, Tensor, nn.Module, _Run], Tensor]] = {
@@ -51,9 +88,7 @@ FORWARD: dict[type, Callable[[Any, Tensor, nn.Module, _Run], Tensor]] = {
     L.ReLU: lambda layer, x, m, run: ops.relu(x),
     L.Flatten: lambda layer, x, m, run: ops.flatten(x),
     L.Dropout: _dropout,
-    L.BatchNorm: lambda layer, x, m, run: ops.batchnorm(
-        x, m.gamma, m.beta, m.running_mean, m.running_var, run.train, layer.momentum, layer.eps
-    ),
+    L.BatchNorm: _batchnorm,
     L.LayerNorm: lambda layer, x, m, run: ops.layernorm(x, m.gamma, m.beta, layer.eps),
     L.GroupNorm: lambda layer, x, m, run: ops.groupnorm(
         x, m.gamma, m.beta, layer.groups, layer.eps
@@ -85,6 +120,9 @@ class TorchNet(nn.Module):
         params: name -> numpy array, copied in (the torch backend never draws its own weights).
         buffers: name -> numpy array (batch norm's running statistics), copied in.
         device: ``cpu`` or ``cuda``.
+        batch_sum: in a data-parallel run, a differentiable sum over the processes (an
+            all-reduce) that gives batch norm the statistics of the whole batch; None when one
+            process holds the batch.
     """
 
     def __init__(
@@ -93,9 +131,11 @@ class TorchNet(nn.Module):
         params: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
         device: str | torch.device = "cpu",
+        batch_sum: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
+        self.batch_sum = batch_sum
         for name, value in params.items():
             owner, leaf = self._owner(name)
             owner.register_parameter(leaf, nn.Parameter(torch.tensor(value, device=device)))
@@ -114,10 +154,16 @@ class TorchNet(nn.Module):
             module = module._modules[part]  # type: ignore[assignment]
         return module, leaf
 
-    def forward(self, x: Tensor, rng: np.random.Generator | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, rng: np.random.Generator | None = None, rows: Rows | None = None
+    ) -> Tensor:
         """logits: (N, K) for x: (N, C, H, W); ``self.training`` selects batch statistics and
-        dropout, as for any torch module."""
-        return _forward(self.net, x, "", _Run(self._leaf_modules, self.training, rng))
+        dropout, as for any torch module. rows: which rows of the whole batch x is, in a
+        data-parallel run (None: x is the whole batch)."""
+        n = x.shape[0]
+        rows = Rows(0, n, n) if rows is None else rows
+        run = _Run(self._leaf_modules, self.training, rng, rows, self.batch_sum)
+        return _forward(self.net, x, "", run)
 
 
 class TorchModel:

@@ -4,7 +4,8 @@ The loop in :mod:`cnnlab.train.loop` is written once against this interface; the
 framework picks the engine (:data:`ENGINES`). The numpy engine runs :class:`NumpyNet` with this
 project's optimizers; the torch engine runs :class:`TorchNet` with ``torch.optim`` doing the
 same maths. State (for checkpoints) is a flat dict of numpy arrays in both, with the same keys:
-``param/<name>``, ``buffer/<name>`` and ``optim/<name>/<slot>``.
+``param/<name>``, ``buffer/<name>`` and ``optim/<name>/<slot>``, whether or not the torch engine
+trains data-parallel (:mod:`cnnlab.train.distributed`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,27 @@ from typing import Any, Protocol
 import numpy as np
 
 from cnnlab.backends import Backend
+from cnnlab.data.batches import Rows
+from cnnlab.errors import UsageError
+from cnnlab.train.distributed import SINGLE, Group
 
 
 class Engine(Protocol):
     """What the training loop needs from a backend."""
 
     def train_step(
-        self, x: np.ndarray, y: np.ndarray, lr: float, rng: np.random.Generator
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        lr: float,
+        rng: np.random.Generator,
+        rows: Rows | None = None,
     ) -> tuple[float, np.ndarray]:
-        """One step on a batch: forward, backward, update. Returns ``(loss, logits)``."""
+        """One step on a batch: forward, backward, update. Returns ``(loss, logits)``: the mean
+        loss over x (0 for no rows) and logits (N, K).
+
+        rows: which rows of the global batch x is, in a data-parallel run (None: all of it).
+        """
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits in eval mode (running statistics, no dropout), no gradients."""
@@ -52,15 +65,30 @@ def _split(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
 class NumpyEngine:
     """:class:`NumpyNet` on a numpy kernel set, updated by :class:`NumpyOptimizer`."""
 
-    def __init__(self, backend: Backend, net: Any, params: dict, buffers: dict, optim: Any) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        net: Any,
+        params: dict,
+        buffers: dict,
+        optim: Any,
+        group: Group = SINGLE,
+    ) -> None:
         from cnnlab.train.optim import NumpyOptimizer
 
+        if group.world > 1:
+            raise UsageError(f"backend={backend.name} trains in one process (trainer.devices=1)")
         self.model = backend.model(net, params, buffers)
         self.optimizer = NumpyOptimizer(optim, self.model.params)
         self._grads: dict[str, np.ndarray] = {}
 
     def train_step(
-        self, x: np.ndarray, y: np.ndarray, lr: float, rng: np.random.Generator
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        lr: float,
+        rng: np.random.Generator,
+        rows: Rows | None = None,
     ) -> tuple[float, np.ndarray]:
         loss, self._grads, logits = self.model.loss(x, y, True, rng)
         self.optimizer.step(self._grads, lr)
@@ -93,17 +121,32 @@ class NumpyEngine:
 
 
 class TorchEngine:
-    """:class:`TorchNet` on the backend's device, updated by ``torch.optim``."""
+    """:class:`TorchNet` on the backend's device, updated by ``torch.optim``.
 
-    def __init__(self, backend: Backend, net: Any, params: dict, buffers: dict, optim: Any) -> None:
+    In a data-parallel run (``group.world > 1``) the net is wrapped in DistributedDataParallel
+    and its batch norm takes statistics over every rank's rows; names, state and predictions go
+    through the bare net, so checkpoints have the keys of a single-process run.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        net: Any,
+        params: dict,
+        buffers: dict,
+        optim: Any,
+        group: Group = SINGLE,
+    ) -> None:
         import torch
 
         from cnnlab.nn.torch_net import TorchNet
         from cnnlab.train.optim import torch_optimizer
 
         self.torch = torch
-        self.device = torch.device(backend.device)
-        self.module = TorchNet(net, params, buffers, self.device)
+        self.world = group.world
+        self.device = torch.device(group.place(backend.device))
+        self.module = TorchNet(net, params, buffers, self.device, group.batch_sum())
+        self.trained = group.wrap(self.module)
         self.named = dict(self.module.named_parameters())
         self.optimizer = torch_optimizer(optim, list(self.named.values()))
 
@@ -111,19 +154,37 @@ class TorchEngine:
         return self.torch.as_tensor(a, device=self.device)
 
     def train_step(
-        self, x: np.ndarray, y: np.ndarray, lr: float, rng: np.random.Generator
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        lr: float,
+        rng: np.random.Generator,
+        rows: Rows | None = None,
     ) -> tuple[float, np.ndarray]:
         from cnnlab.kernels.torch import ops
         from cnnlab.train.optim import set_torch_lr
 
+        n = len(y)
+        rows = Rows(0, n, n) if rows is None else rows
         self.module.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.module(self._tensor(x), rng)
-        loss = ops.softmax_cross_entropy(logits, self._tensor(y))
-        loss.backward()
+        logits = self.trained(self._tensor(x), rng, rows)
+        if n == 0:
+            # A rank without rows (a last batch shorter than the ranks) still joins DDP's
+            # gradient average, with zeros.
+            loss, objective = None, logits.sum() * 0
+        else:
+            loss = objective = ops.softmax_cross_entropy(logits, self._tensor(y))
+            # DDP averages the ranks' gradients; weighting each rank's mean loss by its share
+            # of the batch makes that the gradient of the whole batch's mean loss even when
+            # shares differ (a short last batch). One process: the weight is exactly 1.
+            weight = n * self.world / rows.total
+            if weight != 1:
+                objective = loss * weight
+        objective.backward()
         set_torch_lr(self.optimizer, lr)
         self.optimizer.step()
-        return float(loss.detach()), logits.detach().cpu().numpy()
+        return (0.0 if loss is None else float(loss.detach())), logits.detach().cpu().numpy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.module.eval()
@@ -179,6 +240,14 @@ class TorchEngine:
 ENGINES: dict[str, Callable[..., Engine]] = {"numpy": NumpyEngine, "torch": TorchEngine}
 
 
-def make_engine(backend: Backend, net: Any, params: dict, buffers: dict, optim: Any) -> Engine:
-    """The engine of ``backend``'s framework, starting from numpy ``params`` and ``buffers``."""
-    return ENGINES[backend.framework](backend, net, params, buffers, optim)
+def make_engine(
+    backend: Backend,
+    net: Any,
+    params: dict,
+    buffers: dict,
+    optim: Any,
+    group: Group = SINGLE,
+) -> Engine:
+    """The engine of ``backend``'s framework, starting from numpy ``params`` and ``buffers``;
+    group: this process's place in a data-parallel run (torch backends only)."""
+    return ENGINES[backend.framework](backend, net, params, buffers, optim, group)

@@ -5,6 +5,11 @@ data order from (seed, epoch), augmentation from (seed, epoch, batch, 1) and dro
 (seed, epoch, batch, 2). So the same seed gives the same batches and masks on every backend,
 and a run resumed from a checkpoint (which stores the position, the running sums of the epoch
 in progress and the engine state) continues exactly as if it had never stopped.
+
+Data-parallel runs (:mod:`cnnlab.train.distributed`) run this loop in every rank over global
+batches of ``devices * trainer.batch_size`` rows, each rank training on its shard; the loop
+sums the step's loss and counts over the ranks, agrees on when to stop, and evaluates each
+split in shards. Only rank 0 writes metrics.jsonl, TensorBoard events and checkpoints.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from cnnlab.data import Dataset
 from cnnlab.data.augment import augment
 from cnnlab.data.batches import batch_indices, epoch_order
 from cnnlab.train import checkpoint
+from cnnlab.train.distributed import SINGLE, Group
 from cnnlab.train.engine import Engine
 from cnnlab.train.metrics import Evaluation, evaluate
 from cnnlab.train.optim import learning_rate
@@ -95,41 +101,84 @@ class Trainer:
         data: the loaded splits.
         engine: the backend's engine, already holding the initial (or resumed) state.
         run_dir: where metrics.jsonl, checkpoints/ and the TensorBoard events go.
-        tb: a TensorBoardWriter.
+        tb: a TensorBoardWriter (None on ranks other than 0).
         state: where to start (a fresh LoopState, or the one from a checkpoint).
+        group: this process's place in a data-parallel run (one process by default).
     """
 
     def __init__(
-        self, cfg: Any, data: Dataset, engine: Engine, run_dir: Path, tb: Any, state: LoopState
+        self,
+        cfg: Any,
+        data: Dataset,
+        engine: Engine,
+        run_dir: Path,
+        tb: Any,
+        state: LoopState,
+        group: Group = SINGLE,
     ) -> None:
         self.cfg, self.data, self.engine, self.run_dir, self.tb = cfg, data, engine, run_dir, tb
-        self.state = state
+        self.state, self.group = state, group
         t = cfg.trainer
-        self.seed, self.batch_size = int(t.seed), int(t.batch_size)
+        # trainer.batch_size is per process; the ranks together take a batch this big.
+        self.seed, self.batch_size = int(t.seed), int(t.batch_size) * group.world
         self.steps_per_epoch = math.ceil(len(data.train.y) / self.batch_size)
         total = t.epochs * self.steps_per_epoch
         self.total_steps = min(total, t.max_steps) if t.max_steps else total
         self.metrics_path = run_dir / "metrics.jsonl"
         self.stop = StopSignal()
+        # Ranks stop at the same step: the signal one of them received, once all agree on it.
+        self.agreed_stop: int | None = None
 
     # -- outputs -----------------------------------------------------------------------------
 
     def record(self, kind: str, **values: Any) -> None:
-        """Append one JSON line to metrics.jsonl."""
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"kind": kind, **values}) + "\n")
+        """Append one JSON line to metrics.jsonl (rank 0; every rank counts the line)."""
+        if self.group.main:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps({"kind": kind, **values}) + "\n")
         self.state.metrics_lines += 1
 
     def save(self, name: str, config_yaml: str) -> Path:
+        """Checkpoint ``name`` (rank 0 writes it; the ranks hold the same state)."""
         path = self.run_dir / "checkpoints" / f"{name}.npz"
-        meta = {"loop": asdict(self.state), "config": config_yaml, "run_dir": str(self.run_dir)}
-        checkpoint.save(path, self.engine.state(), meta)
+        if self.group.main:
+            meta = {"loop": asdict(self.state), "config": config_yaml, "run_dir": str(self.run_dir)}
+            checkpoint.save(path, self.engine.state(), meta)
         return path
 
     def evaluate(self, split: str) -> Evaluation:
+        """Loss, accuracy and confusion matrix over a split (in eval mode).
+
+        Ranks of a data-parallel run each evaluate a contiguous shard and sum the results.
+        """
         s = getattr(self.data, split)
-        size = int(self.cfg.trainer.eval_batch_size)
-        return evaluate(self.engine, s.x, s.y, size, len(self.data.classes))
+        size, K = int(self.cfg.trainer.eval_batch_size), len(self.data.classes)
+        if self.group.world == 1:
+            return evaluate(self.engine, s.x, s.y, size, K)
+        rows = self.group.shard(len(s.y))
+        part = evaluate(self.engine, s.x[rows.slice], s.y[rows.slice], size, K)
+        loss_sum = part.loss * len(rows) if len(rows) else 0.0
+        total = self.group.sum(np.concatenate([[loss_sum], part.confusion.ravel()]))
+        confusion = np.rint(total[1:]).astype(np.int64).reshape(K, K)
+        count = int(confusion.sum())
+        if count == 0:
+            return Evaluation(float("nan"), float("nan"), confusion)
+        return Evaluation(float(total[0]) / count, float(np.trace(confusion)) / count, confusion)
+
+    def _stop_requested(self) -> int | None:
+        """The signal to stop for, if any: at once in one process; in several, only once every
+        rank knows (from the last step's sum), so that all stop at the same step."""
+        return self.stop.signum if self.group.world == 1 else self.agreed_stop
+
+    def _sum_step(self, loss_sum: float, correct: int, seen: int) -> tuple[float, int, int]:
+        """The step's loss sum and counts over every rank's rows; shares pending stops."""
+        if self.group.world == 1:
+            return loss_sum, correct, seen
+        stop = 0.0 if self.stop.signum is None else 1.0
+        total = self.group.sum(np.array([loss_sum, correct, seen, stop]))
+        if total[3] > 0 and self.agreed_stop is None:
+            self.agreed_stop = self.stop.signum or signal.SIGTERM
+        return float(total[0]), int(np.rint(total[1])), int(np.rint(total[2]))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -158,20 +207,27 @@ class Trainer:
         )
         every = int(t.checkpoint_every_steps or 0)
         while s.position < len(batches) and s.step < self.total_steps:
-            if self.stop.signum is not None:
+            stop = self._stop_requested()
+            if stop is not None:
                 progress.remove_task(task)
                 path = self.save("last", config_yaml)
-                name = signal.Signals(self.stop.signum).name
+                name = signal.Signals(stop).name
                 return Outcome("interrupted", s, f"{name}: stopped at step {s.step}; saved {path}")
             index = batches[s.position]
-            x, y = train.x[index], train.y[index]
+            # This rank's rows of the global batch (all of them in one process); augmentation
+            # and dropout draw for the whole batch and keep these rows.
+            rows = self.group.shard(len(index))
+            x, y = train.x[index[rows.slice]], train.y[index[rows.slice]]
             if d.augment:
                 rng = np.random.default_rng([self.seed, s.epoch, s.position, 1])
-                x = augment(x, rng, int(d.crop_pad), bool(d.flip))
+                x = augment(x, rng, int(d.crop_pad), bool(d.flip), rows)
             lr = learning_rate(self.cfg.optim, s.step, self.steps_per_epoch, self.total_steps)
             dropout_rng = np.random.default_rng([self.seed, s.epoch, s.position, 2])
             start = time.perf_counter()
-            loss, logits = self.engine.train_step(x, y, lr, dropout_rng)
+            loss, logits = self.engine.train_step(x, y, lr, dropout_rng, rows)
+            correct = int(np.sum(logits.argmax(axis=1) == y))
+            loss_sum, correct, seen = self._sum_step(loss * len(y), correct, len(y))
+            loss = loss if self.group.world == 1 else loss_sum / seen
             s.train_s += time.perf_counter() - start
             if not math.isfinite(loss):
                 progress.remove_task(task)
@@ -181,12 +237,12 @@ class Trainer:
                     f"loss became {loss} at step {s.step + 1} (epoch {s.epoch + 1}); stopped, "
                     "the last good checkpoint is kept (try a lower optim.lr)",
                 )
-            s.loss_sum += loss * len(y)
-            s.correct += int(np.sum(logits.argmax(axis=1) == y))
-            s.seen += len(y)
+            s.loss_sum += loss_sum
+            s.correct += correct
+            s.seen += seen
             s.position += 1
             s.step += 1
-            if t.log_every and s.step % t.log_every == 0:
+            if t.log_every and s.step % t.log_every == 0 and self.group.main:
                 self.tb.scalar("train/loss_step", loss, s.step)
             progress.update(
                 task,
@@ -229,7 +285,8 @@ class Trainer:
             "–" if values["val_acc"] is None else f"{100 * values['val_acc']:.2f}%",
             values["images_per_s"],
         )
-        self._tensorboard(values)
+        if self.group.main:
+            self._tensorboard(values)
         s.last_val = {"loss": values["val_loss"], "acc": values["val_acc"]}
         score = values["val_acc"] if values["val_acc"] is not None else values["train_acc"]
         s.epoch, s.position = s.epoch + 1, 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data.augment import augment
-from cnnlab.data.batches import batch_indices, epoch_order
+from cnnlab.data.batches import Rows, batch_indices, epoch_order, shard
 
 
 def reference(x, pad, dy, dx, mirror):
@@ -72,3 +72,21 @@ def test_batch_indices_keep_the_last_partial_batch():
     assert batch_indices(np.arange(0), 4) == []
     with pytest.raises(ValueError, match="batch_size"):
         batch_indices(np.arange(3), 0)
+
+
+@pytest.mark.parametrize(("total", "world"), [(50, 2), (41, 2), (10, 3), (1, 2), (0, 2)])
+def test_shards_are_contiguous_and_cover_the_batch(total, world):
+    shards = [shard(total, rank, world) for rank in range(world)]
+    expected = np.array_split(np.arange(total), world)
+    assert [list(range(r.start, r.stop)) for r in shards] == [e.tolist() for e in expected]
+    assert all(r.total == total for r in shards)
+    with pytest.raises(ValueError, match="rank"):
+        shard(total, world, world)
+
+
+@pytest.mark.parametrize("rows", [Rows(0, 5, 9), Rows(5, 9, 9), Rows(9, 9, 9)])
+def test_a_shard_gets_its_rows_of_the_whole_batch_augmentation(rows):
+    x = np.random.default_rng(1).standard_normal((9, 2, 6, 5))
+    whole = augment(x, np.random.default_rng([4, 0, 3, 1]), 2, True)
+    part = augment(x[rows.slice], np.random.default_rng([4, 0, 3, 1]), 2, True, rows)
+    np.testing.assert_array_equal(part, whole[rows.slice])

@@ -426,6 +426,62 @@ def test_batchnorm_backward_modes_agree_and_are_checked(cpu):
         cpu.batchnorm_backward(dout, cache, mode="fast")
 
 
+def _batchnorm_graph(op, x, gamma, beta, weights):
+    """Run a batch norm op on leaf copies; returns (out, running stats, dx, dgamma, dbeta) of
+    the loss ``sum(out * weights)``."""
+    leaves = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    C = gamma.shape[0]
+    running = [torch.zeros(C, dtype=torch.float64), torch.ones(C, dtype=torch.float64)]
+    out = op(*leaves, *running)
+    (out * torch.as_tensor(weights)).sum().backward()
+    grads = [t.grad.numpy() for t in leaves]
+    return out.detach().numpy(), [r.numpy() for r in running], *grads
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 2, 3, 4)])
+def test_batchnorm_across_processes_normalises_like_the_whole_batch(shape):
+    """Two ranks holding the same rows: ``batch_sum`` doubles, as an all-reduce would (its
+    backward doubles too), and each rank must see the statistics of both copies."""
+    rng = np.random.default_rng(12)
+    C = shape[1]
+    x = rng.standard_normal(shape) * 2 + 1
+    gamma, beta = rng.uniform(0.5, 1.5, C), rng.standard_normal(C)
+    weights = rng.standard_normal(shape)
+    n = shape[0]
+
+    def whole(x, g, b, rm, rv):
+        return ops.batchnorm(x, g, b, rm, rv, True, 0.2)
+
+    def across(x, g, b, rm, rv):
+        return ops.batchnorm_across(x, g, b, rm, rv, lambda t: t * 2, 2 * n, 0.2)
+
+    ref = _batchnorm_graph(
+        whole, np.concatenate([x, x]), gamma, beta, np.concatenate([weights] * 2)
+    )
+    got = _batchnorm_graph(across, x, gamma, beta, weights)
+    np.testing.assert_allclose(got[0], ref[0][:n], rtol=1e-12, atol=1e-12)  # out
+    for a, b in zip(got[1], ref[1], strict=True):  # running statistics
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    np.testing.assert_allclose(got[2], ref[2][:n], rtol=1e-10, atol=1e-12)  # dx
+    for a, b in zip(got[3:], ref[3:], strict=True):  # each rank: its half of dgamma, dbeta
+        np.testing.assert_allclose(2 * a, b, rtol=1e-10, atol=1e-12)
+
+    def alone(x, g, b, rm, rv):
+        return ops.batchnorm_across(x, g, b, rm, rv, lambda t: t, n, 0.2)
+
+    same = _batchnorm_graph(alone, x, gamma, beta, weights)
+    for a, b in zip(same, _batchnorm_graph(whole, x, gamma, beta, weights), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_batchnorm_across_checks_the_whole_batch():
+    x = torch.ones((1, 3), dtype=torch.float64)
+    gamma, beta, rm, rv = (torch.ones(3, dtype=torch.float64) for _ in range(4))
+    with pytest.raises(ShapeError, match="more than 1 value"):
+        ops.batchnorm_across(x, gamma, beta, rm, rv, lambda t: t, 1)
+    ops.batchnorm_across(x, gamma, beta, rm, rv, lambda t: t * 2, 2)  # one row here, two in all
+
+
 @pytest.mark.parametrize("shape", [(4, 6), (2, 3, 3, 4)])
 def test_layernorm_matches_per_channel_reference(kern, shape):
     rng = np.random.default_rng(12)

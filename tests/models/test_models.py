@@ -178,6 +178,25 @@ def test_dropout_masks_are_the_same_on_every_backend():
     assert rel_error(other, logits[2]) > 1e-3  # another seed, other masks
 
 
+def test_a_shard_of_the_batch_gets_its_rows_of_the_dropout_masks():
+    """A data-parallel rank holding rows 1..3 of a batch of 4 drops what one process would."""
+    import torch
+
+    from cnnlab.data.batches import Rows
+    from cnnlab.nn.torch_net import TorchNet
+
+    net, params, buffers, *_ = problem("alexnet_lite", 0.0625, 16)
+    x = np.random.default_rng(3).standard_normal((4, 3, 16, 16))
+    module = TorchNet(net, params, buffers).train()
+    whole = module(torch.as_tensor(x), np.random.default_rng(5)).detach().numpy()
+    rows = Rows(1, 4, 4)
+    part = module(torch.as_tensor(x[1:]), np.random.default_rng(5), rows).detach().numpy()
+    np.testing.assert_allclose(part, whole[1:], rtol=1e-12)
+    # ... and not the masks of a batch of 3.
+    alone = module(torch.as_tensor(x[1:]), np.random.default_rng(5)).detach().numpy()
+    assert rel_error(alone, part) > 1e-3
+
+
 def test_torch_parameters_carry_the_numpy_names():
     net, params, buffers, *_ = problem("resnet18", 0.0625, 16)
     module = BACKENDS["torch"].model(net, params, buffers).module

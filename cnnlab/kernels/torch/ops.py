@@ -12,6 +12,7 @@ them directly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -79,7 +80,8 @@ def _maxpool2d_all_ties(
     N, C = x.shape[0], x.shape[1]
     # -inf padding never wins a window; pool_geometry keeps every window partly inside x.
     xp = F.pad(x, (p[1], p[1], p[0], p[0]), value=-math.inf)
-    cols = F.unfold(xp, k, stride=s).view(N, C, k[0] * k[1], -1)  # (N, C, kh*kw, Ho*Wo)
+    # Sizes spelled out: -1 is ambiguous for an empty batch (a data-parallel rank may get one).
+    cols = F.unfold(xp, k, stride=s).view(N, C, k[0] * k[1], out_hw[0] * out_hw[1])
     m = cols.amax(dim=2, keepdim=True).detach()
     # where() rather than cols * mask: -inf * 0 would be NaN in the padded positions.
     hits = torch.where(cols == m, cols, torch.zeros((), dtype=cols.dtype, device=cols.device))
@@ -132,7 +134,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
 
 def flatten(x: Tensor) -> Tensor:
     """Keep the batch axis, merge the rest. x: (N, d1, d2, ...) -> out: (N, d1*d2*...)."""
-    return x.reshape(x.shape[0], -1)
+    return x.flatten(1)  # not reshape(N, -1): -1 is ambiguous when N = 0
 
 
 def dropout(x: Tensor, mask: Tensor, p: float) -> Tensor:
@@ -204,6 +206,48 @@ def batchnorm(
     return F.batch_norm(
         x, running_mean, running_var, gamma, beta, training=train, momentum=momentum, eps=eps
     )
+
+
+def batchnorm_across(
+    x: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    batch_sum: Callable[[Tensor], Tensor],
+    total: int,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Training-mode batch norm of a batch split over processes (SyncBatchNorm's maths).
+
+    x: (n, D) or (n, C, H, W), this process's rows of a batch of ``total`` rows; gamma, beta,
+    running_mean, running_var: (C,) -> out: x's shape. ``batch_sum`` sums a tensor over the
+    processes that hold the batch, differentiably (an all-reduce whose backward all-reduces the
+    gradient); with the identity and ``total = n`` this is :func:`batchnorm` in training mode.
+    Mean and biased variance are those of the whole batch, in two passes (sum, then sum of
+    squared deviations) accumulated in float64 as torch's CPU kernel does, so a split batch
+    normalises like the whole one; every process updates the running statistics alike.
+    """
+    if x.dim() not in (2, 4):
+        raise ShapeError(f"batchnorm: x must be (N, D) or (N, C, H, W), got {tuple(x.shape)}")
+    C = _check_per_channel(
+        "batchnorm", x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var
+    )
+    # The whole batch's shape, known without asking the other processes.
+    check_batch_statistics((total, *x.shape[1:]))
+    count = total * math.prod(x.shape[2:])  # values per channel in the whole batch
+    dims = (0,) if x.dim() == 2 else (0, 2, 3)
+    shape = (1, C) if x.dim() == 2 else (1, C, 1, 1)
+    mean = batch_sum(x.sum(dims, dtype=torch.float64)) / count  # (C,)
+    centred = x - mean.to(x.dtype).view(shape)
+    var = batch_sum(centred.square().sum(dims, dtype=torch.float64)) / count  # (C,) biased
+    with torch.no_grad():
+        running_mean.mul_(1 - momentum).add_(mean.to(x.dtype), alpha=momentum)
+        unbiased = var * (count / (count - 1))
+        running_var.mul_(1 - momentum).add_(unbiased.to(x.dtype), alpha=momentum)
+    invstd = torch.rsqrt(var + eps).to(x.dtype)
+    return centred * (invstd * gamma).view(shape) + beta.view(shape)
 
 
 def layernorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
