@@ -53,7 +53,7 @@ def test_chunk_sizes_cover_the_batch_and_feed_every_worker():
     assert chunks.chunk_size(3, 10 * big, 1024, 4) == 1  # never 0
     assert chunks.chunk_size(128, big // 49, 1024, 2) == 32  # 4 even chunks, not 49 + 49 + 30
     seen = []
-    chunks.run_chunks(10, big // 3, 1024, lambda size: seen.append)
+    chunks.run_chunks(10, big // 3, 1024, lambda size, arena: seen.append)
     covered = sorted(i for s in seen for i in range(s.start, s.stop))
     assert covered == list(range(10))
 
@@ -71,7 +71,7 @@ def test_threaded_results_are_repeatable_bit_for_bit(split):
 def test_a_worker_error_reaches_the_caller(split):
     split(2)
 
-    def make_worker(size):
+    def make_worker(size, arena):
         def worker(chunk):
             if chunk.start == 3:
                 raise ValueError("chunk 3 failed")
@@ -133,3 +133,29 @@ def test_dx_as_a_convolution_is_chosen_for_resnet_not_lenet():
 
     assert chosen((128, 256, 8, 8), (256, 256, 3, 3), 1)
     assert not chosen((128, 6, 14, 14), (16, 6, 5, 5), 0)  # 16x14x14 to gather vs 6x10x10
+
+
+def test_arena_reuses_its_memory_and_grows_to_the_largest_call():
+    arena = chunks.Arena()
+    a = arena.take((10, 3), np.float32)  # does not fit yet: memory of its own
+    assert a.shape == (10, 3) and a.dtype == np.float32 and a.flags.c_contiguous
+    arena.take((4,), np.float64)
+    arena.reset()  # grows to what the call wanted
+    b = arena.take((10, 3), np.float32, zero=True)
+    c = arena.take((4,), np.float64, zero=True)
+    assert np.shares_memory(b, arena.memory) and np.shares_memory(c, arena.memory)
+    assert not np.shares_memory(b, c)
+    assert not b.any() and not c.any()
+    b[...] = 7
+    arena.reset()
+    again = arena.take((10, 3), np.float32)
+    assert np.shares_memory(again, b)  # the same memory, handed out again
+
+
+def test_convs_of_different_shapes_in_turn_share_the_arenas_correctly(split):
+    split(2, chunk_bytes=4000)
+    problems = [((6, 3, 9, 9, 4, 3, 3), 1, 1), ((5, 4, 12, 10, 6, 5, 3), 2, 2)]
+    for shape, stride, pad in [*problems, *problems]:
+        x, w, b = make_inputs(shape, seed=5)
+        got = run_backend(im2col_conv, x, w, b, stride, pad)
+        assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, str(shape))

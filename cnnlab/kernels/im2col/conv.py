@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
-from cnnlab.kernels.im2col.chunks import run_chunks
+from cnnlab.kernels.im2col.chunks import Arena, run_chunks
 from cnnlab.kernels.im2col.layouts import ColumnLayout, choose_layout
 
 
@@ -72,10 +72,13 @@ class _Worker:
     """One thread's share of a pass: scratch buffers for chunks of up to ``size`` samples,
     reused chunk after chunk."""
 
-    def __init__(self, x: np.ndarray, w2: np.ndarray, shape: ConvShape, size: int) -> None:
+    def __init__(
+        self, x: np.ndarray, w2: np.ndarray, shape: ConvShape, size: int, arena: Arena
+    ) -> None:
         self.x, self.w2, self.shape = x, w2, shape
-        self.planes = np.zeros((size, shape.x[1], shape.layout.plane), x.dtype)
-        self.cols = np.empty((shape.rows, size * shape.pixels), x.dtype)
+        # The padding must read as zeros; only the interior is ever written.
+        self.planes = arena.take((size, shape.x[1], shape.layout.plane), x.dtype, zero=True)
+        self.cols = arena.take((shape.rows, size * shape.pixels), x.dtype)
 
     def columns(self, chunk: slice) -> tuple[int, np.ndarray]:
         """The chunk's sample count and columns: (C*HH*WW, n*Ho*width)."""
@@ -96,10 +99,11 @@ class _ForwardWorker(_Worker):
         out: np.ndarray,
         shape: ConvShape,
         size: int,
+        arena: Arena,
     ) -> None:
-        super().__init__(x, w2, shape, size)
+        super().__init__(x, w2, shape, size, arena)
         self.b, self.out = b, out
-        self.out2 = np.empty((shape.w[0], size * shape.pixels), x.dtype)
+        self.out2 = arena.take((shape.w[0], size * shape.pixels), x.dtype)
 
     def __call__(self, chunk: slice) -> None:
         n, cols = self.columns(chunk)
@@ -122,19 +126,21 @@ class _BackwardWorker(_Worker):
         dx: np.ndarray | None,
         shape: ConvShape,
         size: int,
+        arena: Arena,
     ) -> None:
-        super().__init__(x, w2, shape, size)
+        super().__init__(x, w2, shape, size, arena)
         self.dout, self.dx = dout, dx
         F, C = shape.w[0], shape.x[1]
         # Zeros, and only the output columns are ever written: columns a layout adds beyond
         # the output keep a zero gradient.
-        self.dout2 = np.zeros((F, size * shape.pixels), x.dtype)
+        self.dout2 = arena.take((F, size * shape.pixels), x.dtype, zero=True)
         if dx is not None:
-            self.dx_planes = np.empty((C, size, shape.layout.plane), x.dtype)
+            self.dx_planes = arena.take((C, size, shape.layout.plane), x.dtype)
         # Few filters: dw transposed, as cols @ dout2.T, which runs up to 1.7x faster than
         # dout2 @ cols.T for a thin dout2 (measured). Many: as is, for the same speed and no
         # transpose at the end (4608 x 512 costs 20 ms to transpose).
         self.transposed = F < TRANSPOSED_DW_BELOW
+        # Partial sums outlive the arena's buffers: memory of their own.
         self.dw = np.zeros((shape.rows, F) if self.transposed else (F, shape.rows), x.dtype)
         self.db = np.zeros(F, x.dtype)
 
@@ -195,7 +201,7 @@ def conv2d_forward(
         N,
         shape.column_bytes(x.itemsize),
         shape.pixels,
-        lambda size: _ForwardWorker(x, w2, b, out, shape, size),
+        lambda size, arena: _ForwardWorker(x, w2, b, out, shape, size, arena),
     )
     return out, (x, w, b is not None, shape)
 
@@ -220,7 +226,7 @@ def conv2d_backward(
         x.shape[0],
         shape.column_bytes(x.itemsize),
         shape.pixels,
-        lambda size: _BackwardWorker(x, w2, dout, dx, shape, size),
+        lambda size, arena: _BackwardWorker(x, w2, dout, dx, shape, size, arena),
     )
     if by_convolution:
         HH, WW = shape.w[2:]
