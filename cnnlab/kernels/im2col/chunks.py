@@ -126,36 +126,27 @@ def run_chunks(
         (which must not live in the arena).
     """
     with _arenas_lock:
-        return _run(n, bytes_per_sample, columns_per_sample, make_worker)
+        threads = runtime.threads()
+        if threads > 1 and n * bytes_per_sample < PARALLEL_MIN_BYTES:
+            threads = 1
+        size = chunk_size(n, bytes_per_sample, columns_per_sample, threads)
+        chunks = [slice(a, min(a + size, n)) for a in range(0, n, size)]
+        count = min(threads, len(chunks))
+        _arenas.extend(Arena() for _ in range(count - len(_arenas)))
+        for arena in _arenas[:count]:
+            arena.reset()
+        workers = [make_worker(size, arena) for arena in _arenas[:count]]
+        if len(workers) == 1:
+            for chunk in chunks:
+                workers[0](chunk)
+            return workers
 
+        def work(k: int) -> None:
+            for chunk in chunks[k :: len(workers)]:
+                workers[k](chunk)
 
-def _run(
-    n: int,
-    bytes_per_sample: int,
-    columns_per_sample: int,
-    make_worker: Callable[[int, Arena], Worker],
-) -> list[Worker]:
-    threads = runtime.threads()
-    if threads > 1 and n * bytes_per_sample < PARALLEL_MIN_BYTES:
-        threads = 1
-    size = chunk_size(n, bytes_per_sample, columns_per_sample, threads)
-    chunks = [slice(a, min(a + size, n)) for a in range(0, n, size)]
-    count = min(threads, len(chunks))
-    _arenas.extend(Arena() for _ in range(count - len(_arenas)))
-    for arena in _arenas[:count]:
-        arena.reset()
-    workers = [make_worker(size, arena) for arena in _arenas[:count]]
-    if len(workers) == 1:
-        for chunk in chunks:
-            workers[0](chunk)
+        with runtime.single_threaded_blas():
+            futures = [_executor(len(workers)).submit(work, k) for k in range(len(workers))]
+            for future in futures:
+                future.result()  # re-raises a worker's exception here
         return workers
-
-    def work(k: int) -> None:
-        for chunk in chunks[k :: len(workers)]:
-            workers[k](chunk)
-
-    with runtime.single_threaded_blas():
-        futures = [_executor(len(workers)).submit(work, k) for k in range(len(workers))]
-        for future in futures:
-            future.result()  # re-raises a worker's exception here
-    return workers

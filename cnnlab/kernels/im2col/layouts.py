@@ -49,14 +49,15 @@ class ColumnLayout(Protocol):
         """Add dcols: (C*HH*WW, n*Ho*width) back onto dx_planes: (C, n, plane), zeroed by
         the caller."""
 
+    def crop(self, dx_planes: np.ndarray) -> np.ndarray:
+        """The (n, C, H, W) gradient inside dx_planes: (C, n, plane), padding dropped."""
+
 
 class _Planes:
     """Geometry shared by both layouts: padded planes of ``plane >= Hp*Wp`` elements.
 
     x_shape: (N, C, H, W); kernel, stride, pad: pairs; out_hw: (Ho, Wo).
     """
-
-    slack = 0  # elements after each plane that a layout may read or write past it
 
     def __init__(
         self,
@@ -69,9 +70,9 @@ class _Planes:
         _, self.C, self.H, self.W = x_shape
         self.kernel, self.stride, self.pad, self.out_hw = kernel, stride, pad, out_hw
         self.Hp, self.Wp = self.H + 2 * pad[0], self.W + 2 * pad[1]
-        self.plane = self.Hp * self.Wp + self.slack_for(kernel)
+        self.plane = self.Hp * self.Wp + self.slack()
 
-    def slack_for(self, kernel: tuple[int, int]) -> int:
+    def slack(self) -> int:
         """Elements after each plane that this layout reads (and scatters) past its end."""
         return 0
 
@@ -116,10 +117,10 @@ class RowColumns(_Planes):
     (and scatters) that far past the plane's end, all of it in columns that hold no output.
     """
 
-    def slack_for(self, kernel: tuple[int, int]) -> int:
+    def slack(self) -> int:
         if self.stride != (1, 1):
             raise ValueError(f"row columns need stride 1, got {self.stride}")
-        return kernel[1] - 1
+        return self.kernel[1] - 1
 
     @property
     def width(self) -> int:
