@@ -1,7 +1,8 @@
 """The ``im2col`` kernel set: vectorised numpy, conv as one matrix product per pass.
 
 Conv and pooling gather windows from strided views (no Python loop over samples or output
-pixels); the other layers come from :mod:`cnnlab.kernels.common`, shared with ``naive``.
+pixels), and 3x3 stride-1 convs use Winograd's algorithm (:mod:`.winograd`); the other layers
+come from :mod:`cnnlab.kernels.common`, shared with ``naive``.
 """
 
 from cnnlab.kernels.common import *  # noqa: F403  (the shared half of the kernel set)

@@ -19,6 +19,11 @@ keeping the forward's: rebuilding a chunk from cache costs less than writing the
 batch's columns to memory and reading them back, and a network's memory then holds its
 activations, not C*HH*WW copies of them.
 
+3x3 stride-1 convolutions with 16 channels or more (ResNet's) skip the columns: their forward
+and dw use Winograd's algorithm (:mod:`cnnlab.kernels.im2col.winograd`), matrix products on
+transformed tiles that need 2.25-4x fewer multiply-adds, and their dx is the convolution of
+dout above, so Winograd too. :data:`WINOGRAD` switches this off.
+
 No Python loop runs over samples or output pixels inside a chunk (col2im loops over the HH*WW
 kernel offsets only). Same numbers as :mod:`cnnlab.kernels.naive.conv`, within float rounding.
 """
@@ -30,14 +35,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
+from cnnlab.kernels.im2col import winograd
 from cnnlab.kernels.im2col.chunks import Arena, run_chunks
 from cnnlab.kernels.im2col.layouts import ColumnLayout, choose_layout
+from cnnlab.kernels.im2col.winograd import Tiling, winograd_tiling
 
 
 @dataclass(frozen=True)
 class ConvShape:
-    """The sizes of one convolution and its column layout: x (N, C, H, W), w (F, C, HH, WW),
-    out (N, F, Ho, Wo)."""
+    """The sizes of one convolution and how it is computed: x (N, C, H, W), w (F, C, HH, WW),
+    out (N, F, Ho, Wo); the column layout, and the Winograd tiling where one applies (then the
+    forward and dw go through :mod:`cnnlab.kernels.im2col.winograd` instead of columns)."""
 
     x: tuple[int, int, int, int]
     w: tuple[int, int, int, int]
@@ -45,6 +53,7 @@ class ConvShape:
     pad: tuple[int, int]
     out_hw: tuple[int, int]
     layout: ColumnLayout
+    tiling: Tiling | None = None
 
     @property
     def rows(self) -> int:
@@ -61,6 +70,10 @@ class ConvShape:
         """Bytes of one sample's columns (what a chunk must fit in cache)."""
         return self.rows * self.pixels * itemsize
 
+
+# Winograd's algorithm for the 3x3 stride-1 convolutions it fits (see winograd_tiling); False
+# computes every convolution from columns, as the textbook im2col does.
+WINOGRAD = True
 
 # Filters below which the weight gradient is accumulated transposed (see _BackwardWorker).
 TRANSPOSED_DW_BELOW = 128
@@ -203,11 +216,14 @@ def conv2d_forward(
     out_hw = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
     stride, pad = pair(stride, "stride"), pair(pad, "pad")
     layout = choose_layout(x.shape, w.shape[0], w.shape[2:], stride, pad, out_hw)
-    shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout)
+    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw) if WINOGRAD else None
+    shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout, tiling)
     N, F = x.shape[0], w.shape[0]
     # Products in x's dtype: a float64 w or b must not promote (and slow down) a float32 net.
-    w2 = w.reshape(F, -1).astype(x.dtype, copy=False)
     b = None if b is None else b.astype(x.dtype, copy=False)
+    if tiling is not None:
+        return winograd.conv2d_forward(x, w, b, tiling), (x, w, b is not None, shape)
+    w2 = w.reshape(F, -1).astype(x.dtype, copy=False)
     out = np.empty((N, F, *out_hw), x.dtype)
     run_chunks(
         N,
@@ -231,6 +247,10 @@ def conv2d_backward(
         dx: (N, C, H, W); dw: (F, C, HH, WW); db: (F,), or None when b was None.
     """
     x, w, has_bias, shape = cache
+    if shape.tiling is not None:
+        dw, db = winograd.conv2d_weight_grads(x, dout, shape.tiling)
+        dx = _dx_as_convolution(dout, w, shape)  # 3x3 stride 1 again: Winograd too
+        return dx, dw.astype(w.dtype, copy=False), db if has_bias else None
     w2 = w.reshape(w.shape[0], -1).astype(x.dtype, copy=False)
     by_convolution = _dx_by_convolution(shape)
     dx = None if by_convolution else np.empty(x.shape, x.dtype)
@@ -241,16 +261,23 @@ def conv2d_backward(
         lambda size, arena: _BackwardWorker(x, w2, dout, dx, shape, size, arena),
     )
     if by_convolution:
-        HH, WW = shape.w[2:]
-        # (C, F, HH, WW), in one copy: a strided view would be copied again by the reshape.
-        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=x.dtype)
-        (ph, pw) = shape.pad
-        dx, _ = conv2d_forward(dout, flipped, None, 1, (HH - 1 - ph, WW - 1 - pw))
+        dx = _dx_as_convolution(dout, w, shape)
     # Partial sums added in worker order: deterministic for a given thread count.
     dw = sum((wk.dw for wk in workers[1:]), workers[0].dw)
     dw = dw.T if workers[0].transposed else dw
     db = sum((wk.db for wk in workers[1:]), workers[0].db) if has_bias else None
     return dx, dw.reshape(w.shape).astype(w.dtype, copy=False), db
+
+
+def _dx_as_convolution(dout: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
+    """dx: (N, C, H, W) as the stride-1 convolution of dout: (N, F, Ho, Wo), padded by
+    ``HH - 1 - ph``, with w's filters flipped and their channels swapped."""
+    HH, WW = shape.w[2:]
+    # (C, F, HH, WW), in one copy: a strided view would be copied again by the reshape.
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dout.dtype)
+    (ph, pw) = shape.pad
+    dx, _ = conv2d_forward(dout, flipped, None, 1, (HH - 1 - ph, WW - 1 - pw))
+    return dx
 
 
 def _dx_by_convolution(shape: ConvShape) -> bool:
