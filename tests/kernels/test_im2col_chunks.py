@@ -96,6 +96,36 @@ def test_each_column_layout_matches_torch(monkeypatch, split, layout, case, thre
     assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, layout.__name__)
 
 
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+@pytest.mark.parametrize("folded", [True, False])
+def test_row_columns_dx_folded_or_scattered_matches_torch(monkeypatch, split, case, folded):
+    shape, stride, pad, bias = case
+    if pair(stride) != (1, 1):
+        pytest.skip("row columns are for stride 1")
+    split(2)
+    monkeypatch.setattr(
+        im2col_conv, "choose_layout", lambda x, f, *rest: layouts.RowColumns(x, *rest)
+    )
+    monkeypatch.setattr(im2col_conv, "_dx_by_convolution", lambda shape: False)
+    monkeypatch.setattr(im2col_conv, "_folds", lambda shape: folded)
+    x, w, b = make_inputs(shape, bias, seed=9)
+    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, f"folded={folded}")
+
+
+def test_dx_is_folded_where_it_writes_less():
+    def folds(x_shape, w_shape, pad):
+        (H, W), (HH, WW) = x_shape[2:], w_shape[2:]
+        out_hw = (H + 2 * pad - HH + 1, W + 2 * pad - WW + 1)
+        layout = layouts.RowColumns(x_shape, (HH, WW), (1, 1), (pad, pad), out_hw)
+        conv_shape = im2col_conv.ConvShape(x_shape, w_shape, (1, 1), (pad, pad), out_hw, layout)
+        return im2col_conv._folds(conv_shape)
+
+    assert folds((128, 6, 14, 14), (16, 6, 5, 5), 0)  # LeNet C3: 16*5 + 5*6 < 6*25
+    assert not folds((128, 1, 28, 28), (6, 1, 5, 5), 2)  # LeNet C1: 6*5 + 5*1 > 1*25
+    assert not folds((128, 3, 32, 32), (32, 3, 7, 7), 3)  # CIFAR: 32*7 + 7*3 > 3*49
+
+
 def test_layout_rule_picks_rows_only_for_narrow_stride1_outputs():
     def pick(x_shape, filters, kernel, stride, pad):
         Ho = 1 + (x_shape[2] + 2 * pad - kernel) // stride
