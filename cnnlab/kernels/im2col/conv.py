@@ -289,11 +289,14 @@ def conv2d_backward(
 def _dx_as_convolution(dout: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
     """dx: (N, C, H, W) as the stride-1 convolution of dout: (N, F, Ho, Wo), padded by
     ``HH - 1 - ph``, with w's filters flipped and their channels swapped."""
-    HH, WW = shape.w[2:]
+    (F, C, HH, WW), (ph, pw) = shape.w, shape.pad
+    pad = (HH - 1 - ph, WW - 1 - pw)
+    tiling = winograd_tiling(dout.shape, (C, F, HH, WW), (1, 1), pad, shape.x[2:])
+    if shape.tiling is not None and tiling is not None:
+        return winograd.conv2d_forward(dout, w, None, tiling, adjoint=True)
     # (C, F, HH, WW), in one copy: a strided view would be copied again by the reshape.
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dout.dtype)
-    (ph, pw) = shape.pad
-    dx, _ = conv2d_forward(dout, flipped, None, 1, (HH - 1 - ph, WW - 1 - pw))
+    dx, _ = conv2d_forward(dout, flipped, None, 1, pad)
     return dx
 
 
