@@ -58,9 +58,10 @@ def test_chunk_sizes_cover_the_batch_and_feed_every_worker():
     assert covered == list(range(10))
 
 
-def test_threaded_results_are_repeatable_bit_for_bit(split):
+@pytest.mark.parametrize("shape", [(9, 3, 10, 10, 6, 3, 3), (9, 16, 10, 10, 16, 3, 3)])
+def test_threaded_results_are_repeatable_bit_for_bit(split, shape):  # columns, Winograd
     split(2, chunk_bytes=2000)
-    x, w, b = make_inputs((9, 3, 10, 10, 6, 3, 3), dtype=np.float32)
+    x, w, b = make_inputs(shape, dtype=np.float32)
     first = run_backend(im2col_conv, x, w, b, 1, 1)
     for _ in range(3):
         again = run_backend(im2col_conv, x, w, b, 1, 1)
