@@ -17,8 +17,9 @@ handful of numpy calls.
 
 The backward is the chain rule through the same linear maps: ``dM = kron(AT, AT).T @ dY``
 (dY: dout cut into m x m tiles), ``dU[k] = dM[k].T @ V[k]`` summed over tiles, and
-``dw = kron(G, G).T @ dU``. dx needs nothing new: it is the forward convolution of dout with the
-flipped filters (:func:`cnnlab.kernels.im2col.conv._dx_by_convolution`), 3x3 stride 1 again.
+``dw = kron(G, G).T @ dU``. dx needs nothing new: it is the forward convolution of dout, padded
+by ``2 - pad``, with the adjoint filters (each rotated by 180 degrees, in and out channels
+swapped: :func:`filters` with ``adjoint``), 3x3 stride 1 again.
 
 Tiles are laid out channels-last, (tile position, sample, tile row, tile column, channel): the
 copies into them then move runs of C contiguous values, where channels-first would move runs of
@@ -127,7 +128,7 @@ def winograd_tiling(
 
     Padding up to 2 only: dx, the convolution of dout padded by ``2 - pad``, must qualify too.
     Outputs 8 wide and up use F(4, 3); narrower ones F(2, 3), where 4 x 4 tiles would mostly
-    hang over the edge (ResNet's 4 x 4 layers: measured faster with m=2).
+    hang over the edge (ResNet's 4 x 4 layers: no slower with m=2, measured, and more exact).
     """
     F, C, HH, WW = w_shape
     fits = (HH, WW) == (3, 3) and stride == (1, 1) and max(pad) <= 2 and min(pad) >= 0
