@@ -9,7 +9,8 @@ function                  contract
 conv2d_forward            ``(x, w, b, stride=1, pad=0) -> (out, cache)``; x: (N, C, H, W),
                           w: (F, C, HH, WW), b: (F,) or None; stride, pad: int or (h, w) pair;
                           out: (N, F, Ho, Wo), ``Ho = 1 + (H + 2*pad - HH) // stride``
-conv2d_backward           ``(dout, cache) -> (dx, dw, db)``; db is None when b was None
+conv2d_backward           ``(dout, cache, need_dx=True) -> (dx, dw, db)``; db is None when b was
+                          None, dx when need_dx is False (a net's first layer)
 maxpool2d_forward         ``(x, kernel, stride=None, pad=0, ties="first") -> (out, cache)``;
                           padding is -inf; ``ties="first"`` routes the gradient to the first
                           maximum in row-major window order (as PyTorch), ``"all"`` to every one

@@ -45,9 +45,15 @@ def _conv_forward(layer: L.Conv2d, x: np.ndarray, name: str, run: _Run) -> tuple
 
 
 def _conv_backward(
-    layer: L.Conv2d, dout: np.ndarray, cache: Any, name: str, grads: Grads, k: Any
-) -> np.ndarray:
-    dx, grads[f"{name}.w"], db = k.conv2d_backward(dout, cache)
+    layer: L.Conv2d,
+    dout: np.ndarray,
+    cache: Any,
+    name: str,
+    grads: Grads,
+    k: Any,
+    need_dx: bool = True,
+) -> np.ndarray | None:
+    dx, grads[f"{name}.w"], db = k.conv2d_backward(dout, cache, need_dx=need_dx)
     if layer.bias:
         grads[f"{name}.b"] = db
     return dx
@@ -199,21 +205,37 @@ def _forward(node: L.Node, x: np.ndarray, prefix: str, run: _Run) -> tuple[np.nd
 
 
 def _backward(
-    node: L.Node, dout: np.ndarray, cache: Any, prefix: str, grads: Grads, kernels: Any
-) -> np.ndarray:
+    node: L.Node,
+    dout: np.ndarray,
+    cache: Any,
+    prefix: str,
+    grads: Grads,
+    kernels: Any,
+    need_dx: bool = True,
+) -> np.ndarray | None:
+    """The parameters' gradients into grads; returns dx (None for a conv when ``need_dx`` is
+    False: the net's first conv skips the products for a gradient nothing reads)."""
     if isinstance(node, L.Sequential):
-        for (name, child), c in zip(reversed(node.children), reversed(cache), strict=True):
-            dout = _backward(child, dout, c, f"{prefix}{name}.", grads, kernels)
+        last = len(node.children) - 1
+        for i, ((name, child), c) in enumerate(
+            zip(reversed(node.children), reversed(cache), strict=True)
+        ):
+            first = i == last
+            dout = _backward(
+                child, dout, c, f"{prefix}{name}.", grads, kernels, need_dx or not first
+            )
         return dout
     if isinstance(node, L.Residual):
         body, shortcut, add = cache
         dbody, dshort = kernels.add_backward(dout, add)
-        dx = _backward(node.body, dbody, body, prefix, grads, kernels)
+        dx = _backward(node.body, dbody, body, prefix, grads, kernels, need_dx)
         if node.shortcut is not None:
             dshort = _backward(
-                node.shortcut, dshort, shortcut, f"{prefix}shortcut.", grads, kernels
+                node.shortcut, dshort, shortcut, f"{prefix}shortcut.", grads, kernels, need_dx
             )
-        return dx + dshort
+        return dx + dshort if need_dx else None
+    if isinstance(node, L.Conv2d):
+        return _conv_backward(node, dout, cache, prefix.rstrip("."), grads, kernels, need_dx)
     backward = PAIRS[type(node)][1]
     return backward(node, dout, cache, prefix.rstrip("."), grads, kernels)
 
@@ -251,7 +273,8 @@ class NumpyNet:
         if self._cache is None:
             raise RuntimeError("backward needs a forward first")
         grads: Grads = {}
-        _backward(self.net, dlogits, self._cache, "", grads, self.kernels)
+        # Nothing reads the input's gradient: the first conv skips it.
+        _backward(self.net, dlogits, self._cache, "", grads, self.kernels, need_dx=False)
         return {name: grads[name] for name in self.params}
 
     def loss(

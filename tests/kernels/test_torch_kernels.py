@@ -636,7 +636,7 @@ def test_other_shape_errors(cpu):
 
 CONTRACT = {
     "conv2d_forward": "(x, w, b, stride=1, pad=0)",
-    "conv2d_backward": "(dout, cache)",
+    "conv2d_backward": "(dout, cache, need_dx=True)",
     "maxpool2d_forward": "(x, kernel, stride=None, pad=0, ties='first')",
     "maxpool2d_backward": "(dout, cache)",
     "avgpool2d_forward": "(x, kernel, stride=None, pad=0)",

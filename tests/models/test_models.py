@@ -139,6 +139,25 @@ def test_logits_and_gradients_agree_with_torch(model, backend):
         assert rel_error(grads[name], t_grads[name]) <= 1e-8, name
 
 
+@pytest.mark.parametrize("model", ["lenet", "resnet18"])
+def test_only_the_first_conv_skips_its_input_gradient(monkeypatch, model):
+    """Nothing reads the gradient of the net's input, so its first conv does not compute it."""
+    import cnnlab.kernels.im2col as kernels
+
+    calls = []
+    backward = kernels.conv2d_backward
+
+    def spy(dout, cache, need_dx=True):
+        calls.append(need_dx)
+        return backward(dout, cache, need_dx=need_dx)
+
+    monkeypatch.setattr(kernels, "conv2d_backward", spy)
+    net, params, buffers, x, y = problem(model, 0.125, 16)
+    BACKENDS["im2col"].model(net, params, buffers).loss(x, y, rng=np.random.default_rng(2))
+    assert calls[-1] is False  # the backward meets the first conv last
+    assert all(calls[:-1]) and len(calls) > 1
+
+
 def test_naive_and_im2col_agree_on_a_full_width_model():
     net, params, buffers, x, y = problem("lenet", 1.0, 28)
     out = [

@@ -252,25 +252,28 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: ConvCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    dout: np.ndarray, cache: ConvCache, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Backward pass of :func:`conv2d_forward`: one matrix product each for dw and dx.
 
     Args:
         dout: upstream gradient, (N, F, Ho, Wo).
         cache: from :func:`conv2d_forward`.
+        need_dx: False skips dx (a net's first layer: nothing uses the input's gradient).
 
     Returns:
-        dx: (N, C, H, W); dw: (F, C, HH, WW); db: (F,), or None when b was None.
+        dx: (N, C, H, W), or None when not needed; dw: (F, C, HH, WW); db: (F,), or None when
+        b was None.
     """
     x, w, has_bias, shape = cache
     if shape.tiling is not None:
         dw, db = winograd.conv2d_weight_grads(x, dout, shape.tiling)
-        dx = _dx_as_convolution(dout, w, shape)  # 3x3 stride 1 again: Winograd too
+        # 3x3 stride 1 again: Winograd too.
+        dx = _dx_as_convolution(dout, w, shape) if need_dx else None
         return dx, dw.astype(w.dtype, copy=False), db if has_bias else None
     w2 = w.reshape(w.shape[0], -1).astype(x.dtype, copy=False)
-    by_convolution = _dx_by_convolution(shape)
-    dx = None if by_convolution else np.empty(x.shape, x.dtype)
+    by_convolution = need_dx and _dx_by_convolution(shape)
+    dx = np.empty(x.shape, x.dtype) if need_dx and not by_convolution else None
     workers = run_chunks(
         x.shape[0],
         shape.column_bytes(x.itemsize),

@@ -63,8 +63,8 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: ConvCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    dout: np.ndarray, cache: ConvCache, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Backward pass of :func:`conv2d_forward`, with the same loops.
 
     Each output pixel ``out[n, f, i, j]`` came from one window of x and the filter ``w[f]``, so
@@ -74,9 +74,11 @@ def conv2d_backward(
     Args:
         dout: upstream gradient, (N, F, Ho, Wo).
         cache: from :func:`conv2d_forward`.
+        need_dx: False skips dx (a net's first layer: nothing uses the input's gradient).
 
     Returns:
-        dx: (N, C, H, W); dw: (F, C, HH, WW); db: (F,), or None when b was None.
+        dx: (N, C, H, W), or None when not needed; dw: (F, C, HH, WW); db: (F,), or None when
+        b was None.
     """
     x, w, b, (sh, sw), (ph, pw) = cache
     N, _, H, W = x.shape
@@ -92,9 +94,10 @@ def conv2d_backward(
                 for j in range(Wo):
                     hs, ws = i * sh, j * sw
                     window = x_pad[n, :, hs : hs + HH, ws : ws + WW]  # (C, HH, WW)
-                    dx_pad[n, :, hs : hs + HH, ws : ws + WW] += w[f] * dout[n, f, i, j]
+                    if need_dx:
+                        dx_pad[n, :, hs : hs + HH, ws : ws + WW] += w[f] * dout[n, f, i, j]
                     dw[f] += window * dout[n, f, i, j]
     # The padding was not part of x, so its gradient is dropped.
-    dx = dx_pad[:, :, ph : ph + H, pw : pw + W]
+    dx = dx_pad[:, :, ph : ph + H, pw : pw + W] if need_dx else None
     db = None if b is None else dout.sum(axis=(0, 2, 3))
     return dx, dw, db

@@ -2,9 +2,10 @@
 
 :class:`TorchKernels` takes and returns numpy arrays with exactly the names and signatures of
 the numpy backends (``conv2d_forward(x, w, b, stride=1, pad=0) -> (out, cache)``,
-``conv2d_backward(dout, cache) -> (dx, dw, db)``, ...). Every pair is made by one adapter,
-:func:`_pair`, from an op of :mod:`cnnlab.kernels.torch.ops`: the forward runs the op on tensors
-that require grad and keeps the graph in the cache; the backward asks autograd for the gradients.
+``conv2d_backward(dout, cache, need_dx=True) -> (dx, dw, db)``, ...). Every pair is made by one
+adapter, :func:`_pair`, from an op of :mod:`cnnlab.kernels.torch.ops`: the forward runs the op on
+tensors that require grad and keeps the graph in the cache; the backward asks autograd for the
+gradients.
 ``TorchKernels("cpu")`` is the ``torch`` backend, ``TorchKernels("cuda")`` the ``cuda`` one.
 
 This package imports torch, so it is imported only when a torch backend is selected.
@@ -63,6 +64,7 @@ def _pair(
     op: Callable[..., torch.Tensor],
     grads: tuple[str, ...],
     updates: tuple[str, ...] = (),
+    optional_dx: bool = False,
 ) -> tuple[Callable[..., tuple[np.ndarray, TorchCache]], Callable[..., Any]]:
     """Wrap a tensor op into a numpy ``(forward, backward)`` method pair.
 
@@ -72,6 +74,7 @@ def _pair(
     that was None).
     updates: names of array arguments the op changes in place (batch norm's running
     statistics); their values are copied back into the caller's numpy arrays after the forward.
+    optional_dx: the backward takes ``need_dx=True``; False skips the first gradient (None).
     """
     sig = inspect.signature(op)
     name = op.__name__
@@ -90,7 +93,7 @@ def _pair(
         cache = TorchCache(out, tuple(bound.arguments[k] for k in grads))
         return _to_numpy(out), cache
 
-    def backward(self: TorchKernels, dout: np.ndarray, cache: TorchCache) -> Any:
+    def grads_of(dout: np.ndarray, cache: TorchCache, need_dx: bool) -> Any:
         out = cache.out
         dout = np.asarray(dout)
         if tuple(dout.shape) != tuple(out.shape):
@@ -99,15 +102,28 @@ def _pair(
                 f"{tuple(out.shape)}"
             )
         dout_t = torch.as_tensor(dout, dtype=out.dtype, device=out.device)
-        present = [t for t in cache.inputs if t is not None]
+        inputs = cache.inputs if need_dx else (None, *cache.inputs[1:])
+        present = [t for t in inputs if t is not None]
         # retain_graph: like a numpy cache, a torch cache may be used for more than one backward.
         found = iter(
             torch.autograd.grad(
                 out, present, dout_t, retain_graph=True, allow_unused=True, materialize_grads=True
             )
         )
-        result = tuple(None if t is None else _to_numpy(next(found)) for t in cache.inputs)
+        result = tuple(None if t is None else _to_numpy(next(found)) for t in inputs)
         return result[0] if len(result) == 1 else result
+
+    if optional_dx:
+
+        def backward(
+            self: TorchKernels, dout: np.ndarray, cache: TorchCache, need_dx: bool = True
+        ) -> Any:
+            return grads_of(dout, cache, need_dx)
+
+    else:
+
+        def backward(self: TorchKernels, dout: np.ndarray, cache: TorchCache) -> Any:
+            return grads_of(dout, cache, True)
 
     # The forward shows the op's own parameters, with numpy arrays where the op takes tensors.
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
@@ -132,8 +148,9 @@ def _pair(
     backward.__qualname__ = f"TorchKernels.{name}_backward"
     grad_names = ", ".join(f"d{g}" for g in grads)
     grad_names = grad_names if len(grads) == 1 else f"({grad_names})"
+    args = "dout, cache, need_dx=True" if optional_dx else "dout, cache"
     backward.__doc__ = (
-        f"``{name}_backward(dout, cache) -> {grad_names}`` by autograd; dout: out's shape."
+        f"``{name}_backward({args}) -> {grad_names}`` by autograd; dout: out's shape."
     )
     return forward, backward
 
@@ -176,7 +193,7 @@ class TorchKernels:
         a = np.ascontiguousarray(a)
         return torch.tensor(a, device=self.device, requires_grad=requires_grad)
 
-    conv2d_forward, conv2d_backward = _pair(ops.conv2d, grads=("x", "w", "b"))
+    conv2d_forward, conv2d_backward = _pair(ops.conv2d, grads=("x", "w", "b"), optional_dx=True)
     maxpool2d_forward, maxpool2d_backward = _pair(ops.maxpool2d, grads=("x",))
     avgpool2d_forward, avgpool2d_backward = _pair(ops.avgpool2d, grads=("x",))
     global_avgpool_forward, global_avgpool_backward = _pair(ops.global_avgpool, grads=("x",))
