@@ -349,9 +349,12 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
         overrides, multirun = next(candidate_override_sets(overrides, multirun)), False
     sweep_dir = _sweep_dir(cfg) if multirun else None
     if sweep_dir is not None:
+        from cnnlab.sweep import clear_records
+
         # Its name holds the time it is resolved at: fix it, so this process reads where the
         # jobs write.
         overrides = [*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
+        clear_records(sweep_dir)
     codes: list[int] = []
 
     def job(cfg: Any) -> Any:

@@ -58,6 +58,15 @@ def write_record(
     os.replace(partial, job_dir / RECORD)
 
 
+def clear_records(sweep_dir: Path) -> None:
+    """Remove the job records of an earlier sweep into the same directory
+    (``hydra.sweep.dir=x`` twice): the summary is of this sweep's jobs only. Their other
+    outputs stay."""
+    if sweep_dir.is_dir():
+        for path in sweep_dir.rglob(RECORD):
+            path.unlink(missing_ok=True)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a file; empty when the file is missing or was cut short."""
     try:

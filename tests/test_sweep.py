@@ -162,6 +162,18 @@ def test_a_failing_job_makes_the_sweep_exit_non_zero(tmp_path, launcher):
     assert "1 failed" in result.stdout
 
 
+def test_a_sweep_into_a_used_directory_sums_up_only_its_own_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    for values in ("0.1,0.01,0.001", "0.1,0.01"):
+        args = ["train", "-m", f"optim.lr={values}", f"hydra.sweep.dir={sweep}", *TINY]
+        result = run_cnnlab(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    rows = read_csv(sweep / "sweep.csv")
+    assert [r["job"] for r in rows] == ["0", "1"]  # not job 2 of the first sweep
+    assert (sweep / "2" / "results.json").exists()  # whose outputs stay
+    assert "2 jobs" in result.stdout
+
+
 # -- launcher and sweeper configs -------------------------------------------------------------
 
 SLURM_KEYS = ("partition", "account", "timeout_min", "cpus_per_task", "gpus_per_task", "mem_gb")
