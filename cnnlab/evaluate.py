@@ -47,12 +47,13 @@ def task(cfg: Any) -> int:
     from cnnlab.backends import get_backend
     from cnnlab.data import load as load_data
     from cnnlab.models import build_net, init_state
-    from cnnlab.runtime import set_threads
+    from cnnlab.runtime import set_threads, set_winograd
     from cnnlab.train.checkpoint import find, load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.metrics import confusion_table, evaluate
 
     set_threads(cfg.trainer.threads)
+    set_winograd(cfg.trainer.winograd)
     path = find(cfg.checkpoint)
     state, meta = load(path)
     run = OmegaConf.create(meta["config"])

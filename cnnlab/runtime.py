@@ -1,4 +1,4 @@
-"""Process-wide runtime settings: thread counts."""
+"""Process-wide runtime settings: thread counts, and whether im2col may use Winograd."""
 
 from __future__ import annotations
 
@@ -10,6 +10,19 @@ from typing import Any
 
 _threads: int | None = None
 _controller: Any = None
+_winograd = True
+
+
+def set_winograd(on: bool) -> None:
+    """Let the im2col conv use Winograd's algorithm where it fits (``trainer.winograd``), or
+    compute every convolution from columns."""
+    global _winograd
+    _winograd = bool(on)
+
+
+def winograd() -> bool:
+    """Whether the im2col conv may use Winograd's algorithm (see :func:`set_winograd`)."""
+    return _winograd
 
 
 def set_threads(threads: int | None) -> None:

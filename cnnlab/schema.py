@@ -28,6 +28,7 @@ class TrainerConfig:
     checkpoint_every_steps: int = 0
     resume: str | None = None
     devices: int = 1  # data-parallel processes (DDP); batch_size is per process
+    winograd: bool = True  # im2col: Winograd's algorithm for the 3x3 convs it fits
 
 
 @dataclass

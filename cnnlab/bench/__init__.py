@@ -65,9 +65,10 @@ def task(cfg: Any) -> int:
     from cnnlab.bench.run import Context, bench_case, compare
     from cnnlab.bench.timing import matmul_gflops
     from cnnlab.provenance import provenance
-    from cnnlab.runtime import set_threads
+    from cnnlab.runtime import set_threads, set_winograd
 
     set_threads(cfg.trainer.threads)
+    set_winograd(cfg.trainer.winograd)
     s = cfg.bench
     dtype = np.dtype(cfg.trainer.dtype)
     backends = resolve_backends(cfg.backends)
@@ -100,6 +101,7 @@ def task(cfg: Any) -> int:
         "multiply-add = 2, backward = 2x forward, gflops over fwdbwd_s; roofline_frac: gflops "
         "over numpy a @ b",
         "roofline_gflops": roofline,
+        "winograd": bool(cfg.trainer.winograd),
         "provenance": provenance(cfg.trainer.threads, _device(backends)),
     }
     report.write_json(run_dir / "bench.json", rows, meta)

@@ -100,9 +100,10 @@ def task(cfg: Any) -> int:
     from cnnlab.backends import resolve_backends
     from cnnlab.gradcheck.report import render, verdict
     from cnnlab.gradcheck.run import Thresholds
-    from cnnlab.runtime import set_threads
+    from cnnlab.runtime import set_threads, set_winograd
 
     set_threads(cfg.trainer.threads)
+    set_winograd(cfg.trainer.winograd)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     backends = resolve_backends(cfg.backends)
     g = cfg.gradcheck

@@ -159,7 +159,7 @@ def train(job: Job, group: Any) -> Any:
     from cnnlab.config import Outcome as TaskOutcome
     from cnnlab.data import load as load_data
     from cnnlab.models import build_net, init_state
-    from cnnlab.runtime import set_threads
+    from cnnlab.runtime import set_threads, set_winograd
     from cnnlab.train.checkpoint import load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.loop import LoopState, Trainer
@@ -169,6 +169,7 @@ def train(job: Job, group: Any) -> Any:
     t, main = cfg.trainer, group.main
     threads = group.threads(t.threads)
     set_threads(threads)
+    set_winograd(t.winograd)
     run_dir = Path(job.run_dir)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     dtype = np.dtype(t.dtype)

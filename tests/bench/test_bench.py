@@ -56,6 +56,16 @@ def test_targets_run_on_tiny_shapes_and_write_their_files(tmp_path, target, args
         assert {r["variant"] for r in records} == {"staged", "fused"}
 
 
+def test_winograd_can_be_switched_off_and_the_choice_is_recorded(tmp_path):
+    case = "bench.cases=[{name:resnetish,layer:conv,x:[2,16,8,8],w:[16,16,3,3],stride:1,pad:1}]"
+    args = ["conv", *FAST, "backends=[im2col]", "trainer.threads=1", "trainer.winograd=false"]
+    result = bench(*args, case, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = outputs(tmp_path)
+    assert data["winograd"] is False
+    assert [r["status"] for r in data["records"]] == ["ok"]
+
+
 def test_conv_skips_naive_over_its_budget_and_cuda_where_absent(tmp_path):
     case = "bench.cases=[{name:tiny,layer:conv,x:[4,3,9,9],w:[5,3,3,3],stride:2,pad:1}]"
     result = bench("conv", *FAST, case, "bench.naive_budget_s=0", cwd=tmp_path)

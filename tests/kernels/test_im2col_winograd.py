@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cnnlab.kernels.im2col.conv as im2col_conv
+from cnnlab import runtime
 from cnnlab.kernels.im2col import winograd
 from tests.kernels.test_conv import assert_close, make_inputs, run_backend, run_torch
 from tests.kernels.test_im2col_chunks import split  # noqa: F401  (a fixture)
@@ -53,7 +54,7 @@ def test_without_bias_and_with_it_switched_off(monkeypatch):
     x, w, _ = make_inputs((3, 16, 8, 8, 16, 3, 3), seed=7)
     winograd_result = run_backend(im2col_conv, x, w, None, 1, 1)
     assert winograd_result[3] is None
-    monkeypatch.setattr(im2col_conv, "WINOGRAD", False)
+    monkeypatch.setattr(runtime, "_winograd", False)
     _, cache = im2col_conv.conv2d_forward(x, w, None, 1, 1)
     assert cache[3].tiling is None
     columns_result = run_backend(im2col_conv, x, w, None, 1, 1)

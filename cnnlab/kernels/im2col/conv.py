@@ -26,7 +26,8 @@ HH*WW.
 3x3 stride-1 convolutions with 16 channels or more (ResNet's) skip the columns: their forward
 and dw use Winograd's algorithm (:mod:`cnnlab.kernels.im2col.winograd`), matrix products on
 transformed tiles that need 2.25-4x fewer multiply-adds, and their dx is the convolution of
-dout above, so Winograd too. :data:`WINOGRAD` switches this off.
+dout above, so Winograd too. :func:`cnnlab.runtime.set_winograd` (``trainer.winograd``)
+switches this off.
 
 No Python loop runs over samples or output pixels inside a chunk (col2im loops over the HH*WW
 kernel offsets only). Same numbers as :mod:`cnnlab.kernels.naive.conv`, within float rounding.
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnlab import runtime
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
 from cnnlab.kernels.im2col import winograd
 from cnnlab.kernels.im2col.chunks import Arena, run_chunks
@@ -74,10 +76,6 @@ class ConvShape:
         """Bytes of one sample's columns (what a chunk must fit in cache)."""
         return self.rows * self.pixels * itemsize
 
-
-# Winograd's algorithm for the 3x3 stride-1 convolutions it fits (see winograd_tiling); False
-# computes every convolution from columns, as the textbook im2col does.
-WINOGRAD = True
 
 # Filters below which the weight gradient is accumulated transposed (see _BackwardWorker).
 TRANSPOSED_DW_BELOW = 128
@@ -233,7 +231,7 @@ def conv2d_forward(
     out_hw = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
     stride, pad = pair(stride, "stride"), pair(pad, "pad")
     layout = choose_layout(x.shape, w.shape[0], w.shape[2:], stride, pad, out_hw)
-    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw) if WINOGRAD else None
+    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw) if runtime.winograd() else None
     shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout, tiling)
     N, F = x.shape[0], w.shape[0]
     # Products in x's dtype: a float64 w or b must not promote (and slow down) a float32 net.
