@@ -249,6 +249,11 @@ _CASES: list[tuple[str, str, dict]] = [
         conv_spec((2, 2, 9, 7), (3, 2, 5, 3), False, 2, (2, 1)),
     ),
     ("conv", "1x1, stride (2,1), batch 1", conv_spec((1, 4, 5, 6), (2, 4, 1, 1), True, (2, 1), 0)),
+    (
+        "conv",
+        "3x3, 16 channels, pad 1 (im2col: Winograd)",
+        conv_spec((2, 16, 6, 7), (16, 16, 3, 3), True, 1, 1),
+    ),
     ("maxpool", "2x2, stride 2, ties first", maxpool_spec((2, 3, 6, 6), 2, None, 0, "first")),
     ("maxpool", "3x3, stride 2, pad 1 (overlapping)", maxpool_spec((2, 2, 7, 7), 3, 2, 1, "first")),
     (
