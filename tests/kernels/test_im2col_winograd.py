@@ -84,3 +84,13 @@ def test_rule_takes_3x3_stride1_layers_with_channels():
     assert tiling((128, 6, 14, 14), (16, 6, 5, 5), pad=0) is None  # LeNet C3: 5x5
     assert tiling((128, 3, 32, 32), (16, 3, 3, 3)) is None  # too few input channels
     assert tiling((128, 16, 8, 8), (16, 16, 3, 3), pad=3) is None  # dx would need pad -1
+
+
+def test_workers_split_the_batch_unless_the_filters_outweigh_its_tiles():
+    def splits(n, channels, size):
+        x, w = (n, channels, size, size), (channels, channels, 3, 3)
+        return winograd.winograd_tiling(x, w, (1, 1), (1, 1), (size, size)).split_batch()
+
+    assert not splits(32, 512, 4)  # U: 16 x 512 x 512, tiles: 32 x 4 (x 512)
+    assert splits(128, 512, 4)
+    assert splits(32, 128, 16)

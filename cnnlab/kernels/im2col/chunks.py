@@ -110,6 +110,7 @@ def run_chunks(
     bytes_per_sample: int,
     columns_per_sample: int,
     make_worker: Callable[[int, Arena], Worker],
+    split: bool = True,
 ) -> list[Worker]:
     """Run ``worker(chunk)`` over slices of ``range(n)`` covering it, on every thread.
 
@@ -120,13 +121,15 @@ def run_chunks(
         make_worker: called once per worker thread with the chunk size and the worker's
             arena (for scratch buffers, valid until this function returns); returns a
             callable taking a slice of the batch (holding its buffers and partial sums).
+        split: False runs one worker, on this thread, and leaves BLAS its own threads: for
+            passes made of a few products too large to repeat per worker.
 
     Returns:
         The workers, in a fixed order, for the caller to combine their partial results
         (which must not live in the arena).
     """
     with _arenas_lock:
-        threads = runtime.threads()
+        threads = runtime.threads() if split else 1
         if threads > 1 and n * bytes_per_sample < PARALLEL_MIN_BYTES:
             threads = 1
         size = chunk_size(n, bytes_per_sample, columns_per_sample, threads)
