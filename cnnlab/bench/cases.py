@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnlab.errors import UsageError
 from cnnlab.gradcheck import layer_cases as lc
+from cnnlab.kernels.geometry import conv_geometry
 
 TARGETS = ("conv", "pool", "batchnorm", "layers", "suite", "model")
 
@@ -117,22 +118,14 @@ class BenchCase:
         """Forward FLOPs (multiply-add = 2) of conv and linear; None for the other layers."""
         s = self.spec
         if self.layer == "conv":
-            n, c, h, w = batch, *_ints(s["x"])[1:]
-            f, _, hh, ww = _ints(s["w"])
-            sh, sw = _two(s.get("stride", 1))
-            ph, pw = _two(s.get("pad", 0))
-            ho, wo = 1 + (h + 2 * ph - hh) // sh, 1 + (w + 2 * pw - ww) // sw
+            x, w = (batch, *_ints(s["x"])[1:]), _ints(s["w"])
+            stride, pad = _pair_or_int(s.get("stride", 1)), _pair_or_int(s.get("pad", 0))
+            ho, wo = conv_geometry(x, w, None, stride, pad)
+            (n, c, _, _), (f, _, hh, ww) = x, w
             return 2.0 * n * f * c * hh * ww * ho * wo
         if self.layer == "linear":
             return 2.0 * batch * int(s["x"][1]) * int(s["m"])
         return None
-
-
-def _two(value: Any) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    a, b = _ints(value)
-    return a, b
 
 
 def cases(settings: Any) -> list[BenchCase]:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from cnnlab.backends import Backend
-from cnnlab.bench.run import Context, record, rel_error
+from cnnlab.bench.run import Context, failed, record
 from cnnlab.bench.timing import measure, once
+from cnnlab.gradcheck.numeric import rel_error
 
 
 class ModelBench:
@@ -80,21 +81,16 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
         row["naive_estimate_s"] = per_step
         if total > s.naive_budget_s:
             error = rel_error(mb.step(mb.engine(backend), probe), mb.reference(probe))
-            status = "failed" if error > s.rtol else "skipped"
-            why = (
-                f"differs from torch: relative error {error:.2e} at batch {probe}"
-                if status == "failed"
-                else f"estimated {total:.3g} s > bench.naive_budget_s={s.naive_budget_s:g}"
-            )
+            if error > s.rtol:
+                return failed(ctx, row, error, f"at batch {probe}")
+            why = f"estimated {total:.3g} s > bench.naive_budget_s={s.naive_budget_s:g}"
             return record(
-                ctx, **row, status=status, skipped=status == "skipped", reason=why,
-                max_rel_error=error,
-            )  # fmt: skip
+                ctx, **row, status="skipped", skipped=True, reason=why, max_rel_error=error
+            )
     engine = mb.engine(backend)
     error = rel_error(mb.step(engine, mb.batch), mb.reference(mb.batch))
     if error > s.rtol:
-        why = f"differs from torch: relative error {error:.2e} > bench.rtol={s.rtol:g}"
-        return record(ctx, **row, status="failed", reason=why, max_rel_error=error)
+        return failed(ctx, row, error, "")
     x, _ = mb.batch_of(mb.batch)
     dev = backend.device
     fwd = measure(lambda: engine.predict(x), s.warmup, s.runs, s.repeats, dev)

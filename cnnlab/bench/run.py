@@ -18,6 +18,7 @@ import numpy as np
 from cnnlab.backends import Backend
 from cnnlab.bench.cases import BenchCase, Built
 from cnnlab.bench.timing import measure, once
+from cnnlab.gradcheck.numeric import rel_error
 
 log = logging.getLogger("cnnlab.bench")
 
@@ -41,12 +42,6 @@ class Context:
         """fwd+bwd-sized calls naive would make: the check, then warm-up and timed runs."""
         s = self.settings
         return 1 + _CALLS_PER_RUN * (s.warmup + s.runs) * max(s.repeats, 1)
-
-
-def rel_error(a: Any, r: Any) -> float:
-    """‖a − r‖₂ / max(‖a‖₂ + ‖r‖₂, 1e-12), in float64 (gradcheck's measure)."""
-    a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
-    return float(np.linalg.norm(a - r) / max(np.linalg.norm(a) + np.linalg.norm(r), 1e-12))
 
 
 def record(ctx: Context, case: str, variant: str, backend: str, **values: Any) -> dict[str, Any]:
@@ -139,7 +134,7 @@ def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any
         if total > s.naive_budget_s:
             error = _check(ctx, case, kernels, probe)
             if error > s.rtol:
-                return _failed(ctx, row, error, f"at batch {probe}")
+                return failed(ctx, row, error, f"at batch {probe}")
             return record(
                 ctx,
                 **row,
@@ -150,7 +145,7 @@ def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any
             )
     error = _check(ctx, case, kernels, case.batch)
     if error > s.rtol:
-        return _failed(ctx, row, error, "")
+        return failed(ctx, row, error, "")
     built = case.build(case.batch, ctx.dtype)
     arrays = _arrays(ctx, built)
     _, _, dout = _reference(ctx, case, case.batch)
@@ -175,7 +170,8 @@ def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any
     )
 
 
-def _failed(ctx: Context, row: dict, error: float, where: str) -> dict[str, Any]:
+def failed(ctx: Context, row: dict, error: float, where: str) -> dict[str, Any]:
+    """A failed row: the output differs from torch's beyond ``bench.rtol`` (logged too)."""
     reason = f"differs from torch: relative error {error:.2e} > bench.rtol={ctx.settings.rtol:g}"
     log.error("%s/%s on %s %s", row["case"], row["variant"] or "-", row["backend"], reason)
     return record(
