@@ -42,7 +42,7 @@ import numpy as np
 from cnnlab import runtime
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
 from cnnlab.kernels.im2col import winograd
-from cnnlab.kernels.im2col.chunks import Arena, run_chunks
+from cnnlab.kernels.im2col.chunks import Arena, PartialSum, run_chunks, summed
 from cnnlab.kernels.im2col.layouts import ColumnLayout, RowColumns, choose_layout
 from cnnlab.kernels.im2col.winograd import Tiling, winograd_tiling
 
@@ -165,31 +165,21 @@ class _BackwardWorker(_Worker):
         # transpose at the end (4608 x 512 costs 20 ms to transpose).
         self.transposed = F < TRANSPOSED_DW_BELOW
         dw_shape = (shape.rows, F) if self.transposed else (F, shape.rows)
-        # Partial sums outlive the arena's buffers: memory of their own. The first chunk's
-        # product goes straight into it, later ones through a scratch buffer: a fresh result
-        # per product would cost page faults (ResNet's 512-filter dw is 9.4 MB).
-        self.dw = np.empty(dw_shape, x.dtype)
-        self.db = np.empty(F, x.dtype)
-        self.product = arena.take(dw_shape, x.dtype)
-        self.chunks = 0
+        self.dw = PartialSum(dw_shape, x.dtype, arena)
+        self.db = PartialSum((F,), x.dtype, arena)
 
     def __call__(self, chunk: slice) -> None:
         n, cols = self.columns(chunk)
         layout, F, (Ho, Wo) = self.shape.layout, self.shape.w[0], self.shape.out_hw
         dout2 = self.dout2[:, : cols.shape[1]]
         dout2.reshape(F, n, Ho, -1)[..., :Wo] = self.dout[chunk].transpose(1, 0, 2, 3)
-        first = self.chunks == 0
-        self.chunks += 1
-        product = self.dw if first else self.product
         if self.transposed:
-            np.matmul(cols, dout2.T, out=product)
+            np.matmul(cols, dout2.T, out=self.dw.out())
         else:
-            np.matmul(dout2, cols.T, out=product)
-        if first:
-            dout2.sum(axis=1, out=self.db)
-        else:
-            self.dw += product
-            self.db += dout2.sum(axis=1)
+            np.matmul(dout2, cols.T, out=self.dw.out())
+        self.dw.add()
+        dout2.sum(axis=1, out=self.db.out())
+        self.db.add()
         if self.dx is None:
             return
         dx_planes = self.dx_planes[:, :n]
@@ -280,10 +270,9 @@ def conv2d_backward(
     )
     if by_convolution:
         dx = _dx_as_convolution(dout, w, shape)
-    # Partial sums added in worker order: deterministic for a given thread count.
-    dw = sum((wk.dw for wk in workers[1:]), workers[0].dw)
+    dw = summed([wk.dw for wk in workers])
     dw = dw.T if workers[0].transposed else dw
-    db = sum((wk.db for wk in workers[1:]), workers[0].db) if has_bias else None
+    db = summed([wk.db for wk in workers]) if has_bias else None
     return dx, dw.reshape(w.shape).astype(w.dtype, copy=False), db
 
 

@@ -39,7 +39,7 @@ from functools import cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnlab.kernels.im2col.chunks import Arena, run_chunks
+from cnnlab.kernels.im2col.chunks import Arena, PartialSum, run_chunks, summed
 
 # (BT, G, AT) for output tiles of m x m: interpolation points 0, 1, -1 (m=2) and 0, +-1, +-2
 # (m=4), and the point at infinity.
@@ -229,12 +229,8 @@ class _WeightGradWorker(_Worker):
         self.dout_tiles = arena.take((size, F, m * th, m * tw), x.dtype, zero=True)
         self.dY = arena.take((m * m, size * tiling.tiles * F), x.dtype)
         self.dM = arena.take((a * a, size * tiling.tiles * F), x.dtype)
-        # Partial sums outlive the arena: memory of their own. The first chunk's product goes
-        # straight in, later ones through a scratch buffer.
-        self.dU = np.empty((a * a, F, C), x.dtype)
-        self.db = np.empty(F, x.dtype)
-        self.product = arena.take((a * a, F, C), x.dtype)
-        self.chunks = 0
+        self.dU = PartialSum((a * a, F, C), x.dtype, arena)
+        self.db = PartialSum((F,), x.dtype, arena)
 
     def __call__(self, chunk: slice) -> None:
         n, V = self.transformed(chunk)
@@ -251,15 +247,10 @@ class _WeightGradWorker(_Worker):
         )
         dM = self.dM[:, : n * t.tiles * F]
         np.matmul(self.AK.T, dY, out=dM)  # (a², n*tiles*F)
-        first = self.chunks == 0
-        self.chunks += 1
-        product = self.dU if first else self.product
-        np.matmul(dM.reshape(a * a, n * t.tiles, F).transpose(0, 2, 1), V, out=product)
-        if first:
-            self.dout[chunk].sum(axis=(0, 2, 3), out=self.db)
-        else:
-            self.dU += product
-            self.db += self.dout[chunk].sum(axis=(0, 2, 3))
+        np.matmul(dM.reshape(a * a, n * t.tiles, F).transpose(0, 2, 1), V, out=self.dU.out())
+        self.dU.add()
+        self.dout[chunk].sum(axis=(0, 2, 3), out=self.db.out())
+        self.db.add()
 
 
 def filters(w: np.ndarray, tiling: Tiling, dtype: np.dtype, adjoint: bool = False) -> np.ndarray:
@@ -311,9 +302,7 @@ def conv2d_weight_grads(
         lambda size, arena: _WeightGradWorker(x, dout, tiling, size, arena),
         tiling.split_batch(),
     )
-    # Partial sums added in worker order: deterministic for a given thread count.
-    dU = sum((wk.dU for wk in workers[1:]), workers[0].dU)
-    db = sum((wk.db for wk in workers[1:]), workers[0].db)
+    dU, db = summed([wk.dU for wk in workers]), summed([wk.db for wk in workers])
     F, C, a = tiling.filters, x.shape[1], tiling.a
     GK = transforms(tiling.m, x.dtype)[1]
     dw = np.matmul(dU.reshape(a * a, F * C).T, GK)  # (F*C, 9): the adjoint of filters()
