@@ -8,13 +8,36 @@ never imports torch.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import BackendUnavailableError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cnnlab.kernels.protocol import KernelSet
+    from cnnlab.nn.layers import Node
+    from cnnlab.nn.numpy_net import NumpyNet
+    from cnnlab.nn.torch_net import TorchModel
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a backend runs, passed to its kernel set (``trainer.threads``, ``trainer.winograd``).
+
+    Attributes:
+        threads: numpy's BLAS and torch's thread count, and im2col's conv workers; None
+            leaves the libraries' defaults (im2col: one worker per CPU).
+        winograd: im2col may compute 3x3 stride-1 convs with Winograd's algorithm.
+    """
+
+    threads: int | None = None
+    winograd: bool = True
+
+
+DEFAULT_OPTIONS = BackendOptions()
 
 
 @dataclass(frozen=True)
@@ -25,12 +48,15 @@ class Backend:
         name: the option name (``backend=<name>``).
         summary: one line for ``--help`` and tables.
         framework: ``numpy`` or ``torch``.
+        make: builds the kernel set from the options (imports it on first use, so that
+            choosing ``naive`` never imports torch).
         device: where the arrays live (``cpu`` or ``cuda``).
     """
 
     name: str
     summary: str
     framework: str
+    make: Callable[[Backend, BackendOptions], KernelSet]
     device: str = "cpu"
 
     def availability(self) -> tuple[bool, str]:
@@ -41,12 +67,18 @@ class Backend:
             return cuda_available()
         return True, ""
 
-    def kernels(self) -> Any:
-        """The kernel set: a module (numpy backends) or a ``TorchKernels`` instance."""
+    def kernels(self, options: BackendOptions = DEFAULT_OPTIONS) -> KernelSet:
+        """The kernel set, made with ``options``."""
         self._require()
-        return _LOADERS[self.framework](self)
+        return self.make(self, options)
 
-    def model(self, net: Any, params: dict, buffers: dict) -> Any:
+    def model(
+        self,
+        net: Node,
+        params: dict[str, np.ndarray],
+        buffers: dict[str, np.ndarray],
+        options: BackendOptions = DEFAULT_OPTIONS,
+    ) -> NumpyNet | TorchModel:
         """A layer tree with its weights on this backend: a ``NumpyNet`` or a ``TorchModel``,
         both with ``loss(x, y, train, rng, grads)``, ``get(name)`` and ``set(name, value)``.
 
@@ -55,7 +87,15 @@ class Backend:
         self._require()
         params = {k: v.copy() for k, v in params.items()}
         buffers = {k: v.copy() for k, v in buffers.items()}
-        return _MODELS[self.framework](self, net, params, buffers)
+        if self.framework == "numpy":
+            from cnnlab.nn.numpy_net import NumpyNet
+
+            return NumpyNet(net, self.kernels(options), params, buffers)
+        from cnnlab.nn.torch_net import TorchModel
+        from cnnlab.runtime import use_threads
+
+        use_threads(options.threads)
+        return TorchModel(net, params, buffers, self.device)
 
     def _require(self) -> None:
         ok, reason = self.availability()
@@ -63,41 +103,36 @@ class Backend:
             raise BackendUnavailableError(f"backend={self.name} cannot run here: {reason}")
 
 
-def _numpy_kernels(backend: Backend) -> ModuleType:
-    return importlib.import_module(f"cnnlab.kernels.{backend.name}")
+def _naive(backend: Backend, options: BackendOptions) -> KernelSet:
+    from cnnlab.kernels.naive import Naive
+
+    return Naive(options.threads)
 
 
-def _torch_kernels(backend: Backend) -> Any:
+def _im2col(backend: Backend, options: BackendOptions) -> KernelSet:
+    from cnnlab.kernels.im2col import Im2col
+
+    return Im2col(options.winograd, options.threads)
+
+
+def _torch(backend: Backend, options: BackendOptions) -> KernelSet:
     from cnnlab.kernels.torch import TorchKernels
 
-    return TorchKernels(backend.device)
+    return TorchKernels(backend.device, options.threads)
 
-
-def _numpy_model(backend: Backend, net: Any, params: dict, buffers: dict) -> Any:
-    from cnnlab.nn.numpy_net import NumpyNet
-
-    return NumpyNet(net, _numpy_kernels(backend), params, buffers)
-
-
-def _torch_model(backend: Backend, net: Any, params: dict, buffers: dict) -> Any:
-    from cnnlab.nn.torch_net import TorchModel
-
-    return TorchModel(net, params, buffers, backend.device)
-
-
-_LOADERS: dict[str, Callable[[Backend], Any]] = {
-    "numpy": _numpy_kernels,
-    "torch": _torch_kernels,
-}
-_MODELS: dict[str, Callable[..., Any]] = {"numpy": _numpy_model, "torch": _torch_model}
 
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("naive", "numpy loops over (n, f, i, j), written for reading", "numpy"),
-        Backend("im2col", "vectorised numpy, conv as one matrix product", "numpy"),
-        Backend("torch", "PyTorch ops on the CPU, backward by autograd", "torch", "cpu"),
-        Backend("cuda", "PyTorch ops on a GPU, backward by autograd", "torch", "cuda"),
+        Backend("naive", "numpy loops over (n, f, i, j), written for reading", "numpy", _naive),
+        Backend(
+            "im2col",
+            "vectorised numpy, conv as matrix products over batch chunks",
+            "numpy",
+            _im2col,
+        ),
+        Backend("torch", "PyTorch ops on the CPU, backward by autograd", "torch", _torch, "cpu"),
+        Backend("cuda", "PyTorch ops on a GPU, backward by autograd", "torch", _torch, "cuda"),
     )
 }
 
@@ -110,7 +145,7 @@ def get_backend(name: str) -> Backend:
         raise UsageError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}") from None
 
 
-def resolve_backends(spec: Any) -> list[Backend]:
+def resolve_backends(spec: str | Sequence[str]) -> list[Backend]:
     """Turn a ``backends=`` value (``all``, a name, or a list of names) into backends.
 
     ``all`` means every registered backend; callers show the unavailable ones as skipped.

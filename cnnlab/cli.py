@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cnnlab import __version__
+from cnnlab import __version__, runtime
 from cnnlab.errors import CnnlabError
 
 # Groups whose options differ in ways a name does not tell: --help shows each one's description.
@@ -320,4 +320,5 @@ def _version(
 
 def main() -> None:
     """Console-script entry point."""
+    runtime.sleep_idle_openblas_threads()  # before any command imports numpy
     app(prog_name="cnnlab")

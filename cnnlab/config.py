@@ -35,13 +35,21 @@ def config_dir() -> Path:
 
 
 def group_options(group: str) -> list[str]:
-    """The option names of a config group (``conf/<group>/*.yaml``), sorted."""
+    """The option names of a config group, sorted: its files (``conf/<group>/*.yaml``), or for
+    ``layer`` the registered layer kinds (stored in Hydra's ConfigStore by the schemas)."""
+    if group == "layer":
+        from cnnlab.ops import layer_choices
+
+        return sorted(layer_choices())
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
 def option_summary(group: str, option: str) -> str:
     """The first comment line of an option's file: its one-line description."""
-    first = (config_dir() / group / f"{option}.yaml").read_text().splitlines()[:1]
+    path = config_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        return ""
+    first = path.read_text().splitlines()[:1]
     return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
 
 

@@ -44,16 +44,13 @@ def task(cfg: Any) -> int:
     from omegaconf import OmegaConf
     from rich.console import Console
 
-    from cnnlab.backends import get_backend
+    from cnnlab.backends import BackendOptions, get_backend
     from cnnlab.data import load as load_data
     from cnnlab.models import build_net, init_state
-    from cnnlab.runtime import set_threads, set_winograd
     from cnnlab.train.checkpoint import find, load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.metrics import confusion_table, evaluate
 
-    set_threads(cfg.trainer.threads)
-    set_winograd(cfg.trainer.winograd)
     path = find(cfg.checkpoint)
     state, meta = load(path)
     run = OmegaConf.create(meta["config"])
@@ -65,7 +62,8 @@ def task(cfg: Any) -> int:
     in_shape = tuple(data.train.x.shape[1:])
     net = build_net(run.model, run.norm, in_shape)
     params, buffers = init_state(net, in_shape, run.init, np.random.default_rng(0), dtype)
-    engine = make_engine(backend, net, params, buffers, run.optim)
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    engine = make_engine(backend, net, params, buffers, run.optim, options=options)
     engine.load_weights(state)
     split = getattr(data, cfg.split)
     ev = evaluate(engine, split.x, split.y, int(cfg.trainer.eval_batch_size), len(data.classes))

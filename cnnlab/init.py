@@ -22,39 +22,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from cnnlab.errors import ShapeError, UsageError
+from cnnlab.nn.layers import ParamSpec
 
 SCHEMES = ("xavier", "glorot", "kaiming")
 DISTRIBUTIONS = ("normal", "uniform")
-ROLES = ("weight", "bias", "gamma", "beta")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter to initialise: its name, shape and role.
-
-    Attributes:
-        name: the key of the parameter in the returned dict (e.g. ``"conv1.w"``).
-        shape: ``(F, C, HH, WW)`` or ``(D_out, D_in)`` for a weight; any shape otherwise.
-        role: ``"weight"`` (drawn by the scheme), ``"bias"`` or ``"beta"`` (zeros),
-            ``"gamma"`` (ones).
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    role: str
-
-    def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise UsageError(
-                f"init: parameter {self.name!r} has unknown role {self.role!r}; "
-                f"choose from {', '.join(ROLES)}"
-            )
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:

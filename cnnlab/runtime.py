@@ -1,73 +1,42 @@
-"""Process-wide runtime settings: thread counts, and whether im2col may use Winograd."""
+"""Thread counts and OpenBLAS's idle threads: functions that set up the numeric libraries.
+
+Nothing is kept here: kernel sets and engines hold their own options and call these when they
+are built. Importing this module loads none of the libraries it configures.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-_threads: int | None = None
-_controller: Any = None
-_winograd = True
 
 
-def set_winograd(on: bool) -> None:
-    """Let the im2col conv use Winograd's algorithm where it fits (``trainer.winograd``), or
-    compute every convolution from columns."""
-    global _winograd
-    _winograd = bool(on)
+def cpu_count() -> int:
+    """The CPUs this process may run on: what BLAS and torch use by default."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def winograd() -> bool:
-    """Whether the im2col conv may use Winograd's algorithm (see :func:`set_winograd`)."""
-    return _winograd
-
-
-def set_threads(threads: int | None) -> None:
+def use_threads(threads: int | None) -> None:
     """Give numpy's BLAS and torch the same thread count, so backends compare on equal terms.
 
     ``None`` leaves the libraries' defaults. threadpoolctl reaches the BLAS and OpenMP pools
-    already loaded; torch's intra-op pool is set now if torch is loaded, else when cnnlab's
-    torch kernels are first imported (:func:`apply_to_torch`), so numpy-only runs never pay
-    for importing torch.
+    already loaded; torch is set only if it is loaded (torch kernels call this after importing
+    it), so numpy-only runs never pay for importing torch.
     """
-    global _threads
-    _threads = threads
     if threads is None:
         return
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
     if "torch" in sys.modules:
-        apply_to_torch()
-
-
-def threads() -> int:
-    """The thread count in force: the one set by :func:`set_threads`, else the CPUs this
-    process may run on (what BLAS and torch use by default)."""
-    if _threads is not None:
-        return _threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """BLAS on one thread for the duration: for code that runs several BLAS calls at once
-    from its own threads (each call then stays on its caller's core)."""
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _controller = ThreadpoolController()  # inspecting the loaded libraries is slow: once
-    with _controller.limit(limits=1, user_api="blas"):
-        yield
-
-
-def apply_to_torch() -> None:
-    """Apply the thread count chosen by :func:`set_threads` to torch (no-op if none was)."""
-    if _threads is not None:
         import torch
 
-        torch.set_num_threads(_threads)
+        torch.set_num_threads(threads)
+
+
+def sleep_idle_openblas_threads() -> None:
+    """Make OpenBLAS put its threads to sleep as soon as a call ends; a value the user set is
+    kept. Must run before numpy is imported."""
+    # OpenBLAS's idle threads spin for about 2^28 cycles after every multi-threaded call,
+    # holding a core that torch's threads or the im2col workers need next; 2^4 cycles puts them
+    # to sleep at once. OpenBLAS reads the variable once, when it loads.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

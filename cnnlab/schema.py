@@ -272,3 +272,8 @@ def register() -> None:
     store.store(group="data", name="data_schema", node=DataConfig)
     store.store(group="init", name="init_schema", node=InitConfig)
     store.store(group="backend", name="backend_schema", node=BackendConfig)
+    # gradcheck's layer= options are the registered layer kinds (no YAML file per kind).
+    from cnnlab.ops import layer_choices
+
+    for name in layer_choices():
+        store.store(group="layer", name=name, node=LayerChoice(name))

@@ -72,11 +72,11 @@ def test_threads_reach_numpy_and_torch():
     import torch
     from threadpoolctl import threadpool_info
 
-    from cnnlab.runtime import set_threads
+    from cnnlab.backends import BACKENDS, BackendOptions
 
     before = torch.get_num_threads()
     try:
-        set_threads(1)
+        BACKENDS["im2col"].kernels(BackendOptions(threads=1))
         assert torch.get_num_threads() == 1
         assert all(pool["num_threads"] == 1 for pool in threadpool_info())
     finally:

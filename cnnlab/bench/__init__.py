@@ -59,29 +59,29 @@ def task(cfg: Any) -> int:
     import numpy as np
     from hydra.core.hydra_config import HydraConfig
 
-    from cnnlab.backends import resolve_backends
+    from cnnlab.backends import BackendOptions, resolve_backends
     from cnnlab.bench import report
     from cnnlab.bench.cases import cases
     from cnnlab.bench.run import Context, bench_case, compare
     from cnnlab.bench.timing import matmul_gflops
     from cnnlab.provenance import provenance
-    from cnnlab.runtime import set_threads, set_winograd
+    from cnnlab.runtime import use_threads
 
-    set_threads(cfg.trainer.threads)
-    set_winograd(cfg.trainer.winograd)
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    # Before the roofline, which is measured at the thread count the kernels will run with.
+    use_threads(options.threads)
     s = cfg.bench
     dtype = np.dtype(cfg.trainer.dtype)
     backends = resolve_backends(cfg.backends)
     roofline = matmul_gflops(int(s.roofline_size), dtype)
     log.info("roofline: numpy a @ b (%d²) at %.1f GFLOP/s", s.roofline_size, roofline)
-    ctx = Context(
-        s.target, dtype, _threads(cfg.trainer.threads), int(cfg.trainer.seed), s, roofline
-    )
+    threads = _threads(cfg.trainer.threads)
+    ctx = Context(s.target, dtype, threads, int(cfg.trainer.seed), s, roofline, options)
     rows: list[dict[str, Any]] = []
     if s.target == "model":
         from cnnlab.bench.model import ModelBench, bench_model
 
-        mb = ModelBench(cfg, dtype)
+        mb = ModelBench(cfg, dtype, options)
         for backend in backends:
             rows.append(bench_model(ctx, mb, backend))
             log.info("%s on %s: %s", mb.cfg.model.name, backend.name, rows[-1]["status"])

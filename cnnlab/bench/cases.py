@@ -1,73 +1,29 @@
-"""What ``cnnlab bench`` times: layer cases built from the shapes in ``conf/bench/<target>.yaml``.
+"""What ``cnnlab bench`` times: registered layer kinds at the shapes of ``bench.cases``.
 
-Each case reuses the kernel pair of a gradcheck case (:mod:`cnnlab.gradcheck.layer_cases`), so
-bench and gradcheck run the layers the same way; bench only builds them at its own shapes and
-in the run's dtype. A case is built per batch size, because naive's time is estimated from a
-small batch before it is run at the full one.
+A case is a layer (from the registry, :mod:`cnnlab.ops`) on an input of a given shape, run
+through the same binding as gradcheck's cases and the nets; bench only builds it at its own
+shapes and in the run's dtype. ``bench.cases`` comes from ``conf/bench/<target>.yaml``; where
+it is null (``bench layers``) every registered kind's own default cases are timed. A case is
+built per batch size, because naive's time is estimated from a small batch before it is run at
+the full one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from cnnlab.errors import UsageError
-from cnnlab.gradcheck import layer_cases as lc
-from cnnlab.kernels.geometry import conv_geometry
+from cnnlab.errors import CnnlabError, UsageError
+from cnnlab.kernels.protocol import KernelSet
+from cnnlab.nn.layers import Layer, Node
+from cnnlab.ops import LayerKind, kinds
+from cnnlab.ops.cases import with_variant
 
 TARGETS = ("conv", "pool", "batchnorm", "layers", "suite", "model")
-
-
-def _ints(value: Any) -> tuple[int, ...]:
-    return tuple(int(v) for v in value)
-
-
-def _pair_or_int(value: Any) -> Any:
-    return value if value is None or isinstance(value, int) else _ints(value)
-
-
-# Each builder takes the case's spec (with x's batch already set) and returns gradcheck's
-# dict of make/wrt/forward/backward; the optional backward mode is batch norm's variant.
-_BUILDERS: dict[str, Callable[[dict, str], dict]] = {
-    "conv": lambda s, v: lc.conv_spec(
-        _ints(s["x"]),
-        _ints(s["w"]),
-        bool(s.get("bias", True)),
-        _pair_or_int(s.get("stride", 1)),
-        _pair_or_int(s.get("pad", 0)),
-    ),
-    "maxpool": lambda s, v: lc.maxpool_spec(
-        _ints(s["x"]),
-        _pair_or_int(s["kernel"]),
-        _pair_or_int(s.get("stride")),
-        _pair_or_int(s.get("pad", 0)),
-        "first",
-    ),
-    "avgpool": lambda s, v: lc.avgpool_spec(
-        _ints(s["x"]),
-        _pair_or_int(s["kernel"]),
-        _pair_or_int(s.get("stride")),
-        _pair_or_int(s.get("pad", 0)),
-    ),
-    "global_avgpool": lambda s, v: lc.global_avgpool_spec(_ints(s["x"])),
-    "relu": lambda s, v: lc.relu_spec(_ints(s["x"])),
-    "linear": lambda s, v: lc.linear_spec(
-        int(s["x"][0]), int(s["x"][1]), int(s["m"]), bool(s.get("bias", True))
-    ),
-    "flatten": lambda s, v: lc.flatten_spec(_ints(s["x"])),
-    "dropout": lambda s, v: lc.dropout_spec(_ints(s["x"]), float(s.get("p", 0.5))),
-    "softmax": lambda s, v: lc.softmax_spec(int(s["x"][0]), int(s["x"][1])),
-    "batchnorm": lambda s, v: lc.batchnorm_spec(_ints(s["x"]), True, v or "fused"),
-    "layernorm": lambda s, v: lc.layernorm_spec(_ints(s["x"])),
-    "groupnorm": lambda s, v: lc.groupnorm_spec(_ints(s["x"]), int(s["groups"])),
-    "lrn": lambda s, v: lc.lrn_spec(
-        _ints(s["x"]), int(s.get("size", 5)), float(s.get("alpha", 1e-4))
-    ),
-    "residual": lambda s, v: lc.residual_spec(_ints(s["x"])),
-}
 
 
 @dataclass(frozen=True)
@@ -75,8 +31,8 @@ class Built:
     """One case at one batch size: its arrays' maker and its kernel pair."""
 
     make: Callable[[np.random.Generator], dict[str, Any]]
-    forward: Callable[[Any, dict[str, Any]], tuple[Any, Any]]
-    backward: Callable[[Any, Any, Any], tuple[Any, ...]]
+    forward: Callable[[KernelSet, dict[str, Any]], tuple[Any, Any]]
+    backward: Callable[[KernelSet, Any, Any], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -85,69 +41,107 @@ class BenchCase:
 
     Attributes:
         name: the case's name in the config (``course``, ``resnet-64``).
-        layer: the layer kind (a key of the builders).
-        variant: batch norm's backward (``staged``/``fused``), else empty.
-        spec: the config's dict: ``x`` (batch first) and the layer's own keys.
+        kind: the layer kind's registration.
+        variant: the value of the kind's variant attribute (batch norm's backward), else empty.
+        layer: the layer (None for the loss and containers, which have no options).
+        x: the input's shape, batch first.
     """
 
     name: str
-    layer: str
+    kind: LayerKind
     variant: str
-    spec: dict[str, Any]
+    layer: Node | None
+    x: tuple[int, ...]
 
     @property
     def batch(self) -> int:
-        return int(self.spec["x"][0])
+        return self.x[0]
 
     def build(self, batch: int, dtype: np.dtype) -> Built:
         """The case at ``batch`` samples, its floating arrays in ``dtype``."""
-        spec = dict(self.spec, x=[batch, *list(self.spec["x"])[1:]])
-        parts = _BUILDERS[self.layer](spec, self.variant)
-        make64 = parts["make"]
+        # Drawn like the kind's own gradient checks (no ReLU kinks, no max-pool ties).
+        check = dataclasses.replace(
+            self.kind.checks[0],
+            variant=self.variant,
+            layer=with_variant(self.kind, self.layer, self.variant),
+            x=(batch, *self.x[1:]),
+        )
+        case = check.case(self.kind)
 
         def make(rng: np.random.Generator) -> dict[str, Any]:
             # gradcheck draws float64; only floating arrays change dtype (labels, masks stay).
             return {
                 k: v.astype(dtype) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
-                for k, v in make64(rng).items()
+                for k, v in case.make(rng).items()
             }
 
-        return Built(make, parts["forward"], parts["backward"])
+        return Built(make, case.forward, case.backward)
 
     def flops(self, batch: int) -> float | None:
-        """Forward FLOPs (multiply-add = 2) of conv and linear; None for the other layers."""
-        s = self.spec
-        if self.layer == "conv":
-            x, w = (batch, *_ints(s["x"])[1:]), _ints(s["w"])
-            stride, pad = _pair_or_int(s.get("stride", 1)), _pair_or_int(s.get("pad", 0))
-            ho, wo = conv_geometry(x, w, None, stride, pad)
-            (n, c, _, _), (f, _, hh, ww) = x, w
-            return 2.0 * n * f * c * hh * ww * ho * wo
-        if self.layer == "linear":
-            return 2.0 * batch * int(s["x"][1]) * int(s["m"])
-        return None
+        """Forward FLOPs (multiply-add = 2) of conv and linear layers; None for the others."""
+        if not isinstance(self.layer, Layer):
+            return None
+        per_sample = self.layer.flops(self.x[1:])
+        return float(batch * per_sample) if per_sample else None
+
+
+def _from_config(i: int, spec: dict[str, Any], batch: int | None) -> list[BenchCase]:
+    """The cases of one ``bench.cases`` entry: ``layer``, ``x``, optional ``name`` and
+    ``variants``, and the layer's own keys."""
+    if not isinstance(spec, dict) or "layer" not in spec or "x" not in spec:
+        raise UsageError(f"bench.cases[{i}]: give a dict with at least layer and x")
+    kind = kinds().get(spec["layer"])
+    if kind is None or not kind.checks:
+        choices = ", ".join(k.name for k in kinds().values() if k.checks)
+        raise UsageError(
+            f"bench.cases[{i}]: unknown layer {spec['layer']!r}; choose from {choices}"
+        )
+    x = tuple(int(n) for n in spec["x"])
+    if batch is not None:
+        x = (batch, *x[1:])
+    name = str(spec.get("name", kind.name))
+    options = {k: v for k, v in spec.items() if k not in ("name", "layer", "x", "variants")}
+    try:
+        if kind.from_spec is not None:
+            layer = kind.from_spec(options, x)
+        elif kind.layer is not None and issubclass(kind.layer, Layer):
+            layer = kind.layer(**{k: _tupled(v) for k, v in options.items()})
+        else:
+            layer = None
+        if isinstance(layer, Layer):
+            layer.out_shape(x[1:])  # a case that does not fit fails now, in one line
+    except (TypeError, ValueError, CnnlabError) as exc:
+        raise UsageError(f"bench.cases[{i}] ({name}): {exc}") from None
+    variants = [str(v) for v in spec.get("variants") or [""]]
+    return [BenchCase(name, kind, v, layer, x) for v in variants]
+
+
+def _tupled(value: Any) -> Any:
+    """Config lists as tuples: layer options are ints or (h, w) pairs."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _defaults(batch: int | None) -> list[BenchCase]:
+    """Every registered kind's own default cases."""
+    return [
+        BenchCase(b.name, kind, v, b.layer, b.x if batch is None else (batch, *b.x[1:]))
+        for kind in kinds().values()
+        for b in kind.bench
+        for v in b.variants or ("",)
+    ]
 
 
 def cases(settings: Any) -> list[BenchCase]:
-    """The target's cases from ``bench.cases``, one per batch-norm variant; ``bench.batch``
-    replaces every batch size (tests use it for tiny runs)."""
+    """The target's cases from ``bench.cases`` (null: every kind's defaults), one per variant;
+    ``bench.batch`` replaces every batch size (tests use it for tiny runs)."""
     from omegaconf import OmegaConf
 
-    raw = OmegaConf.to_container(settings.cases, resolve=True) if settings.cases else []
-    out = []
-    for i, spec in enumerate(raw):
-        if not isinstance(spec, dict) or "layer" not in spec or "x" not in spec:
-            raise UsageError(f"bench.cases[{i}]: give a dict with at least layer and x")
-        if spec["layer"] not in _BUILDERS:
-            raise UsageError(
-                f"bench.cases[{i}]: unknown layer {spec['layer']!r}; "
-                f"choose from {', '.join(_BUILDERS)}"
-            )
-        if settings.batch is not None:
-            spec["x"] = [int(settings.batch), *spec["x"][1:]]
-        name = str(spec.get("name", spec["layer"]))
-        for variant in spec.get("variants") or [""]:
-            out.append(BenchCase(name, spec["layer"], str(variant), spec))
+    batch = None if settings.batch is None else int(settings.batch)
+    if settings.cases is None:
+        out = _defaults(batch)
+    else:
+        raw = OmegaConf.to_container(settings.cases, resolve=True)
+        out = [c for i, spec in enumerate(raw) for c in _from_config(i, spec, batch)]  # type: ignore[arg-type]
     if not out and settings.target != "model":
         raise UsageError(f"bench={settings.target}: bench.cases is empty")
     return out

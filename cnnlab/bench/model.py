@@ -8,20 +8,23 @@ weights and batch; its first step's logits are checked against torch's, then ste
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.backends import Backend
+from cnnlab.backends import Backend, BackendOptions
 from cnnlab.bench.run import Context, failed, record
 from cnnlab.bench.timing import measure, once
 from cnnlab.gradcheck.numeric import rel_error
+
+if TYPE_CHECKING:
+    from cnnlab.train.engine import Engine
 
 
 class ModelBench:
     """The model, its initial state and a batch, shared by every backend."""
 
-    def __init__(self, cfg: Any, dtype: np.dtype) -> None:
+    def __init__(self, cfg: Any, dtype: np.dtype, options: BackendOptions) -> None:
         from cnnlab.models import build_net, init_state
         from cnnlab.summary import summarize
 
@@ -33,6 +36,7 @@ class ModelBench:
         self.params, self.buffers = init_state(self.net, self.shape, cfg.init, rng, dtype)
         self.flops = float(summarize(self.net, self.shape)["total_flops"])
         self.dtype = dtype
+        self.options = options
         self._ref: dict[int, np.ndarray] = {}
         self._batches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -45,12 +49,13 @@ class ModelBench:
             self._batches[n] = (x, y)
         return self._batches[n]
 
-    def engine(self, backend: Backend) -> Any:
+    def engine(self, backend: Backend) -> Engine:
         from cnnlab.train.engine import make_engine
 
-        return make_engine(backend, self.net, self.params, self.buffers, self.cfg.optim)
+        net, optim = self.net, self.cfg.optim
+        return make_engine(backend, net, self.params, self.buffers, optim, options=self.options)
 
-    def step(self, engine: Any, n: int) -> np.ndarray:
+    def step(self, engine: Engine, n: int) -> np.ndarray:
         x, y = self.batch_of(n)
         # A fixed generator per step: dropout masks match across backends.
         _, logits = engine.train_step(x, y, float(self.cfg.optim.lr), np.random.default_rng(0))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.backends import Backend
+from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.bench.cases import BenchCase, Built
 from cnnlab.bench.timing import measure, once
 from cnnlab.gradcheck.numeric import rel_error
@@ -36,6 +36,7 @@ class Context:
     seed: int
     settings: Any  # bench.*
     roofline_gflops: float
+    options: BackendOptions = DEFAULT_OPTIONS
     _refs: dict[tuple[str, str, int], tuple[Any, list[Any]]] = field(default_factory=dict)
 
     def budget_calls(self) -> int:
@@ -94,7 +95,7 @@ def _reference(ctx: Context, case: BenchCase, batch: int) -> tuple[Any, list[Any
     if key not in ctx._refs:
         from cnnlab.backends import get_backend
 
-        torch_kernels = get_backend("torch").kernels()
+        torch_kernels = get_backend("torch").kernels(ctx.options)
         built = case.build(batch, ctx.dtype)
         out, _, _ = _pair(torch_kernels, built, _arrays(ctx, built))
         dout = np.random.default_rng(ctx.seed + 1).standard_normal(np.shape(out))
@@ -121,7 +122,7 @@ def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any
     ok, reason = backend.availability()
     if not ok:
         return record(ctx, **row, status="skipped", skipped=True, reason=reason)
-    kernels = backend.kernels()
+    kernels = backend.kernels(ctx.options)
     flops = case.flops(case.batch)
     if backend.name == "naive":
         probe = max(1, min(int(s.naive_probe_batch), case.batch))

@@ -46,8 +46,8 @@ class Rows:
 def shard(total: int, rank: int, world: int) -> Rows:
     """Rank ``rank``'s contiguous share of a batch of ``total`` rows split over ``world``.
 
-    Shares differ by at most one row, the larger ones first (``np.array_split``'s rule): a
-    global batch of ``world * B`` rows gives every rank ``B``; a short last batch of an epoch is
+    Shares differ by at most one row, the larger ones first (``np.array_split``'s rule): the
+    whole batch of ``world * B`` rows gives every rank ``B``; a short last batch of an epoch is
     split as evenly as it can be (a rank may get no rows when ``total < world``).
     """
     if not 0 <= rank < world:

@@ -1,7 +1,7 @@
 """``cnnlab gradcheck``: analytic gradients against numeric differences and torch autograd.
 
-Without ``model=`` it checks layers (:mod:`cnnlab.gradcheck.layer_cases`); with ``model=`` it
-checks that whole model end to end (:mod:`cnnlab.gradcheck.model_check`).
+Without ``model=`` it checks the cases of the registered layer kinds (:mod:`cnnlab.ops`); with
+``model=`` it checks that whole model end to end (:mod:`cnnlab.gradcheck.model_check`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cnnlab.backends import BackendOptions
 from cnnlab.errors import UsageError
 
 log = logging.getLogger("cnnlab.gradcheck")
@@ -21,12 +22,12 @@ log = logging.getLogger("cnnlab.gradcheck")
 def check_config(cfg: Any) -> None:
     """Semantic checks the schema cannot express; raise UsageError before anything runs."""
     from cnnlab.backends import resolve_backends
-    from cnnlab.gradcheck.layer_cases import LAYERS
+    from cnnlab.ops import layer_choices
 
     resolve_backends(cfg.backends)
-    if cfg.layer.name not in ("all", *LAYERS):
-        choices = ", ".join(LAYERS)
-        raise UsageError(f"layer={cfg.layer.name}: no such layer; choose from all, {choices}")
+    if cfg.layer.name not in layer_choices():
+        choices = ", ".join(layer_choices())
+        raise UsageError(f"layer={cfg.layer.name}: no such layer; choose from {choices}")
     g = cfg.gradcheck
     for key in ("step", "rtol_numeric", "rtol_torch", "atol_zero", "width_scale"):
         if not g[key] > 0:
@@ -42,11 +43,13 @@ def check_config(cfg: Any) -> None:
         make_problem(cfg)  # an impossible model/data combination fails here
 
 
-def _layer_batches(cfg: Any, backends: list, thresholds: Any) -> tuple[int, Iterator[list]]:
-    from cnnlab.gradcheck.layer_cases import cases_for
+def _layer_batches(
+    cfg: Any, backends: list, thresholds: Any, options: BackendOptions
+) -> tuple[int, Iterator[list]]:
     from cnnlab.gradcheck.run import check_layers
+    from cnnlab.ops import layer_cases
 
-    cases = cases_for(cfg.layer.name)
+    cases = layer_cases(cfg.layer.name)
     log.info(
         "gradcheck layer=%s on %s: %d cases, float64, step h=%g",
         cfg.layer.name,
@@ -54,10 +57,12 @@ def _layer_batches(cfg: Any, backends: list, thresholds: Any) -> tuple[int, Iter
         len(cases),
         thresholds.step,
     )
-    return len(cases), check_layers(cases, backends, cfg.trainer.seed, thresholds)
+    return len(cases), check_layers(cases, backends, cfg.trainer.seed, thresholds, options)
 
 
-def _model_batches(cfg: Any, backends: list, thresholds: Any) -> tuple[int, Iterator[list]]:
+def _model_batches(
+    cfg: Any, backends: list, thresholds: Any, options: BackendOptions
+) -> tuple[int, Iterator[list]]:
     from cnnlab.gradcheck.model_check import check_model, make_problem
     from cnnlab.gradcheck.run import skipped_record
 
@@ -84,7 +89,7 @@ def _model_batches(cfg: Any, backends: list, thresholds: Any) -> tuple[int, Iter
             if not ok:
                 yield [skipped_record(b, reason, model=problem.model)]
         yield from check_model(
-            problem, usable, thresholds, cfg.gradcheck.samples, cfg.trainer.seed, report
+            problem, usable, thresholds, cfg.gradcheck.samples, cfg.trainer.seed, report, options
         )
 
     steps = sum(len(problem.params) + (b.name != "torch") for b in usable)
@@ -100,16 +105,14 @@ def task(cfg: Any) -> int:
     from cnnlab.backends import resolve_backends
     from cnnlab.gradcheck.report import render, verdict
     from cnnlab.gradcheck.run import Thresholds
-    from cnnlab.runtime import set_threads, set_winograd
 
-    set_threads(cfg.trainer.threads)
-    set_winograd(cfg.trainer.winograd)
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     backends = resolve_backends(cfg.backends)
     g = cfg.gradcheck
     thresholds = Thresholds(g.step, g.rtol_numeric, g.rtol_torch, g.atol_zero)
     plan = _layer_batches if cfg.model is None else _model_batches
-    total, batches = plan(cfg, backends, thresholds)
+    total, batches = plan(cfg, backends, thresholds, options)
     console = Console()
     records: list = []
     interrupted = False

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.backends import BACKENDS, Backend
+from cnnlab.backends import BACKENDS, DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.gradcheck.numeric import compare
 from cnnlab.gradcheck.run import Record, Thresholds, compared
+from cnnlab.nn.layers import Node
+
+if TYPE_CHECKING:
+    from cnnlab.nn.numpy_net import NumpyNet
+    from cnnlab.nn.torch_net import TorchModel
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class ModelProblem:
 
     model: str
     variant: str
-    net: Any
+    net: Node
     initial: dict[str, np.ndarray]  # the weights as the init scheme draws them
     params: dict[str, np.ndarray]  # the weights checked: initial, biases and norm affines moved
     buffers: dict[str, np.ndarray]
@@ -90,7 +95,9 @@ def _record(
     return compared(where, backend, tensor, reference, cmp, t)
 
 
-def _loss(model: Any, p: ModelProblem, grads: bool = True) -> tuple[float, dict, np.ndarray]:
+def _loss(
+    model: NumpyNet | TorchModel, p: ModelProblem, grads: bool = True
+) -> tuple[float, dict, np.ndarray]:
     # A fresh generator per call: every evaluation draws the same dropout masks.
     return model.loss(p.x, p.y, True, np.random.default_rng(p.dropout_seed), grads)
 
@@ -104,7 +111,9 @@ def sampled_coordinates(grad: np.ndarray, samples: int, rng: np.random.Generator
     return np.concatenate([[first], picked]).astype(int)
 
 
-def numeric_at(model: Any, p: ModelProblem, name: str, index: np.ndarray, h: float) -> np.ndarray:
+def numeric_at(
+    model: NumpyNet | TorchModel, p: ModelProblem, name: str, index: np.ndarray, h: float
+) -> np.ndarray:
     """Centred differences of the loss w.r.t. the given flat coordinates of parameter name."""
     value = model.get(name)
     flat = value.reshape(-1)
@@ -130,6 +139,7 @@ def check_model(
     samples: int,
     seed: int,
     report_loss: Callable[[str, float], None] = lambda backend, loss: None,
+    options: BackendOptions = DEFAULT_OPTIONS,
 ) -> Iterator[list[Record]]:
     """Check the model on each backend, yielding records as they come: first its logits and
     gradients against torch autograd, then one parameter at a time against numeric
@@ -137,11 +147,12 @@ def check_model(
 
     report_loss(backend, loss) receives each backend's loss at the initial weights.
     """
-    reference = BACKENDS["torch"].model(p.net, p.params, p.buffers)
+    reference = BACKENDS["torch"].model(p.net, p.params, p.buffers, options)
     _, ref_grads, ref_logits = _loss(reference, p)
     for backend in backends:
-        report_loss(backend.name, _loss(backend.model(p.net, p.initial, p.buffers), p, False)[0])
-        model = backend.model(p.net, p.params, p.buffers)
+        initial = backend.model(p.net, p.initial, p.buffers, options)
+        report_loss(backend.name, _loss(initial, p, False)[0])
+        model = backend.model(p.net, p.params, p.buffers, options)
         _, grads, logits = _loss(model, p)
         if backend.name != "torch":
             vs_torch = [_record(p, backend.name, "logits", "torch", compare(logits, ref_logits), t)]

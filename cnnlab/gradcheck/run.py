@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.backends import Backend
-from cnnlab.gradcheck.layer_cases import LAYER_CASES, LayerCase
+from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.gradcheck.numeric import Comparison, compare, numeric_gradient
+from cnnlab.kernels.protocol import KernelSet
+from cnnlab.ops import LayerCase, layer_cases
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,14 @@ def skipped_record(
     )
 
 
-def _run_pair(case: LayerCase, kernels: Any, arrays: dict, dout: Any) -> tuple[Any, tuple]:
+def _run_pair(case: LayerCase, kernels: KernelSet, arrays: dict, dout: Any) -> tuple[Any, tuple]:
     # Deep copies: batch norm updates its running statistics in place.
     out, cache = case.forward(kernels, copy.deepcopy(arrays))
     grads = case.backward(kernels, cache, dout)
     return np.asarray(out), tuple(grads)
 
 
-def _numeric(case: LayerCase, kernels: Any, arrays: dict, dout: Any, h: float) -> list:
+def _numeric(case: LayerCase, kernels: KernelSet, arrays: dict, dout: Any, h: float) -> list:
     grads = []
     for name in case.wrt:
 
@@ -135,8 +136,8 @@ def check_layer_case(
     case: LayerCase,
     index: int,
     seed: int,
-    kernel_sets: dict[str, Any],
-    torch_reference: Any,
+    kernel_sets: dict[str, KernelSet],
+    torch_reference: KernelSet,
     thresholds: Thresholds,
 ) -> list[Record]:
     """Check one case on every given kernel set; float64 throughout.
@@ -173,22 +174,24 @@ def check_layers(
     backends: Iterable[Backend],
     seed: int,
     thresholds: Thresholds,
+    options: BackendOptions = DEFAULT_OPTIONS,
 ) -> Iterator[list[Record]]:
     """Check every case on every backend, yielding each case's records as it completes
     (first the skipped records of backends that cannot run here), so that a caller can show
     progress and keep what is done if the run is interrupted."""
     from cnnlab.backends import BACKENDS
 
-    kernel_sets: dict[str, Any] = {}
+    kernel_sets: dict[str, KernelSet] = {}
     for backend in backends:
         ok, reason = backend.availability()
         if ok:
-            kernel_sets[backend.name] = backend.kernels()
+            kernel_sets[backend.name] = backend.kernels(options)
         else:
             layers = dict.fromkeys(c.layer for c in cases)
             yield [skipped_record(backend, reason, layer=layer) for layer in layers]
-    torch_reference = BACKENDS["torch"].kernels()
+    torch_reference = BACKENDS["torch"].kernels(options)
+    every = [(c.layer, c.variant) for c in layer_cases()]
     for case in cases:
         # Seeded by the case's place in the full list: the same inputs for layer=all and alone.
-        index = LAYER_CASES.index(case)
+        index = every.index((case.layer, case.variant))
         yield check_layer_case(case, index, seed, kernel_sets, torch_reference, thresholds)

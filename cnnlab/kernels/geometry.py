@@ -7,10 +7,12 @@ clear :class:`~cnnlab.errors.ShapeError` everywhere (torch's own messages differ
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import ShapeError
+
+if TYPE_CHECKING:  # numpy loads with the kernels, not with the layer descriptions that
+    import numpy as np  # use these shape rules (``cnnlab --help`` lists layer kinds)
 
 IntPair = int | tuple[int, int]
 
@@ -116,6 +118,8 @@ def pad_spatial(x: np.ndarray, pad: IntPair, value: float = 0.0) -> np.ndarray:
     Returns x itself (no copy) when there is nothing to pad. ``value`` is the fill: 0 for conv
     and average pooling, ``-inf`` for max pooling.
     """
+    import numpy as np
+
     ph, pw = pair(pad, "pad")
     if ph == 0 and pw == 0:
         return x

@@ -1,4 +1,4 @@
-"""The architectures: one file each, written once against :mod:`cnnlab.nn.layers`.
+"""The architectures: one file each, written once against the layer kinds of :mod:`cnnlab.ops`.
 
 :data:`MODELS` maps ``model=<name>`` to its builder and config schema; :func:`build_net` is the
 one place that turns the composed config into a layer tree, and :func:`init_state` draws its
@@ -16,7 +16,8 @@ import numpy as np
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.init import init_params
 from cnnlab.models import alexnet, deep, lenet, resnet, threelayer
-from cnnlab.nn.layers import Sequential, Shape, buffer_specs, leaves, param_specs
+from cnnlab.nn.layers import Shape, buffer_specs, leaves, param_specs
+from cnnlab.ops.structure import Sequential
 
 
 @dataclass(frozen=True)

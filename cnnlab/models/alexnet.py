@@ -11,7 +11,12 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, norm_layer, scaled
-from cnnlab.nn import layers as L
+from cnnlab.nn.layers import Node
+from cnnlab.ops.activation import ReLU
+from cnnlab.ops.dropout import Dropout
+from cnnlab.ops.linear import Flatten, Linear
+from cnnlab.ops.pool import MaxPool2d
+from cnnlab.ops.structure import Sequential
 
 
 @dataclass
@@ -23,28 +28,28 @@ class AlexNetConfig:
     dropout: float = 0.5
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
     """conv1 5x5, conv2 5x5 (pad 2), conv3-5 3x3 (pad 1); pools 3x3 stride 2 pad 1."""
     if len(cfg.filters) != 5 or len(cfg.hidden) != 2:
         raise UsageError("alexnet_lite needs 5 model.filters and 2 model.hidden widths")
     f = [scaled(n, width) for n in cfg.filters]
     h = [scaled(n, width) for n in cfg.hidden]
-    children: list[tuple[str, L.Node]] = []
+    children: list[tuple[str, Node]] = []
     for i, kernel in ((1, 5), (2, 5)):
         # The norm comes after the pool here, not after the conv, so the conv keeps its bias.
         children += conv_norm_relu(str(i), f[i - 1], kernel, None, pad=kernel // 2)
-        children.append((f"pool{i}", L.MaxPool2d(3, 2, 1)))
+        children.append((f"pool{i}", MaxPool2d(3, 2, 1)))
         slot = norm_layer(norm)
         if slot is not None:
             children.append((f"norm{i}", slot))
     for i in (3, 4, 5):
         children += conv_norm_relu(str(i), f[i - 1], 3, None, pad=1)
-    children += [("pool5", L.MaxPool2d(3, 2, 1)), ("flatten", L.Flatten())]
+    children += [("pool5", MaxPool2d(3, 2, 1)), ("flatten", Flatten())]
     for i in (1, 2):
         children += [
-            (f"drop{i}", L.Dropout(cfg.dropout)),
-            (f"fc{i}", L.Linear(h[i - 1])),
-            (f"relu_fc{i}", L.ReLU()),
+            (f"drop{i}", Dropout(cfg.dropout)),
+            (f"fc{i}", Linear(h[i - 1])),
+            (f"relu_fc{i}", ReLU()),
         ]
-    children.append(("fc3", L.Linear(cfg.num_classes)))
-    return L.Sequential(tuple(children))
+    children.append(("fc3", Linear(cfg.num_classes)))
+    return Sequential(tuple(children))

@@ -6,7 +6,10 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.kernels.geometry import IntPair
-from cnnlab.nn import layers as L
+from cnnlab.nn.layers import Layer, Node
+from cnnlab.ops.activation import ReLU
+from cnnlab.ops.conv import Conv2d
+from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
 
 NORMS = ("none", "batch", "layer", "group", "lrn")
 # Norms that subtract a per-channel mean: a conv bias right before one of them is cancelled
@@ -14,7 +17,7 @@ NORMS = ("none", "batch", "layer", "group", "lrn")
 MEAN_FREE = ("batch", "layer", "group")
 
 
-def norm_layer(norm: Any) -> L.Layer | None:
+def norm_layer(norm: Any) -> Layer | None:
     """The layer a ``norm=`` choice puts in a norm slot, or None for ``none``.
 
     norm: the ``norm`` config node (``name`` and that option's keys).
@@ -23,13 +26,13 @@ def norm_layer(norm: Any) -> L.Layer | None:
     if name == "none":
         return None
     if name == "batch":
-        return L.BatchNorm(eps=norm.eps, momentum=norm.momentum, backward=norm.backward)
+        return BatchNorm(eps=norm.eps, momentum=norm.momentum, backward=norm.backward)
     if name == "layer":
-        return L.LayerNorm(eps=norm.eps)
+        return LayerNorm(eps=norm.eps)
     if name == "group":
-        return L.GroupNorm(groups=norm.groups, eps=norm.eps)
+        return GroupNorm(groups=norm.groups, eps=norm.eps)
     if name == "lrn":
-        return L.LRN(size=norm.size, alpha=norm.alpha, beta=norm.beta, k=norm.k)
+        return LRN(size=norm.size, alpha=norm.alpha, beta=norm.beta, k=norm.k)
     raise UsageError(f"norm={name}: no such norm; choose from {', '.join(NORMS)}")
 
 
@@ -42,7 +45,7 @@ def conv_norm_relu(
     pad: IntPair = 0,
     bias: bool | None = None,
     relu: bool = True,
-) -> list[tuple[str, L.Node]]:
+) -> list[tuple[str, Node]]:
     """``conv<name>`` – ``norm<name>`` (if any) – ``relu<name>``.
 
     norm: the ``norm`` config node, or None where the architecture has no norm slot here.
@@ -51,13 +54,13 @@ def conv_norm_relu(
     norm_slot = None if norm is None else norm_layer(norm)
     if bias is None:
         bias = norm is None or norm.name not in MEAN_FREE
-    out: list[tuple[str, L.Node]] = [
-        (f"conv{name}", L.Conv2d(out_channels, kernel, stride, pad, bias=bias))
+    out: list[tuple[str, Node]] = [
+        (f"conv{name}", Conv2d(out_channels, kernel, stride, pad, bias=bias))
     ]
     if norm_slot is not None:
         out.append((f"norm{name}", norm_slot))
     if relu:
-        out.append((f"relu{name}", L.ReLU()))
+        out.append((f"relu{name}", ReLU()))
     return out
 
 

@@ -7,7 +7,10 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.nn import layers as L
+from cnnlab.nn.layers import Node
+from cnnlab.ops.linear import Flatten, Linear
+from cnnlab.ops.pool import MaxPool2d
+from cnnlab.ops.structure import Sequential
 
 
 @dataclass
@@ -18,17 +21,17 @@ class DeepConfig:
     pool_after: list[int] = field(default_factory=lambda: [1, 3, 5])  # block indices, from 0
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
     """One block per entry of ``filters``; a 2x2 max pool after each block in ``pool_after``."""
     bad = [i for i in cfg.pool_after if not 0 <= i < len(cfg.filters)]
     if bad:
         raise UsageError(
             f"model.pool_after: block {bad[0]} does not exist ({len(cfg.filters)} blocks, from 0)"
         )
-    children: list[tuple[str, L.Node]] = []
+    children: list[tuple[str, Node]] = []
     for i, filters in enumerate(cfg.filters, start=1):
         children += conv_norm_relu(str(i), scaled(filters, width), 3, norm, pad=1)
         if i - 1 in cfg.pool_after:
-            children.append((f"pool{i}", L.MaxPool2d(2)))
-    children += [("flatten", L.Flatten()), ("fc", L.Linear(cfg.num_classes))]
-    return L.Sequential(tuple(children))
+            children.append((f"pool{i}", MaxPool2d(2)))
+    children += [("flatten", Flatten()), ("fc", Linear(cfg.num_classes))]
+    return Sequential(tuple(children))

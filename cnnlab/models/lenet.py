@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.nn import layers as L
+from cnnlab.ops.activation import ReLU
+from cnnlab.ops.linear import Flatten, Linear
+from cnnlab.ops.pool import MaxPool2d
+from cnnlab.ops.structure import Sequential
 
 
 @dataclass
@@ -22,22 +25,22 @@ class LeNetConfig:
     hidden: list[int] = field(default_factory=lambda: [120, 84])
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
     """LeNet-5; the first conv pads a smaller input up to LeNet's 32x32."""
     pad = max(0, (32 - in_shape[1]) // 2)
     c1, c2 = (scaled(f, width) for f in cfg.filters)
     h1, h2 = (scaled(h, width) for h in cfg.hidden)
-    return L.Sequential(
+    return Sequential(
         (
             *conv_norm_relu("1", c1, 5, norm, pad=pad),
-            ("pool1", L.MaxPool2d(2)),
+            ("pool1", MaxPool2d(2)),
             *conv_norm_relu("2", c2, 5, norm),
-            ("pool2", L.MaxPool2d(2)),
-            ("flatten", L.Flatten()),
-            ("fc1", L.Linear(h1)),
-            ("relu3", L.ReLU()),
-            ("fc2", L.Linear(h2)),
-            ("relu4", L.ReLU()),
-            ("fc3", L.Linear(cfg.num_classes)),
+            ("pool2", MaxPool2d(2)),
+            ("flatten", Flatten()),
+            ("fc1", Linear(h1)),
+            ("relu3", ReLU()),
+            ("fc2", Linear(h2)),
+            ("relu4", ReLU()),
+            ("fc3", Linear(cfg.num_classes)),
         )
     )

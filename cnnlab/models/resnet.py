@@ -13,7 +13,11 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.nn import layers as L
+from cnnlab.nn.layers import Node
+from cnnlab.ops.activation import ReLU
+from cnnlab.ops.linear import Linear
+from cnnlab.ops.pool import GlobalAvgPool, MaxPool2d
+from cnnlab.ops.structure import Residual, Sequential
 
 STEMS = ("cifar", "imagenet")
 
@@ -27,9 +31,9 @@ class ResNetConfig:
     blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
 
 
-def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> L.Residual:
+def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> Residual:
     """conv3x3(stride) – norm – ReLU – conv3x3 – norm, plus the shortcut; ReLU follows outside."""
-    body = L.Sequential(
+    body = Sequential(
         (
             *conv_norm_relu("1", out_channels, 3, norm, stride, 1, bias=False),
             *conv_norm_relu("2", out_channels, 3, norm, 1, 1, bias=False, relu=False),
@@ -37,13 +41,13 @@ def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> 
     )
     shortcut = None
     if stride != 1 or in_channels != out_channels:
-        shortcut = L.Sequential(
+        shortcut = Sequential(
             tuple(conv_norm_relu("", out_channels, 1, norm, stride, 0, bias=False, relu=False))
         )
-    return L.Residual(body, shortcut)
+    return Residual(body, shortcut)
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
     if cfg.stem not in STEMS:
         raise UsageError(f"model.stem={cfg.stem}: choose from {', '.join(STEMS)}")
     if len(cfg.widths) != len(cfg.blocks):
@@ -54,26 +58,26 @@ def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) ->
     else:
         stem = [
             *conv_norm_relu("1", widths[0], 7, norm, 2, 3, bias=False),
-            ("pool1", L.MaxPool2d(3, 2, 1)),
+            ("pool1", MaxPool2d(3, 2, 1)),
         ]
-    children: list[tuple[str, L.Node]] = list(stem)
+    children: list[tuple[str, Node]] = list(stem)
     channels = widths[0]
     for stage, (w, n) in enumerate(zip(widths, cfg.blocks, strict=True), start=1):
-        blocks: list[tuple[str, L.Node]] = []
+        blocks: list[tuple[str, Node]] = []
         for i in range(n):
             stride = 2 if i == 0 and stage > 1 else 1
             blocks.append(
                 (
                     str(i),
-                    L.Sequential(
+                    Sequential(
                         (
                             ("block", basic_block(channels, w, stride, norm)),
-                            ("relu", L.ReLU()),
+                            ("relu", ReLU()),
                         )
                     ),
                 )
             )
             channels = w
-        children.append((f"layer{stage}", L.Sequential(tuple(blocks))))
-    children += [("pool", L.GlobalAvgPool()), ("fc", L.Linear(cfg.num_classes))]
-    return L.Sequential(tuple(children))
+        children.append((f"layer{stage}", Sequential(tuple(blocks))))
+    children += [("pool", GlobalAvgPool()), ("fc", Linear(cfg.num_classes))]
+    return Sequential(tuple(children))

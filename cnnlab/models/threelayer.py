@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.nn import layers as L
+from cnnlab.ops.activation import ReLU
+from cnnlab.ops.linear import Flatten, Linear
+from cnnlab.ops.pool import MaxPool2d
+from cnnlab.ops.structure import Sequential
 
 
 @dataclass
@@ -18,15 +21,15 @@ class ThreeLayerConfig:
     hidden: int = 100
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> L.Sequential:
+def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
     """The CS231n three-layer convnet; the conv keeps the spatial size (pad = kernel // 2)."""
-    return L.Sequential(
+    return Sequential(
         (
             *conv_norm_relu("1", scaled(cfg.filters, width), cfg.kernel, norm, pad=cfg.kernel // 2),
-            ("pool1", L.MaxPool2d(2)),
-            ("flatten", L.Flatten()),
-            ("fc1", L.Linear(scaled(cfg.hidden, width))),
-            ("relu2", L.ReLU()),
-            ("fc2", L.Linear(cfg.num_classes)),
+            ("pool1", MaxPool2d(2)),
+            ("flatten", Flatten()),
+            ("fc1", Linear(scaled(cfg.hidden, width))),
+            ("relu2", ReLU()),
+            ("fc2", Linear(cfg.num_classes)),
         )
     )

@@ -1,25 +1,52 @@
-"""The layer vocabulary architectures are written in: what each layer is, not how it runs.
+"""The layer tree: what a node is, and the walk that gives every leaf its name and shapes.
 
-A layer here is a small frozen description (a conv's filters, kernel, stride, ...) that knows
-the shape it produces, the parameters and buffers it owns and its FLOPs. Architectures in
-:mod:`cnnlab.models` are trees of these; :mod:`cnnlab.nn.numpy_net` runs a tree on a numpy
-kernel set and :mod:`cnnlab.nn.torch_net` on PyTorch, so each model is written exactly once and
+A layer is a small frozen description (a conv's filters, kernel, stride, ...) that knows the
+shape it produces, the parameters and buffers it owns and its FLOPs. The kinds of layer are
+defined and registered in :mod:`cnnlab.ops`, one module per family; architectures in
+:mod:`cnnlab.models` are trees of them. :mod:`cnnlab.nn.numpy_net` runs a tree on a numpy kernel
+set and :mod:`cnnlab.nn.torch_net` on PyTorch, so each model is written exactly once and
 ``cnnlab summary`` needs no backend at all.
+
+A tree has three shapes of node: a leaf :class:`Layer`; a :class:`Chain`, whose children run
+one after another; and :class:`Branches`, whose branches all take the same input and whose
+outputs one kernel combines (a residual sum).
 
 Shapes are per sample: (C, H, W) for feature maps, (D,) for vectors.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from cnnlab.errors import ShapeError
-from cnnlab.init import ParamSpec
-from cnnlab.kernels.geometry import IntPair, conv_geometry, pair, pool_geometry
+from cnnlab.errors import ShapeError, UsageError
 
 Shape = tuple[int, ...]
+
+ROLES = ("weight", "bias", "gamma", "beta")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One trained parameter: its name, shape and role.
+
+    Attributes:
+        name: the parameter's name, e.g. ``"w"`` on a layer or ``"conv1.w"`` in a tree.
+        shape: ``(F, C, HH, WW)`` or ``(D_out, D_in)`` for a weight; any shape otherwise.
+        role: ``"weight"`` (drawn by the init scheme), ``"bias"`` or ``"beta"`` (zeros),
+            ``"gamma"`` (ones).
+    """
+
+    name: str
+    shape: Shape
+    role: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise UsageError(
+                f"parameter {self.name!r} has unknown role {self.role!r}; "
+                f"choose from {', '.join(ROLES)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -47,234 +74,53 @@ class Layer:
         """Forward FLOPs for one sample: multiply-adds of conv and linear counted as 2."""
         return 0
 
+    def passes_through(self, train: bool) -> bool:
+        """Whether the layer is the identity in this mode (dropout outside training)."""
+        return False
+
     def describe(self) -> str:
         """A short label for tables, e.g. ``Conv2d 32@7x7 s1 p3``."""
         return type(self).__name__
 
 
-def _image(layer: str, shape: Shape) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise ShapeError(f"{layer} needs a (C, H, W) feature map, got {shape}")
-    return shape  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class Conv2d(Layer):
-    """Convolution with ``out_channels`` filters; weight w: (F, C, HH, WW), bias b: (F,)."""
-
-    out_channels: int
-    kernel: IntPair
-    stride: IntPair = 1
-    pad: IntPair = 0
-    bias: bool = True
-
-    def out_shape(self, shape: Shape) -> Shape:
-        C, H, W = _image("Conv2d", shape)
-        Ho, Wo = conv_geometry((1, C, H, W), self.weight_shape(C), None, self.stride, self.pad)
-        return (self.out_channels, Ho, Wo)
-
-    def weight_shape(self, C: int) -> Shape:
-        return (self.out_channels, C, *pair(self.kernel, "kernel"))
-
-    def params(self, shape: Shape) -> list[ParamSpec]:
-        specs = [ParamSpec("w", self.weight_shape(shape[0]), "weight")]
-        return specs + ([ParamSpec("b", (self.out_channels,), "bias")] if self.bias else [])
-
-    def flops(self, shape: Shape) -> int:
-        F, Ho, Wo = self.out_shape(shape)
-        return 2 * math.prod(self.weight_shape(shape[0])[1:]) * F * Ho * Wo
-
-    def describe(self) -> str:
-        kh, kw = pair(self.kernel)
-        (sh, sw), (ph, pw) = pair(self.stride), pair(self.pad)
-        s = f"s{sh}" if sh == sw else f"s{sh},{sw}"
-        p = f"p{ph}" if ph == pw else f"p{ph},{pw}"
-        return f"Conv2d {self.out_channels}@{kh}x{kw} {s} {p}" + ("" if self.bias else " no bias")
-
-
-@dataclass(frozen=True)
-class MaxPool2d(Layer):
-    kernel: IntPair
-    stride: IntPair | None = None
-    pad: IntPair = 0
-    ties: str = "first"
-
-    def out_shape(self, shape: Shape) -> Shape:
-        C, H, W = _image("MaxPool2d", shape)
-        *_, (Ho, Wo) = pool_geometry("maxpool2d", (1, C, H, W), self.kernel, self.stride, self.pad)
-        return (C, Ho, Wo)
-
-    def describe(self) -> str:
-        kh, kw = pair(self.kernel)
-        return f"MaxPool2d {kh}x{kw} s{pair(self.stride or self.kernel)[0]} p{pair(self.pad)[0]}"
-
-
-@dataclass(frozen=True)
-class AvgPool2d(Layer):
-    kernel: IntPair
-    stride: IntPair | None = None
-    pad: IntPair = 0
-
-    def out_shape(self, shape: Shape) -> Shape:
-        C, H, W = _image("AvgPool2d", shape)
-        *_, (Ho, Wo) = pool_geometry("avgpool2d", (1, C, H, W), self.kernel, self.stride, self.pad)
-        return (C, Ho, Wo)
-
-
-@dataclass(frozen=True)
-class GlobalAvgPool(Layer):
-    """Mean over H and W: (C, H, W) -> (C,)."""
-
-    def out_shape(self, shape: Shape) -> Shape:
-        return (_image("GlobalAvgPool", shape)[0],)
-
-
-@dataclass(frozen=True)
-class ReLU(Layer):
-    pass
-
-
-@dataclass(frozen=True)
-class Flatten(Layer):
-    def out_shape(self, shape: Shape) -> Shape:
-        return (math.prod(shape),)
-
-
-@dataclass(frozen=True)
-class Linear(Layer):
-    """Fully connected; weight w: (out_features, D), bias b: (out_features,)."""
-
-    out_features: int
-    bias: bool = True
-
-    def out_shape(self, shape: Shape) -> Shape:
-        if len(shape) != 1:
-            raise ShapeError(f"Linear needs a flat (D,) input, got {shape}; add a Flatten")
-        return (self.out_features,)
-
-    def params(self, shape: Shape) -> list[ParamSpec]:
-        self.out_shape(shape)
-        specs = [ParamSpec("w", (self.out_features, shape[0]), "weight")]
-        return specs + ([ParamSpec("b", (self.out_features,), "bias")] if self.bias else [])
-
-    def flops(self, shape: Shape) -> int:
-        return 2 * shape[0] * self.out_features
-
-    def describe(self) -> str:
-        return f"Linear {self.out_features}" + ("" if self.bias else " no bias")
-
-
-@dataclass(frozen=True)
-class Dropout(Layer):
-    """Inverted dropout with drop probability p; masks come from the run's numpy RNG."""
-
-    p: float
-
-    def describe(self) -> str:
-        return f"Dropout p={self.p:g}"
-
-
-def _affine(shape: Shape) -> list[ParamSpec]:
-    return [ParamSpec("gamma", (shape[0],), "gamma"), ParamSpec("beta", (shape[0],), "beta")]
-
-
-@dataclass(frozen=True)
-class BatchNorm(Layer):
-    """Batch norm: spatial on (C, H, W), dense on (D,); per-channel γ, β, running statistics."""
-
-    eps: float = 1e-5
-    momentum: float = 0.1
-    backward: str = "fused"
-
-    def params(self, shape: Shape) -> list[ParamSpec]:
-        return _affine(shape)
-
-    def buffers(self, shape: Shape) -> list[BufferSpec]:
-        return [
-            BufferSpec("running_mean", (shape[0],), 0.0),
-            BufferSpec("running_var", (shape[0],), 1.0),
-        ]
-
-
-@dataclass(frozen=True)
-class LayerNorm(Layer):
-    """Layer norm per sample over (C, H, W); per-channel γ, β."""
-
-    eps: float = 1e-5
-
-    def params(self, shape: Shape) -> list[ParamSpec]:
-        return _affine(shape)
-
-
-@dataclass(frozen=True)
-class GroupNorm(Layer):
-    """Group norm per sample over groups of C/G channels and (H, W); per-channel γ, β."""
-
-    groups: int
-    eps: float = 1e-5
-
-    def out_shape(self, shape: Shape) -> Shape:
-        C = _image("GroupNorm", shape)[0]
-        if self.groups < 1 or C % self.groups:
-            raise ShapeError(f"GroupNorm: {self.groups} groups do not divide {C} channels")
-        return shape
-
-    def params(self, shape: Shape) -> list[ParamSpec]:
-        return _affine(shape)
-
-    def describe(self) -> str:
-        return f"GroupNorm G={self.groups}"
-
-
-@dataclass(frozen=True)
-class LRN(Layer):
-    """Local response normalization across channels (AlexNet's, as torch's LocalResponseNorm)."""
-
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 2.0
-
-    def out_shape(self, shape: Shape) -> Shape:
-        return _image("LRN", shape)
-
-    def describe(self) -> str:
-        return f"LRN size={self.size}"
-
-
-@dataclass(frozen=True)
-class Sequential:
-    """Named children run in order; their parameters are named ``<child>.<param>``."""
+class Chain:
+    """Base of containers whose named children run in order, each on the last one's output."""
 
     children: Named
 
     def out_shape(self, shape: Shape) -> Shape:
-        for _, child in self.children:
-            shape = child.out_shape(shape)
-        return shape
+        """The last child's output shape (ShapeError naming the layer that does not fit)."""
+        return out_shape(self, shape)
 
 
-@dataclass(frozen=True)
-class Residual:
-    """``out = body(x) + shortcut(x)`` (identity shortcut when None): ResNet's addition.
+class Branches:
+    """Base of containers whose branches all take the same input; one kernel (named by the
+    container's registration) combines their outputs, and the input's gradient is the sum of
+    the branches' input gradients."""
 
-    The body's children are named directly under the block, the shortcut's under
-    ``shortcut.``, e.g. ``layer2.0.conv1.w`` and ``layer2.0.shortcut.conv.w``.
-    """
+    def branches(self) -> tuple[tuple[str, Node | None], ...]:
+        """``(prefix, subtree)`` per branch, in the combining kernel's argument order; the
+        subtree's parameters are named under ``<block>.<prefix>``; None is the identity."""
+        raise NotImplementedError
 
-    body: Sequential
-    shortcut: Sequential | None = None
+    def combine_shape(self, shapes: list[Shape]) -> Shape:
+        """The output shape from the branches' output shapes (ShapeError if they do not fit)."""
+        raise NotImplementedError
 
     def out_shape(self, shape: Shape) -> Shape:
-        out = self.body.out_shape(shape)
-        short = shape if self.shortcut is None else self.shortcut.out_shape(shape)
-        if out != short:
-            raise ShapeError(f"Residual: body gives {out} but the shortcut gives {short}")
-        return out
+        """The combined output shape (ShapeError naming the layer that does not fit)."""
+        return out_shape(self, shape)
 
 
-Node = Layer | Sequential | Residual
+Node = Layer | Chain | Branches
 Named = tuple[tuple[str, Node], ...]
+
+
+def image(layer: str, shape: Shape) -> tuple[int, int, int]:
+    """shape as (C, H, W), or a ShapeError saying that ``layer`` needs a feature map."""
+    if len(shape) != 3:
+        raise ShapeError(f"{layer} needs a (C, H, W) feature map, got {shape}")
+    return shape  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -287,39 +133,42 @@ class LeafInfo:
     out_shape: Shape = field(default=())
 
 
+def out_shape(node: Node, shape: Shape) -> Shape:
+    """The output shape of a whole subtree (ShapeError naming the layer that does not fit)."""
+    return _walk(node, shape, "", lambda info: None)
+
+
 def leaves(node: Node, shape: Shape, prefix: str = "") -> Iterator[LeafInfo]:
     """Every leaf layer of a tree in execution order, with full names and shapes.
 
     A shape that does not fit raises ShapeError naming the layer, its input shape and why.
     """
-    if isinstance(node, Sequential):
+    found: list[LeafInfo] = []
+    _walk(node, shape, prefix, found.append)
+    yield from found
+
+
+def _walk(node: Node, shape: Shape, prefix: str, visit: Callable[[LeafInfo], None]) -> Shape:
+    if isinstance(node, Chain):
         for name, child in node.children:
-            shape = yield from _last(leaves(child, shape, f"{prefix}{name}."), shape)
-        return
-    if isinstance(node, Residual):
-        start = shape
-        out = yield from _last(leaves(node.body, start, prefix), start)
-        if node.shortcut is not None:
-            short = yield from _last(leaves(node.shortcut, start, f"{prefix}shortcut."), start)
-        else:
-            short = start
-        if out != short:
-            raise ShapeError(f"{prefix.rstrip('.')}: body gives {out} but the shortcut {short}")
-        return
+            shape = _walk(child, shape, f"{prefix}{name}.", visit)
+        return shape
+    if isinstance(node, Branches):
+        outs = [
+            shape if branch is None else _walk(branch, shape, f"{prefix}{name}", visit)
+            for name, branch in node.branches()
+        ]
+        try:
+            return node.combine_shape(outs)
+        except ShapeError as exc:
+            raise ShapeError(f"{prefix.rstrip('.')}: {exc}") from None
     name = prefix.rstrip(".")
     try:
-        out_shape = node.out_shape(shape)
+        out = node.out_shape(shape)
     except ShapeError as exc:
         raise ShapeError(f"layer {name} ({node.describe()}) on input {shape}: {exc}") from None
-    yield LeafInfo(name, node, shape, out_shape)
-
-
-def _last(infos: Iterator[LeafInfo], shape: Shape) -> Iterator[LeafInfo]:
-    """Re-yield infos and return the last output shape (``shape`` if there were none)."""
-    for info in infos:
-        yield info
-        shape = info.out_shape
-    return shape  # type: ignore[return-value]
+    visit(LeafInfo(name, node, shape, out))
+    return out
 
 
 def param_specs(net: Node, in_shape: Shape) -> list[ParamSpec]:

@@ -2,19 +2,21 @@
 
 :class:`TorchNet` is an ``nn.Module`` whose parameters carry the numpy executor's dotted names
 (``layer1.0.conv1.w``), so weights drawn once in numpy load into either and gradients compare
-name by name. Each leaf type has one forward here, built from :mod:`cnnlab.kernels.torch.ops`.
-Dropout masks come from the run's numpy generator, exactly as on the numpy backends.
+name by name. Nothing here knows a layer kind: each leaf calls the op its registration names
+(``cnnlab.kernels.torch.ops.<kernel>``) with the arguments its binding gives
+(:mod:`cnnlab.ops.registry`). Dropout masks come from the run's numpy generator, exactly as on
+the numpy backends.
 
 In a data-parallel run each process holds some rows of the batch (:class:`Rows`): dropout masks
 are drawn for the whole batch and cut to those rows, and batch norm takes its statistics over
-the whole batch through ``batch_sum`` (an all-reduce), so the processes together compute what
+the whole batch through ``batch_sum`` (an all-reduce, the op its registration names as
+``across``), so the processes together compute what
 one process would on the whole batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +25,8 @@ from torch import nn
 from cnnlab.data.batches import Rows
 from cnnlab.kernels.common import dropout_mask
 from cnnlab.kernels.torch import ops
-from cnnlab.nn import layers as L
+from cnnlab.nn.layers import Branches, Chain, Layer, Node
+from cnnlab.ops import kind_of
 
 Tensor = torch.Tensor
 
@@ -39,77 +42,48 @@ class _Run:
         self,
         modules: dict[str, nn.Module],
         train: bool,
-        rng: Any,
+        rng: np.random.Generator | None,
         rows: Rows,
         batch_sum: Callable[[Tensor], Tensor] | None,
     ) -> None:
         self.modules, self.train, self.rng = modules, train, rng
         self.rows, self.batch_sum = rows, batch_sum
 
-
-def _dropout(layer: L.Dropout, x: Tensor, m: nn.Module, run: _Run) -> Tensor:
-    if not run.train or layer.p == 0:
-        return x
-    if run.rng is None:
-        raise ValueError("training with dropout needs the run's numpy generator (rng)")
-    rows = run.rows
-    mask = dropout_mask(run.rng, (rows.total, *x.shape[1:]), layer.p)[rows.slice]
-    return ops.dropout(x, torch.as_tensor(mask, device=x.device), layer.p)
-
-
-def _batchnorm(layer: L.BatchNorm, x: Tensor, m: nn.Module, run: _Run) -> Tensor:
-    if run.train and run.batch_sum is not None:
-        return ops.batchnorm_across(
-            x,
-            m.gamma,
-            m.beta,
-            m.running_mean,
-            m.running_var,
-            run.batch_sum,
-            run.rows.total,
-            layer.momentum,
-            layer.eps,
-        )
-    return ops.batchnorm(
-        x, m.gamma, m.beta, m.running_mean, m.running_var, run.train, layer.momentum, layer.eps
-    )
+    def mask(self, x: Tensor, p: float) -> Tensor:
+        """A dropout keep-mask for x: drawn for the whole batch, as one process would, and cut
+        to this process's rows."""
+        if self.rng is None:
+            raise ValueError("training with dropout needs the run's numpy generator (rng)")
+        rows = self.rows
+        mask = dropout_mask(self.rng, (rows.total, *x.shape[1:]), p)[rows.slice]
+        return torch.as_tensor(mask, device=x.device)
 
 
-FORWARD: dict[type, Callable[[Any, Tensor, nn.Module, _Run], Tensor]] = {
-    L.Conv2d: lambda layer, x, m, run: ops.conv2d(
-        x, m.w, getattr(m, "b", None), layer.stride, layer.pad
-    ),
-    L.Linear: lambda layer, x, m, run: ops.linear(x, m.w, getattr(m, "b", None)),
-    L.MaxPool2d: lambda layer, x, m, run: ops.maxpool2d(
-        x, layer.kernel, layer.stride, layer.pad, layer.ties
-    ),
-    L.AvgPool2d: lambda layer, x, m, run: ops.avgpool2d(x, layer.kernel, layer.stride, layer.pad),
-    L.GlobalAvgPool: lambda layer, x, m, run: ops.global_avgpool(x),
-    L.ReLU: lambda layer, x, m, run: ops.relu(x),
-    L.Flatten: lambda layer, x, m, run: ops.flatten(x),
-    L.Dropout: _dropout,
-    L.BatchNorm: _batchnorm,
-    L.LayerNorm: lambda layer, x, m, run: ops.layernorm(x, m.gamma, m.beta, layer.eps),
-    L.GroupNorm: lambda layer, x, m, run: ops.groupnorm(
-        x, m.gamma, m.beta, layer.groups, layer.eps
-    ),
-    L.LRN: lambda layer, x, m, run: ops.lrn(x, layer.size, layer.alpha, layer.beta, layer.k),
-}
-
-
-def _forward(node: L.Node, x: Tensor, prefix: str, run: _Run) -> Tensor:
-    if isinstance(node, L.Sequential):
+def _forward(node: Node, x: Tensor, prefix: str, run: _Run) -> Tensor:
+    if isinstance(node, Chain):
         for name, child in node.children:
             x = _forward(child, x, f"{prefix}{name}.", run)
         return x
-    if isinstance(node, L.Residual):
-        out = _forward(node.body, x, prefix, run)
-        short = (
-            x if node.shortcut is None else _forward(node.shortcut, x, f"{prefix}shortcut.", run)
-        )
-        return ops.add(out, short)
-    name = prefix.rstrip(".")
-    return FORWARD[type(node)](node, x, run.modules.get(name), run)
+    kind = kind_of(node)
+    if isinstance(node, Branches):
+        outs = [
+            x if branch is None else _forward(branch, x, prefix + name, run)
+            for name, branch in node.branches()
+        ]
+        return getattr(ops, str(kind.kernel))(*outs)
+    assert isinstance(node, Layer)
+    if node.passes_through(run.train):
+        return x
+    module = run.modules.get(prefix.rstrip("."))
+    args = kind.bind(
+        node, lambda p: getattr(module, p, None), lambda b: getattr(module, b), run.train
+    )
+    if kind.mask:
+        args["mask"] = run.mask(x, args["p"])  # type: ignore[arg-type]
+    if kind.across is not None and run.train and run.batch_sum is not None:
+        del args["train"]
+        return getattr(ops, kind.across)(x, batch_sum=run.batch_sum, total=run.rows.total, **args)
+    return getattr(ops, str(kind.kernel))(x, **args)
 
 
 class TorchNet(nn.Module):
@@ -127,7 +101,7 @@ class TorchNet(nn.Module):
 
     def __init__(
         self,
-        net: L.Node,
+        net: Node,
         params: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
         device: str | torch.device = "cpu",
@@ -175,7 +149,7 @@ class TorchModel:
 
     def __init__(
         self,
-        net: L.Node,
+        net: Node,
         params: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
         device: str = "cpu",

@@ -155,11 +155,10 @@ def train(job: Job, group: Any) -> Any:
         TimeRemainingColumn,
     )
 
-    from cnnlab.backends import get_backend
+    from cnnlab.backends import BackendOptions, get_backend
     from cnnlab.config import Outcome as TaskOutcome
     from cnnlab.data import load as load_data
     from cnnlab.models import build_net, init_state
-    from cnnlab.runtime import set_threads, set_winograd
     from cnnlab.train.checkpoint import load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.loop import LoopState, Trainer
@@ -167,9 +166,7 @@ def train(job: Job, group: Any) -> Any:
 
     cfg = OmegaConf.create(job.config)
     t, main = cfg.trainer, group.main
-    threads = group.threads(t.threads)
-    set_threads(threads)
-    set_winograd(t.winograd)
+    options = BackendOptions(group.threads(t.threads), t.winograd)
     run_dir = Path(job.run_dir)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     dtype = np.dtype(t.dtype)
@@ -186,7 +183,7 @@ def train(job: Job, group: Any) -> Any:
     backend = get_backend(cfg.backend.name)
     net = build_net(cfg.model, cfg.norm, in_shape)
     params, buffers = init_state(net, in_shape, cfg.init, np.random.default_rng([t.seed, 0]), dtype)
-    engine = make_engine(backend, net, params, buffers, cfg.optim, group)
+    engine = make_engine(backend, net, params, buffers, cfg.optim, group, options)
     loop = LoopState()
     if job.resume is not None:
         state, meta = load(Path(job.resume))
@@ -234,7 +231,9 @@ def train(job: Job, group: Any) -> Any:
     val_acc = loop.last_val.get("acc")
     if outcome.status != "completed":
         if main:
-            results = _results(cfg, backend, data, loop, run_dir, outcome.status, threads, group)
+            results = _results(
+                cfg, backend, data, loop, run_dir, outcome.status, options.threads, group
+            )
             _write_results(run_dir, results)
             tb.close()
         # No rank ends (and looks failed to the parent) before rank 0 has written its outputs.
@@ -249,7 +248,7 @@ def train(job: Job, group: Any) -> Any:
     test = trainer.evaluate("test")
     if not main:
         return TaskOutcome(0, None)
-    results = _results(cfg, backend, data, loop, run_dir, outcome.status, threads, group)
+    results = _results(cfg, backend, data, loop, run_dir, outcome.status, options.threads, group)
     per_class = {
         c: (None if math.isnan(a) else float(a))
         for c, a in zip(data.classes, test.per_class, strict=True)

@@ -11,14 +11,18 @@ trains data-parallel (:mod:`cnnlab.train.distributed`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from cnnlab.backends import Backend
+from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.data.batches import Rows
 from cnnlab.errors import UsageError
+from cnnlab.nn.layers import Node
 from cnnlab.train.distributed import SINGLE, Group
+
+if TYPE_CHECKING:
+    from cnnlab.nn.numpy_net import NumpyNet
 
 
 class Engine(Protocol):
@@ -68,17 +72,18 @@ class NumpyEngine:
     def __init__(
         self,
         backend: Backend,
-        net: Any,
-        params: dict,
-        buffers: dict,
+        net: Node,
+        params: dict[str, np.ndarray],
+        buffers: dict[str, np.ndarray],
         optim: Any,
         group: Group = SINGLE,
+        options: BackendOptions = DEFAULT_OPTIONS,
     ) -> None:
         from cnnlab.train.optim import NumpyOptimizer
 
         if group.world > 1:
             raise UsageError(f"backend={backend.name} trains in one process (trainer.devices=1)")
-        self.model = backend.model(net, params, buffers)
+        self.model: NumpyNet = backend.model(net, params, buffers, options)  # type: ignore[assignment]
         self.optimizer = NumpyOptimizer(optim, self.model.params)
         self._grads: dict[str, np.ndarray] = {}
 
@@ -131,17 +136,20 @@ class TorchEngine:
     def __init__(
         self,
         backend: Backend,
-        net: Any,
-        params: dict,
-        buffers: dict,
+        net: Node,
+        params: dict[str, np.ndarray],
+        buffers: dict[str, np.ndarray],
         optim: Any,
         group: Group = SINGLE,
+        options: BackendOptions = DEFAULT_OPTIONS,
     ) -> None:
         import torch
 
         from cnnlab.nn.torch_net import TorchNet
+        from cnnlab.runtime import use_threads
         from cnnlab.train.optim import torch_optimizer
 
+        use_threads(options.threads)
         self.torch = torch
         self.world = group.world
         self.device = torch.device(group.place(backend.device))
@@ -242,12 +250,14 @@ ENGINES: dict[str, Callable[..., Engine]] = {"numpy": NumpyEngine, "torch": Torc
 
 def make_engine(
     backend: Backend,
-    net: Any,
-    params: dict,
-    buffers: dict,
+    net: Node,
+    params: dict[str, np.ndarray],
+    buffers: dict[str, np.ndarray],
     optim: Any,
     group: Group = SINGLE,
+    options: BackendOptions = DEFAULT_OPTIONS,
 ) -> Engine:
     """The engine of ``backend``'s framework, starting from numpy ``params`` and ``buffers``;
-    group: this process's place in a data-parallel run (torch backends only)."""
-    return ENGINES[backend.framework](backend, net, params, buffers, optim, group)
+    group: this process's place in a data-parallel run (torch backends only); options: how
+    the backend runs (threads, Winograd)."""
+    return ENGINES[backend.framework](backend, net, params, buffers, optim, group, options)

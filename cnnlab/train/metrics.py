@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.kernels.common import softmax_cross_entropy
+from cnnlab.kernels.common.loss import softmax_cross_entropy
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from cnnlab.backends import BACKENDS
-from cnnlab.gradcheck.layer_cases import LAYER_CASES, LAYERS, cases_for
 from cnnlab.gradcheck.run import Thresholds, check_layer_case, check_layers
+from cnnlab.ops import layer_cases
 
 THRESHOLDS = Thresholds(step=1e-6, rtol_numeric=1e-8, rtol_torch=1e-10, atol_zero=1e-10)
 USABLE = [b for b in BACKENDS.values() if b.availability()[0]]
+LAYER_CASES = layer_cases()
+
+
+def index_of(case):
+    return [(c.layer, c.variant) for c in LAYER_CASES].index((case.layer, case.variant))
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,7 @@ def torch_reference():
 @pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: f"{c.layer}: {c.variant}")
 def test_case_passes_on_every_backend(case, torch_reference):
     kernel_sets = {b.name: b.kernels() for b in USABLE}
-    index = LAYER_CASES.index(case)
+    index = index_of(case)
     records = check_layer_case(case, index, 0, kernel_sets, torch_reference, THRESHOLDS)
     failed = [r for r in records if not r.passed]
     assert not failed, failed
@@ -38,13 +43,6 @@ def test_case_passes_on_every_backend(case, torch_reference):
     assert all(r.rel_error < 1e-8 for r in records if not r.zero_gradient)
 
 
-def test_every_layer_option_has_cases():
-    from cnnlab.config import group_options
-
-    assert set(group_options("layer")) == {"all", *LAYERS}
-    assert all(cases_for(layer) for layer in LAYERS)
-
-
 def test_a_wrong_backward_fails_the_check(torch_reference):
     """A kernel set whose conv dw is off by 1% must not pass (the check can fail)."""
     im2col = BACKENDS["im2col"].kernels()
@@ -56,7 +54,7 @@ def test_a_wrong_backward_fails_the_check(torch_reference):
     broken = types.SimpleNamespace(
         conv2d_forward=im2col.conv2d_forward, conv2d_backward=broken_backward
     )
-    case = cases_for("conv")[0]
+    case = layer_cases("conv")[0]
     records = check_layer_case(case, 0, 0, {"broken": broken}, torch_reference, THRESHOLDS)
     failed = {(r.tensor, r.reference) for r in records if not r.passed}
     assert failed == {("w", "numeric"), ("w", "torch")}
@@ -66,14 +64,14 @@ def test_unavailable_backend_gives_skipped_records():
     cuda = BACKENDS["cuda"]
     if cuda.availability()[0]:
         pytest.skip("CUDA is available here")
-    records = next(check_layers(cases_for("relu"), [cuda], 0, THRESHOLDS))
+    records = next(check_layers(layer_cases("relu"), [cuda], 0, THRESHOLDS))
     assert records and all(r.skipped and r.passed is None for r in records)
     assert "CUDA" in records[0].reason
 
 
 def test_inputs_are_the_same_for_one_layer_and_for_all():
-    case = cases_for("conv")[1]
-    index = LAYER_CASES.index(case)
+    case = layer_cases("conv")[1]
+    index = index_of(case)
     a = case.make(np.random.default_rng([0, index]))
     b = case.make(np.random.default_rng([0, index]))
     np.testing.assert_array_equal(a["x"], b["x"])

@@ -54,7 +54,7 @@ def test_a_wrong_model_gradient_fails():
     class Broken:
         name = "broken"
 
-        def model(self, net, params, buffers):
+        def model(self, net, params, buffers, options=None):
             inner = real.model(net, params, buffers)
             loss = inner.loss
 

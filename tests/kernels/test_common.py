@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
-from cnnlab.kernels import common
+from cnnlab.kernels.common import NumpyKernels, dropout_mask
+
+common = NumpyKernels()  # the kernels naive and im2col share
 
 H_STEP = 1e-6
 GRAD_TOL = 1e-8
@@ -145,18 +147,18 @@ def test_add_gradient_and_shape_error(rng):
 
 
 def test_dropout_mask_is_seeded_and_has_the_right_rate():
-    m1 = common.dropout_mask(np.random.default_rng(3), (200, 500), 0.3)
-    m2 = common.dropout_mask(np.random.default_rng(3), (200, 500), 0.3)
+    m1 = dropout_mask(np.random.default_rng(3), (200, 500), 0.3)
+    m2 = dropout_mask(np.random.default_rng(3), (200, 500), 0.3)
     assert m1.dtype == bool
     np.testing.assert_array_equal(m1, m2)
     assert abs(m1.mean() - 0.7) < 0.01
-    assert common.dropout_mask(np.random.default_rng(0), (10,), 0.0).all()
+    assert dropout_mask(np.random.default_rng(0), (10,), 0.0).all()
 
 
 def test_dropout_forward_backward(rng):
     p = 0.4
     x = rng.standard_normal((6, 7))
-    mask = common.dropout_mask(rng, x.shape, p)
+    mask = dropout_mask(rng, x.shape, p)
     dout = rng.standard_normal(x.shape)
     out, cache = common.dropout_forward(x, mask, p)
     np.testing.assert_allclose(out, np.where(mask, x / (1 - p), 0.0), rtol=1e-15)
@@ -170,7 +172,7 @@ def test_dropout_rejects_bad_p(p):
     with pytest.raises(UsageError, match=r"\[0, 1\)"):
         common.dropout_forward(np.ones(3), np.ones(3, dtype=bool), p)
     with pytest.raises(UsageError):
-        common.dropout_mask(np.random.default_rng(0), (3,), p)
+        dropout_mask(np.random.default_rng(0), (3,), p)
 
 
 def test_dropout_mask_shape_mismatch():

@@ -6,6 +6,9 @@ chunks and two workers so that the chunked and threaded paths are checked agains
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -13,18 +16,33 @@ import cnnlab.kernels.im2col.conv as im2col_conv
 from cnnlab import runtime
 from cnnlab.kernels.geometry import pair
 from cnnlab.kernels.im2col import chunks, layouts
+from cnnlab.kernels.im2col.chunks import Workers
 from tests.kernels.test_conv import CASES, assert_close, make_inputs, run_backend, run_torch
+
+
+class Im2colConv:
+    """The im2col conv with its options bound, called as :func:`run_backend` calls a module."""
+
+    def __init__(self, workers: Workers | None, winograd: bool = True) -> None:
+        self.workers, self.winograd = workers, winograd
+
+    def conv2d_forward(self, *args):
+        return im2col_conv.conv2d_forward(*args, workers=self.workers, winograd=self.winograd)
+
+    def conv2d_backward(self, *args, **kwargs):
+        return im2col_conv.conv2d_backward(*args, workers=self.workers, **kwargs)
 
 
 @pytest.fixture
 def split(monkeypatch):
-    """Chunks of about one sample, two worker threads, no minimum size for threading."""
+    """Chunks of about one sample and no minimum size for threading; returns ``Workers`` of
+    the given thread count."""
 
-    def apply(threads: int, chunk_bytes: int = 1) -> None:
+    def apply(threads: int, chunk_bytes: int = 1) -> Workers:
         monkeypatch.setattr(chunks, "CHUNK_BYTES", chunk_bytes)
         monkeypatch.setattr(chunks, "MIN_COLUMNS", 1)
         monkeypatch.setattr(chunks, "PARALLEL_MIN_BYTES", 0)
-        monkeypatch.setattr(runtime, "_threads", threads)
+        return Workers(threads)
 
     return apply
 
@@ -39,9 +57,9 @@ def split(monkeypatch):
 )
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_chunked_and_threaded_match_torch(split, shape, stride, pad, threads):
-    split(threads)
+    conv = Im2colConv(split(threads))
     x, w, b = make_inputs(shape)
-    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    got = run_backend(conv, x, w, b, stride, pad)
     assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, f"{threads} threads")
 
 
@@ -53,24 +71,25 @@ def test_chunk_sizes_cover_the_batch_and_feed_every_worker():
     assert chunks.chunk_size(3, 10 * big, 1024, 4) == 1  # never 0
     assert chunks.chunk_size(128, big // 49, 1024, 2) == 32  # 4 even chunks, not 49 + 49 + 30
     seen = []
-    chunks.run_chunks(10, big // 3, 1024, lambda size, arena: seen.append)
+    Workers(2).run_chunks(10, big // 3, 1024, lambda size, arena: seen.append)
     covered = sorted(i for s in seen for i in range(s.start, s.stop))
     assert covered == list(range(10))
 
 
 @pytest.mark.parametrize("shape", [(9, 3, 10, 10, 6, 3, 3), (9, 16, 10, 10, 16, 3, 3)])
 def test_threaded_results_are_repeatable_bit_for_bit(split, shape):  # columns, Winograd
-    split(2, chunk_bytes=2000)
+    conv = Im2colConv(split(2, chunk_bytes=2000))
     x, w, b = make_inputs(shape, dtype=np.float32)
-    first = run_backend(im2col_conv, x, w, b, 1, 1)
-    for _ in range(3):
-        again = run_backend(im2col_conv, x, w, b, 1, 1)
+    first = run_backend(conv, x, w, b, 1, 1)
+    # The same workers again (their arenas reused), then others with as many threads.
+    for again_on in [conv, conv, conv, Im2colConv(split(2, chunk_bytes=2000))]:
+        again = run_backend(again_on, x, w, b, 1, 1)
         for a, c in zip(first, again, strict=True):
             np.testing.assert_array_equal(a, c)
 
 
 def test_a_worker_error_reaches_the_caller(split):
-    split(2)
+    workers = split(2)
 
     def make_worker(size, arena):
         def worker(chunk):
@@ -80,7 +99,7 @@ def test_a_worker_error_reaches_the_caller(split):
         return worker
 
     with pytest.raises(ValueError, match="chunk 3 failed"):
-        chunks.run_chunks(6, 1, 1024, make_worker)
+        workers.run_chunks(6, 1, 1024, make_worker)
 
 
 @pytest.mark.parametrize("layout", [layouts.WindowColumns, layouts.RowColumns])
@@ -90,10 +109,10 @@ def test_each_column_layout_matches_torch(monkeypatch, split, layout, case, thre
     shape, stride, pad, bias = case
     if layout is layouts.RowColumns and pair(stride) != (1, 1):
         pytest.skip("row columns are for stride 1")
-    split(threads)
+    conv = Im2colConv(split(threads))
     monkeypatch.setattr(im2col_conv, "choose_layout", lambda x, filters, *rest: layout(x, *rest))
     x, w, b = make_inputs(shape, bias, seed=3)
-    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    got = run_backend(conv, x, w, b, stride, pad)
     assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, layout.__name__)
 
 
@@ -103,14 +122,14 @@ def test_row_columns_dx_folded_or_scattered_matches_torch(monkeypatch, split, ca
     shape, stride, pad, bias = case
     if pair(stride) != (1, 1):
         pytest.skip("row columns are for stride 1")
-    split(2)
+    conv = Im2colConv(split(2))
     monkeypatch.setattr(
         im2col_conv, "choose_layout", lambda x, f, *rest: layouts.RowColumns(x, *rest)
     )
     monkeypatch.setattr(im2col_conv, "_dx_by_convolution", lambda shape: False)
     monkeypatch.setattr(im2col_conv, "_folds", lambda shape: folded)
     x, w, b = make_inputs(shape, bias, seed=9)
-    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    got = run_backend(conv, x, w, b, stride, pad)
     assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, f"folded={folded}")
 
 
@@ -148,10 +167,10 @@ def test_dx_as_a_convolution_of_dout_matches_torch(monkeypatch, split, case, thr
     (ph, pw), HH, WW = pair(pad), shape[5], shape[6]
     if pair(stride) != (1, 1) or ph > HH - 1 or pw > WW - 1:
         pytest.skip("dx as a convolution needs stride 1 and padding within the kernel")
-    split(threads)
+    conv = Im2colConv(split(threads))
     monkeypatch.setattr(im2col_conv, "_dx_by_convolution", lambda shape: True)
     x, w, b = make_inputs(shape, bias, seed=4)
-    got = run_backend(im2col_conv, x, w, b, stride, pad)
+    got = run_backend(conv, x, w, b, stride, pad)
     assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, "dx by convolution")
 
 
@@ -184,9 +203,73 @@ def test_arena_reuses_its_memory_and_grows_to_the_largest_call():
 
 
 def test_convs_of_different_shapes_in_turn_share_the_arenas_correctly(split):
-    split(2, chunk_bytes=4000)
+    conv = Im2colConv(split(2, chunk_bytes=4000))
     problems = [((6, 3, 9, 9, 4, 3, 3), 1, 1), ((5, 4, 12, 10, 6, 5, 3), 2, 2)]
     for shape, stride, pad in [*problems, *problems]:
         x, w, b = make_inputs(shape, seed=5)
-        got = run_backend(im2col_conv, x, w, b, stride, pad)
+        got = run_backend(conv, x, w, b, stride, pad)
         assert_close(got[:4], run_torch(x, w, b, stride, pad, got[4]), 1e-10, str(shape))
+
+
+def test_two_workers_share_no_arenas_and_no_threads(split):
+    def trace(workers: Workers) -> tuple[list[chunks.Arena], set[int]]:
+        """The arenas handed to a pass's workers, and the threads its chunks ran on."""
+        arenas, threads = [], set()
+
+        def make_worker(size, arena):
+            arenas.append(arena)
+            return lambda chunk: threads.add(threading.get_ident())
+
+        workers.run_chunks(8, 1, 1024, make_worker)
+        return arenas, threads
+
+    first, second = split(2), split(2)
+    first_arenas, first_threads = trace(first)
+    second_arenas, second_threads = trace(second)
+    assert len(first_arenas) == len(second_arenas) == 2
+    assert not any(a is b for a in first_arenas for b in second_arenas)
+    assert first_threads and second_threads and not first_threads & second_threads
+    assert threading.get_ident() not in first_threads | second_threads
+    again, _ = trace(first)
+    assert all(a is b for a, b in zip(again, first_arenas, strict=True))  # its own, reused
+
+
+def test_convs_on_two_workers_at_once_both_match_torch(split):
+    """Two kernel sets called from two threads at the same time, each on its own workers."""
+    problems = [((6, 3, 9, 9, 4, 3, 3), 1, 1), ((5, 16, 8, 8, 16, 3, 3), 1, 1)]  # columns, Winograd
+    convs = [Im2colConv(split(2, chunk_bytes=4000)) for _ in problems]
+
+    def run(conv, shape, stride, pad):
+        x, w, b = make_inputs(shape, seed=5)
+        runs = [run_backend(conv, x, w, b, stride, pad) for _ in range(3)]
+        return runs, run_torch(x, w, b, stride, pad, runs[0][4])
+
+    with ThreadPoolExecutor(2) as callers:
+        futures = [callers.submit(run, c, *p) for c, p in zip(convs, problems, strict=True)]
+        for (shape, _, _), future in zip(problems, futures, strict=True):
+            runs, want = future.result()
+            for got in runs:
+                assert_close(got[:4], want, 1e-10, str(shape))
+
+
+def test_workers_default_to_the_cpus_this_process_may_use():
+    assert Workers().threads == runtime.cpu_count()
+    assert Workers(3).threads == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        Workers(0)
+
+
+def test_without_workers_a_call_runs_on_the_calling_thread(split, monkeypatch):
+    split(2)  # small chunks, threads for any size: yet no workers given, so one thread
+    made = []
+    real = chunks.Workers.run_chunks
+
+    def run_chunks(self, *args, **kwargs):
+        made.append(self.threads)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(chunks.Workers, "run_chunks", run_chunks)
+    x, w, b = make_inputs((5, 16, 8, 8, 16, 3, 3), seed=2)
+    got = run_backend(im2col_conv, x, w, b, 1, 1)
+    assert made and set(made) == {1}
+    assert_close(got[:4], run_torch(x, w, b, 1, 1, got[4]), 1e-10)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 import cnnlab.kernels.im2col.conv as im2col_conv
-from cnnlab import runtime
 from cnnlab.kernels.im2col import winograd
 from tests.kernels.test_conv import assert_close, make_inputs, run_backend, run_torch
-from tests.kernels.test_im2col_chunks import split  # noqa: F401  (a fixture)
+from tests.kernels.test_im2col_chunks import Im2colConv, split  # noqa: F401  (a fixture)
 
 # (N, C, H, W, F, 3, 3), pad: odd and non-square planes, both tile sizes, tiles that hang over
 # the output's edge, and every padding the path takes.
@@ -42,11 +41,11 @@ def test_one_tile_is_the_direct_correlation(m):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_matches_torch(split, case, threads):  # noqa: F811  (split is a fixture)
     shape, pad = case
-    split(threads, chunk_bytes=20_000)  # several chunks per worker
+    conv = Im2colConv(split(threads, chunk_bytes=20_000))  # several chunks per worker
     x, w, b = make_inputs(shape, seed=6)
-    _, cache = im2col_conv.conv2d_forward(x, w, b, 1, pad)
+    _, cache = conv.conv2d_forward(x, w, b, 1, pad)
     assert cache[3].tiling is not None, "this shape should take the Winograd path"
-    got = run_backend(im2col_conv, x, w, b, 1, pad)
+    got = run_backend(conv, x, w, b, 1, pad)
     assert_close(got[:4], run_torch(x, w, b, 1, pad, got[4]), 1e-10, f"{threads} threads")
 
 
@@ -54,10 +53,16 @@ def test_without_bias_and_with_it_switched_off(monkeypatch):
     x, w, _ = make_inputs((3, 16, 8, 8, 16, 3, 3), seed=7)
     winograd_result = run_backend(im2col_conv, x, w, None, 1, 1)
     assert winograd_result[3] is None
-    monkeypatch.setattr(runtime, "_winograd", False)
-    _, cache = im2col_conv.conv2d_forward(x, w, None, 1, 1)
+    _, cache = im2col_conv.conv2d_forward(x, w, None, 1, 1, winograd=False)
     assert cache[3].tiling is None
-    columns_result = run_backend(im2col_conv, x, w, None, 1, 1)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Winograd ran though switched off")
+
+    # Off in the forward, off in its backward too (dx as a convolution included).
+    monkeypatch.setattr(im2col_conv, "winograd_forward", refuse)
+    monkeypatch.setattr(im2col_conv, "winograd_weight_grads", refuse)
+    columns_result = run_backend(Im2colConv(None, winograd=False), x, w, None, 1, 1)
     assert_close((*winograd_result[:3], None), (*columns_result[:3], None), 1e-12)
 
 

@@ -14,8 +14,12 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
-from cnnlab.kernels import common, im2col, naive
+from cnnlab.kernels.common import NumpyKernels
+from cnnlab.kernels.im2col import Im2col
+from cnnlab.kernels.naive import Naive
 from cnnlab.kernels.torch import TorchKernels
+
+common, im2col, naive = NumpyKernels(), Im2col(), Naive()
 
 H_STEP = 1e-6
 GRAD_TOL = 1e-8

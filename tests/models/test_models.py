@@ -13,7 +13,9 @@ from cnnlab.config import compose
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.gradcheck.numeric import rel_error
 from cnnlab.models import MODELS, build_net, init_state
-from cnnlab.nn import layers as L
+from cnnlab.nn.layers import leaves
+from cnnlab.ops.conv import Conv2d
+from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
 from cnnlab.summary import summarize
 
 
@@ -62,26 +64,26 @@ def test_norm_defaults_per_model(model, norm):
     assert compose("summary", [f"model={model}"]).norm.name == norm
 
 
-NORM_TYPES = {"batch": L.BatchNorm, "layer": L.LayerNorm, "group": L.GroupNorm, "lrn": L.LRN}
+NORM_TYPES = {"batch": BatchNorm, "layer": LayerNorm, "group": GroupNorm, "lrn": LRN}
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("norm", ["none", "batch", "layer", "group", "lrn"])
 def test_every_norm_fills_the_norm_slots_and_convs_lose_their_bias(model, norm):
     _, net, in_shape = net_for([f"model={model}", f"norm={norm}"])
-    leaves = list(L.leaves(net, in_shape))
-    norms = [leaf for leaf in leaves if isinstance(leaf.layer, tuple(NORM_TYPES.values()))]
+    infos = list(leaves(net, in_shape))
+    norms = [leaf for leaf in infos if isinstance(leaf.layer, tuple(NORM_TYPES.values()))]
     if norm == "none":
         assert not norms
     else:
         assert norms and all(isinstance(n.layer, NORM_TYPES[norm]) for n in norms)
-    for before, after in itertools.pairwise(leaves):
-        if isinstance(before.layer, L.Conv2d) and isinstance(
-            after.layer, (L.BatchNorm, L.LayerNorm, L.GroupNorm)
+    for before, after in itertools.pairwise(infos):
+        if isinstance(before.layer, Conv2d) and isinstance(
+            after.layer, (BatchNorm, LayerNorm, GroupNorm)
         ):
             assert not before.layer.bias, f"{before.name} has a bias before {after.name}"
     if model != "resnet18":  # resnet's convs never have a bias
-        convs = [leaf for leaf in leaves if isinstance(leaf.layer, L.Conv2d)]
+        convs = [leaf for leaf in infos if isinstance(leaf.layer, Conv2d)]
         assert any(c.layer.bias for c in convs) == (
             norm in ("none", "lrn") or model == "alexnet_lite"
         )
@@ -142,16 +144,16 @@ def test_logits_and_gradients_agree_with_torch(model, backend):
 @pytest.mark.parametrize("model", ["lenet", "resnet18"])
 def test_only_the_first_conv_skips_its_input_gradient(monkeypatch, model):
     """Nothing reads the gradient of the net's input, so its first conv does not compute it."""
-    import cnnlab.kernels.im2col as kernels
+    from cnnlab.kernels.im2col import Im2col
 
     calls = []
-    backward = kernels.conv2d_backward
+    backward = Im2col.conv2d_backward
 
-    def spy(dout, cache, need_dx=True):
+    def spy(self, dout, cache, need_dx=True):
         calls.append(need_dx)
-        return backward(dout, cache, need_dx=need_dx)
+        return backward(self, dout, cache, need_dx=need_dx)
 
-    monkeypatch.setattr(kernels, "conv2d_backward", spy)
+    monkeypatch.setattr(Im2col, "conv2d_backward", spy)
     net, params, buffers, x, y = problem(model, 0.125, 16)
     BACKENDS["im2col"].model(net, params, buffers).loss(x, y, rng=np.random.default_rng(2))
     assert calls[-1] is False  # the backward meets the first conv last

@@ -1,54 +1,29 @@
-"""The numpy kernels that the ``naive`` and ``im2col`` backends share (one definition each).
+"""The numpy kernels that ``naive`` and ``im2col`` share, and the base of both kernel sets.
 
 Everything here except convolution and windowed pooling, which differ between the two
-backends; see :mod:`cnnlab.kernels` for the contract.
+backends. Each module lists its kernels in ``__all__``; :class:`NumpyKernels` takes every one
+of them, so a kernel added to a module here is in both numpy kernel sets.
 """
 
 from __future__ import annotations
 
-from cnnlab.kernels.common.activation import relu_backward, relu_forward
-from cnnlab.kernels.common.dropout import dropout_backward, dropout_forward, dropout_mask
-from cnnlab.kernels.common.linear import (
-    add_backward,
-    add_forward,
-    flatten_backward,
-    flatten_forward,
-    linear_backward,
-    linear_forward,
-)
-from cnnlab.kernels.common.loss import softmax_cross_entropy
-from cnnlab.kernels.common.lrn import lrn_backward, lrn_forward
-from cnnlab.kernels.common.norm import (
-    batchnorm_backward,
-    batchnorm_forward,
-    groupnorm_backward,
-    groupnorm_forward,
-    layernorm_backward,
-    layernorm_forward,
-)
-from cnnlab.kernels.common.pool_global import global_avgpool_backward, global_avgpool_forward
+from cnnlab.kernels.common import activation, dropout, linear, loss, lrn, norm, pool_global
+from cnnlab.kernels.common.dropout import dropout_mask
+from cnnlab.kernels.protocol import KernelSet
 
-__all__ = [
-    "add_backward",
-    "add_forward",
-    "batchnorm_backward",
-    "batchnorm_forward",
-    "dropout_backward",
-    "dropout_forward",
-    "dropout_mask",
-    "flatten_backward",
-    "flatten_forward",
-    "global_avgpool_backward",
-    "global_avgpool_forward",
-    "groupnorm_backward",
-    "groupnorm_forward",
-    "layernorm_backward",
-    "layernorm_forward",
-    "linear_backward",
-    "linear_forward",
-    "lrn_backward",
-    "lrn_forward",
-    "relu_backward",
-    "relu_forward",
-    "softmax_cross_entropy",
-]
+__all__ = ["NumpyKernels", "dropout_mask"]
+
+MODULES = (activation, dropout, linear, loss, lrn, norm, pool_global)
+
+
+class NumpyKernels(KernelSet):
+    """The shared half of a numpy kernel set (see :class:`~cnnlab.kernels.protocol.KernelSet`):
+    every kernel of this package's modules. ``Naive`` and ``Im2col`` add conv and pooling."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+for _module in MODULES:
+    for _name in _module.__all__:
+        setattr(NumpyKernels, _name, staticmethod(getattr(_module, _name)))

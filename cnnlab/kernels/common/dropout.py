@@ -10,6 +10,8 @@ import numpy as np
 
 from cnnlab.errors import ShapeError, UsageError
 
+__all__ = ["dropout_backward", "dropout_forward"]  # the functions NumpyKernels takes from here
+
 
 def _check_p(p: float) -> None:
     # Written as a negated range test so that NaN is rejected too.

@@ -6,6 +6,8 @@ import numpy as np
 
 from cnnlab.errors import ShapeError, UsageError
 
+__all__ = ["softmax_cross_entropy"]  # the functions NumpyKernels takes from here
+
 
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient.

@@ -31,6 +31,8 @@ import numpy as np
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.kernels.geometry import check_dout
 
+__all__ = ["lrn_backward", "lrn_forward"]  # the functions NumpyKernels takes from here
+
 
 class LRNCache(NamedTuple):
     """What the LRN backward pass needs from its forward pass."""

@@ -24,6 +24,15 @@ from cnnlab.errors import ShapeError
 from cnnlab.kernels.choices import check_batchnorm_backward
 from cnnlab.kernels.geometry import check_batch_statistics
 
+__all__ = [
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "groupnorm_backward",
+    "groupnorm_forward",
+    "layernorm_backward",
+    "layernorm_forward",
+]  # the functions NumpyKernels takes from here
+
 
 class NormCache(NamedTuple):
     """What a normalisation's backward pass needs from its forward pass."""

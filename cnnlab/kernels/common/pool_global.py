@@ -6,6 +6,11 @@ import numpy as np
 
 from cnnlab.errors import ShapeError
 
+__all__ = [
+    "global_avgpool_backward",
+    "global_avgpool_forward",
+]  # the functions NumpyKernels takes from here
+
 
 def global_avgpool_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     """Global average pooling.

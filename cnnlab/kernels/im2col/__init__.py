@@ -1,24 +1,59 @@
-"""The ``im2col`` kernel set: vectorised numpy, conv as one matrix product per pass.
+"""The ``im2col`` kernel set: vectorised numpy, conv as matrix products over chunks of the batch.
 
 Conv and pooling gather windows from strided views (no Python loop over samples or output
-pixels), and 3x3 stride-1 convs use Winograd's algorithm (:mod:`.winograd`); the other layers
-come from :mod:`cnnlab.kernels.common`, shared with ``naive``.
+pixels); conv runs chunk by chunk on every core (:mod:`.chunks`), and 3x3 stride-1 convs use
+Winograd's algorithm (:mod:`.winograd`). The other layers come from
+:mod:`cnnlab.kernels.common`, shared with ``naive``.
 """
 
-from cnnlab.kernels.common import *  # noqa: F403  (the shared half of the kernel set)
-from cnnlab.kernels.im2col.conv import conv2d_backward, conv2d_forward
-from cnnlab.kernels.im2col.pool import (
-    avgpool2d_backward,
-    avgpool2d_forward,
-    maxpool2d_backward,
-    maxpool2d_forward,
-)
+from __future__ import annotations
 
-__all__ = [
-    "avgpool2d_backward",
-    "avgpool2d_forward",
-    "conv2d_backward",
-    "conv2d_forward",
-    "maxpool2d_backward",
-    "maxpool2d_forward",
-]
+import numpy as np
+
+from cnnlab.kernels.common import NumpyKernels
+from cnnlab.kernels.geometry import IntPair
+from cnnlab.kernels.im2col import conv, pool
+from cnnlab.kernels.im2col.chunks import Workers
+from cnnlab.kernels.protocol import Cache
+from cnnlab.runtime import use_threads
+
+
+class Im2col(NumpyKernels):
+    """The ``im2col`` backend's kernels, with its options.
+
+    Args:
+        winograd: let 3x3 stride-1 convs with 16+ channels use Winograd's algorithm
+            (``trainer.winograd``); False computes every conv from columns.
+        threads: worker threads for the conv's chunks, and numpy's BLAS thread count
+            (``trainer.threads``); None uses every CPU this process may run on.
+    """
+
+    def __init__(self, winograd: bool = True, threads: int | None = None) -> None:
+        use_threads(threads)
+        self.winograd = winograd
+        self.workers = Workers(threads)
+
+    def __repr__(self) -> str:
+        return f"Im2col(winograd={self.winograd}, threads={self.workers.threads})"
+
+    def conv2d_forward(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride: IntPair = 1,
+        pad: IntPair = 0,
+    ) -> tuple[np.ndarray, Cache]:
+        return conv.conv2d_forward(
+            x, w, b, stride, pad, workers=self.workers, winograd=self.winograd
+        )
+
+    def conv2d_backward(
+        self, dout: np.ndarray, cache: Cache, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        return conv.conv2d_backward(dout, cache, need_dx, workers=self.workers)  # type: ignore[arg-type]
+
+    maxpool2d_forward = staticmethod(pool.maxpool2d_forward)
+    maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
+    avgpool2d_forward = staticmethod(pool.avgpool2d_forward)
+    avgpool2d_backward = staticmethod(pool.avgpool2d_backward)

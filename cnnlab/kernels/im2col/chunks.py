@@ -12,10 +12,12 @@ than in one piece, the whole conv 1.3-2x faster than one batch-wide product.
 Chunks go to workers round-robin, fixed in advance, and each worker adds up its own share of
 a weight gradient: the same inputs and thread count give bit-identical results on every call.
 
-Each worker's scratch buffers come from an :class:`Arena` that every call reuses: a network's
-layers run one after another, so one arena per worker serves them all. Fresh buffers each call
-cost page faults, which two threads take in turn: LeNet's second conv ran 2x slower on two
-threads than on one before the arenas (measured).
+A :class:`Workers` holds all of this for one kernel set: the thread count, the threads (started
+on first use) and one :class:`Arena` of scratch buffers per worker, which every call reuses: a
+network's layers run one after another, so one arena per worker serves them all. Fresh buffers
+each call cost page faults, which two threads take in turn: LeNet's second conv ran 2x slower
+on two threads than on one before the arenas (measured). Two kernel sets share nothing; each
+runs one pass at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from cnnlab import runtime
 
@@ -42,9 +45,6 @@ MIN_COLUMNS = 512
 # Below this many bytes of columns for the whole batch, threads cost more than they save.
 PARALLEL_MIN_BYTES = 1 << 20
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
 _ALIGN = 64  # bytes: a cache line, so no two buffers share one
 
 
@@ -110,21 +110,6 @@ def summed(parts: list[PartialSum]) -> np.ndarray:
     return sum((p.total for p in parts[1:]), parts[0].total)
 
 
-_arenas: list[Arena] = []
-# One conv at a time owns the arenas: a second thread calling the kernels waits its turn.
-_arenas_lock = threading.Lock()
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The shared worker threads (started once; threads cost ~50 us each to start)."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < workers:
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="cnnlab-im2col")
-            _pool_size = workers
-        return _pool
-
-
 def chunk_size(n: int, bytes_per_sample: int, columns_per_sample: int, workers: int) -> int:
     """Samples per chunk: about as many as fit in :data:`CHUNK_BYTES` or give
     :data:`MIN_COLUMNS`, evened out so that every worker gets the same number of chunks
@@ -135,51 +120,74 @@ def chunk_size(n: int, bytes_per_sample: int, columns_per_sample: int, workers: 
     return max(1, -(-n // count))
 
 
-def run_chunks(
-    n: int,
-    bytes_per_sample: int,
-    columns_per_sample: int,
-    make_worker: Callable[[int, Arena], Worker],
-    split: bool = True,
-) -> list[Worker]:
-    """Run ``worker(chunk)`` over slices of ``range(n)`` covering it, on every thread.
+class Workers:
+    """Worker threads with scratch memory of their own, that run a pass over a batch in chunks.
 
     Args:
-        n: samples in the batch.
-        bytes_per_sample: the size of one sample's columns, to size the chunks...
-        columns_per_sample: ... and their number.
-        make_worker: called once per worker thread with the chunk size and the worker's
-            arena (for scratch buffers, valid until this function returns); returns a
-            callable taking a slice of the batch (holding its buffers and partial sums).
-        split: False runs one worker, on this thread, and leaves BLAS its own threads: for
-            passes made of a few products too large to repeat per worker.
-
-    Returns:
-        The workers, in a fixed order, for the caller to combine their partial results
-        (which must not live in the arena).
+        threads: how many; None for the CPUs this process may run on.
     """
-    with _arenas_lock:
-        threads = runtime.threads() if split else 1
-        if threads > 1 and n * bytes_per_sample < PARALLEL_MIN_BYTES:
-            threads = 1
-        size = chunk_size(n, bytes_per_sample, columns_per_sample, threads)
-        chunks = [slice(a, min(a + size, n)) for a in range(0, n, size)]
-        count = min(threads, len(chunks))
-        _arenas.extend(Arena() for _ in range(count - len(_arenas)))
-        for arena in _arenas[:count]:
-            arena.reset()
-        workers = [make_worker(size, arena) for arena in _arenas[:count]]
-        if len(workers) == 1:
-            for chunk in chunks:
-                workers[0](chunk)
-            return workers
 
-        def work(k: int) -> None:
-            for chunk in chunks[k :: len(workers)]:
-                workers[k](chunk)
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = runtime.cpu_count() if threads is None else threads
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        self._arenas: list[Arena] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._blas: ThreadpoolController | None = None
+        # One pass at a time owns the arenas: a second thread calling in waits its turn.
+        self._lock = threading.Lock()
 
-        with runtime.single_threaded_blas():
-            futures = [_executor(len(workers)).submit(work, k) for k in range(len(workers))]
-            for future in futures:
-                future.result()  # re-raises a worker's exception here
-        return workers
+    def run_chunks(
+        self,
+        n: int,
+        bytes_per_sample: int,
+        columns_per_sample: int,
+        make_worker: Callable[[int, Arena], Worker],
+        split: bool = True,
+    ) -> list[Worker]:
+        """Run ``worker(chunk)`` over slices of ``range(n)`` covering it, on every thread.
+
+        Args:
+            n: samples in the batch.
+            bytes_per_sample: the size of one sample's columns, to size the chunks...
+            columns_per_sample: ... and their number.
+            make_worker: called once per worker thread with the chunk size and the worker's
+                arena (for scratch buffers, valid until this method returns); returns a
+                callable taking a slice of the batch (holding its buffers and partial sums).
+            split: False runs one worker, on this thread, and leaves BLAS its own threads: for
+                passes made of a few products too large to repeat per worker.
+
+        Returns:
+            The workers, in a fixed order, for the caller to combine their partial results
+            (which must not live in the arena).
+        """
+        with self._lock:
+            threads = self.threads if split else 1
+            if threads > 1 and n * bytes_per_sample < PARALLEL_MIN_BYTES:
+                threads = 1
+            size = chunk_size(n, bytes_per_sample, columns_per_sample, threads)
+            chunks = [slice(a, min(a + size, n)) for a in range(0, n, size)]
+            count = min(threads, len(chunks))
+            self._arenas.extend(Arena() for _ in range(count - len(self._arenas)))
+            for arena in self._arenas[:count]:
+                arena.reset()
+            shares = [make_worker(size, arena) for arena in self._arenas[:count]]
+            if count == 1:
+                for chunk in chunks:
+                    shares[0](chunk)
+                return shares
+
+            def work(k: int) -> None:
+                for chunk in chunks[k::count]:
+                    shares[k](chunk)
+
+            if self._pool is None:  # started once, not per call
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="cnnlab-im2col")
+            if self._blas is None:  # inspecting the loaded libraries is slow: once
+                self._blas = ThreadpoolController()
+            # Each worker's products stay on its own core.
+            with self._blas.limit(limits=1, user_api="blas"):
+                futures = [self._pool.submit(work, k) for k in range(count)]
+                for future in futures:
+                    future.result()  # re-raises a worker's exception here
+            return shares

@@ -26,7 +26,7 @@ HH*WW.
 3x3 stride-1 convolutions with 16 channels or more (ResNet's) skip the columns: their forward
 and dw use Winograd's algorithm (:mod:`cnnlab.kernels.im2col.winograd`), matrix products on
 transformed tiles that need 2.25-4x fewer multiply-adds, and their dx is the convolution of
-dout above, so Winograd too. :func:`cnnlab.runtime.set_winograd` (``trainer.winograd``)
+dout above, so Winograd too. The kernel set's ``winograd`` option (``trainer.winograd``)
 switches this off.
 
 No Python loop runs over samples or output pixels inside a chunk (col2im loops over the HH*WW
@@ -39,12 +39,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnlab import runtime
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
-from cnnlab.kernels.im2col import winograd
-from cnnlab.kernels.im2col.chunks import Arena, PartialSum, run_chunks, summed
+from cnnlab.kernels.im2col.chunks import Arena, PartialSum, Workers, summed
 from cnnlab.kernels.im2col.layouts import ColumnLayout, RowColumns, choose_layout
 from cnnlab.kernels.im2col.winograd import Tiling, winograd_tiling
+from cnnlab.kernels.im2col.winograd import conv2d_forward as winograd_forward
+from cnnlab.kernels.im2col.winograd import conv2d_weight_grads as winograd_weight_grads
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,9 @@ def conv2d_forward(
     b: np.ndarray | None,
     stride: IntPair = 1,
     pad: IntPair = 0,
+    *,
+    workers: Workers | None = None,
+    winograd: bool = True,
 ) -> tuple[np.ndarray, ConvCache]:
     """Forward pass of a 2-D convolution (cross-correlation) as matrix products.
 
@@ -209,6 +212,9 @@ def conv2d_forward(
         b: bias, (F,), or None for no bias.
         stride: step between windows, an int or a (sh, sw) pair.
         pad: zeros added on each side of H and W, an int or a (ph, pw) pair.
+        workers: the threads and scratch memory to run on; None runs on this thread, with
+            scratch memory for this call only.
+        winograd: whether Winograd's algorithm may replace the columns where it fits.
 
     Returns:
         out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*ph - HH) // sh`` and
@@ -221,16 +227,18 @@ def conv2d_forward(
     out_hw = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
     stride, pad = pair(stride, "stride"), pair(pad, "pad")
     layout = choose_layout(x.shape, w.shape[0], w.shape[2:], stride, pad, out_hw)
-    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw) if runtime.winograd() else None
+    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw) if winograd else None
     shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout, tiling)
     N, F = x.shape[0], w.shape[0]
     # Products in x's dtype: a float64 w or b must not promote (and slow down) a float32 net.
     b = None if b is None else b.astype(x.dtype, copy=False)
+    workers = Workers(1) if workers is None else workers
     if tiling is not None:
-        return winograd.conv2d_forward(x, w, b, tiling), (x, w, b is not None, shape)
+        out = winograd_forward(x, w, b, tiling, workers=workers)
+        return out, (x, w, b is not None, shape)
     w2 = w.reshape(F, -1).astype(x.dtype, copy=False)
     out = np.empty((N, F, *out_hw), x.dtype)
-    run_chunks(
+    workers.run_chunks(
         N,
         shape.column_bytes(x.itemsize),
         shape.pixels,
@@ -240,7 +248,7 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: ConvCache, need_dx: bool = True
+    dout: np.ndarray, cache: ConvCache, need_dx: bool = True, *, workers: Workers | None = None
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Backward pass of :func:`conv2d_forward`: one matrix product each for dw and dx.
 
@@ -248,45 +256,52 @@ def conv2d_backward(
         dout: upstream gradient, (N, F, Ho, Wo).
         cache: from :func:`conv2d_forward`.
         need_dx: False skips dx (a net's first layer: nothing uses the input's gradient).
+        workers: as for :func:`conv2d_forward`. Whether Winograd runs was chosen there (the
+            cache records it).
 
     Returns:
         dx: (N, C, H, W), or None when not needed; dw: (F, C, HH, WW); db: (F,), or None when
         b was None.
     """
     x, w, has_bias, shape = cache
+    workers = Workers(1) if workers is None else workers
     if shape.tiling is not None:
-        dw, db = winograd.conv2d_weight_grads(x, dout, shape.tiling)
+        dw, db = winograd_weight_grads(x, dout, shape.tiling, workers=workers)
         # 3x3 stride 1 again: Winograd too.
-        dx = _dx_as_convolution(dout, w, shape) if need_dx else None
+        dx = _dx_as_convolution(dout, w, shape, workers) if need_dx else None
         return dx, dw.astype(w.dtype, copy=False), db if has_bias else None
     w2 = w.reshape(w.shape[0], -1).astype(x.dtype, copy=False)
     by_convolution = need_dx and _dx_by_convolution(shape)
     dx = np.empty(x.shape, x.dtype) if need_dx and not by_convolution else None
-    workers = run_chunks(
+    shares = workers.run_chunks(
         x.shape[0],
         shape.column_bytes(x.itemsize),
         shape.pixels,
         lambda size, arena: _BackwardWorker(x, w2, dout, dx, shape, size, arena),
     )
     if by_convolution:
-        dx = _dx_as_convolution(dout, w, shape)
-    dw = summed([wk.dw for wk in workers])
-    dw = dw.T if workers[0].transposed else dw
-    db = summed([wk.db for wk in workers]) if has_bias else None
+        dx = _dx_as_convolution(dout, w, shape, workers)
+    dw = summed([share.dw for share in shares])
+    dw = dw.T if shares[0].transposed else dw
+    db = summed([share.db for share in shares]) if has_bias else None
     return dx, dw.reshape(w.shape).astype(w.dtype, copy=False), db
 
 
-def _dx_as_convolution(dout: np.ndarray, w: np.ndarray, shape: ConvShape) -> np.ndarray:
+def _dx_as_convolution(
+    dout: np.ndarray, w: np.ndarray, shape: ConvShape, workers: Workers
+) -> np.ndarray:
     """dx: (N, C, H, W) as the stride-1 convolution of dout: (N, F, Ho, Wo), padded by
-    ``HH - 1 - ph``, with w's filters flipped and their channels swapped."""
+    ``HH - 1 - ph``, with w's filters flipped and their channels swapped; Winograd where the
+    forward took it."""
     (F, C, HH, WW), (ph, pw) = shape.w, shape.pad
     pad = (HH - 1 - ph, WW - 1 - pw)
     tiling = winograd_tiling(dout.shape, (C, F, HH, WW), (1, 1), pad, shape.x[2:])
     if shape.tiling is not None and tiling is not None:
-        return winograd.conv2d_forward(dout, w, None, tiling, adjoint=True)
+        return winograd_forward(dout, w, None, tiling, adjoint=True, workers=workers)
     # (C, F, HH, WW), in one copy: a strided view would be copied again by the reshape.
     flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dout.dtype)
-    dx, _ = conv2d_forward(dout, flipped, None, 1, pad)
+    same = shape.tiling is not None  # as the forward chose
+    dx, _ = conv2d_forward(dout, flipped, None, 1, pad, workers=workers, winograd=same)
     return dx
 
 

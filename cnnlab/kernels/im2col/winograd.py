@@ -39,7 +39,7 @@ from functools import cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnlab.kernels.im2col.chunks import Arena, PartialSum, run_chunks, summed
+from cnnlab.kernels.im2col.chunks import Arena, PartialSum, Workers, summed
 
 # (BT, G, AT) for output tiles of m x m: interpolation points 0, 1, -1 (m=2) and 0, +-1, +-2
 # (m=4), and the point at infinity.
@@ -270,17 +270,26 @@ def filters(w: np.ndarray, tiling: Tiling, dtype: np.dtype, adjoint: bool = Fals
 
 
 def conv2d_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, tiling: Tiling, adjoint: bool = False
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    tiling: Tiling,
+    adjoint: bool = False,
+    *,
+    workers: Workers | None = None,
 ) -> np.ndarray:
     """out: (N, F, Ho, Wo), the 3x3 stride-1 conv of x: (N, C, H, W) with w: (F, C, 3, 3) and
     b: (F,) or None, padded as ``tiling`` says; x's dtype.
 
     ``adjoint``: convolve with the adjoint filters of w: (C, F, 3, 3) instead (see
-    :func:`filters`): the dx of a conv with w, for dout padded by ``2 - pad``.
+    :func:`filters`): the dx of a conv with w, for dout padded by ``2 - pad``. ``workers``: the
+    threads and scratch memory to run on; None runs on this thread, with scratch memory for
+    this call only.
     """
+    workers = Workers(1) if workers is None else workers
     U = filters(w, tiling, x.dtype, adjoint)
     out = np.empty((x.shape[0], tiling.filters, *tiling.out_hw), x.dtype)
-    run_chunks(
+    workers.run_chunks(
         x.shape[0],
         tiling.bytes_per_sample(x.itemsize),
         tiling.tiles,
@@ -291,18 +300,19 @@ def conv2d_forward(
 
 
 def conv2d_weight_grads(
-    x: np.ndarray, dout: np.ndarray, tiling: Tiling
+    x: np.ndarray, dout: np.ndarray, tiling: Tiling, *, workers: Workers | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """dw: (F, C, 3, 3) and db: (F,) of the conv of x: (N, C, H, W), from dout: (N, F, Ho, Wo);
-    x's dtype."""
-    workers = run_chunks(
+    x's dtype. ``workers`` as for :func:`conv2d_forward`."""
+    workers = Workers(1) if workers is None else workers
+    shares = workers.run_chunks(
         x.shape[0],
         tiling.bytes_per_sample(x.itemsize),
         tiling.tiles,
         lambda size, arena: _WeightGradWorker(x, dout, tiling, size, arena),
         tiling.split_batch(),
     )
-    dU, db = summed([wk.dU for wk in workers]), summed([wk.db for wk in workers])
+    dU, db = summed([share.dU for share in shares]), summed([share.db for share in shares])
     F, C, a = tiling.filters, x.shape[1], tiling.a
     GK = transforms(tiling.m, x.dtype)[1]
     dw = np.matmul(dU.reshape(a * a, F * C).T, GK)  # (F*C, 9): the adjoint of filters()

@@ -4,20 +4,25 @@ Conv and pooling are written here as loops over output positions; the other laye
 loop to show and come from :mod:`cnnlab.kernels.common`, shared with ``im2col``.
 """
 
-from cnnlab.kernels.common import *  # noqa: F403  (the shared half of the kernel set)
-from cnnlab.kernels.naive.conv import conv2d_backward, conv2d_forward
-from cnnlab.kernels.naive.pool import (
-    avgpool2d_backward,
-    avgpool2d_forward,
-    maxpool2d_backward,
-    maxpool2d_forward,
-)
+from __future__ import annotations
 
-__all__ = [
-    "avgpool2d_backward",
-    "avgpool2d_forward",
-    "conv2d_backward",
-    "conv2d_forward",
-    "maxpool2d_backward",
-    "maxpool2d_forward",
-]
+from cnnlab.kernels.common import NumpyKernels
+from cnnlab.kernels.naive import conv, pool
+from cnnlab.runtime import use_threads
+
+
+class Naive(NumpyKernels):
+    """The ``naive`` backend's kernels.
+
+    threads: numpy's BLAS thread count (None leaves the library's default).
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        use_threads(threads)
+
+    conv2d_forward = staticmethod(conv.conv2d_forward)
+    conv2d_backward = staticmethod(conv.conv2d_backward)
+    maxpool2d_forward = staticmethod(pool.maxpool2d_forward)
+    maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
+    avgpool2d_forward = staticmethod(pool.avgpool2d_forward)
+    avgpool2d_backward = staticmethod(pool.avgpool2d_backward)

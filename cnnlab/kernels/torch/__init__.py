@@ -6,6 +6,8 @@ the numpy backends (``conv2d_forward(x, w, b, stride=1, pad=0) -> (out, cache)``
 adapter, :func:`_pair`, from an op of :mod:`cnnlab.kernels.torch.ops`: the forward runs the op on
 tensors that require grad and keeps the graph in the cache; the backward asks autograd for the
 gradients.
+The pairs are made for every kind in the layer registry (:mod:`cnnlab.ops`), from the op of its
+kernel's name and the gradients its registration names, so a new layer kind needs only its op.
 ``TorchKernels("cpu")`` is the ``torch`` backend, ``TorchKernels("cuda")`` the ``cuda`` one.
 
 This package imports torch, so it is imported only when a torch backend is selected.
@@ -23,11 +25,9 @@ import torch
 
 from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
 from cnnlab.kernels.choices import check_batchnorm_backward
+from cnnlab.kernels.protocol import KernelSet
 from cnnlab.kernels.torch import ops
-from cnnlab.runtime import apply_to_torch
-
-# trainer.threads may have been set before torch was loaded.
-apply_to_torch()
+from cnnlab.runtime import use_threads
 
 __all__ = ["TorchKernels", "cuda_available", "ops"]
 
@@ -155,7 +155,7 @@ def _pair(
     return forward, backward
 
 
-class TorchKernels:
+class TorchKernels(KernelSet):
     """The kernel contract on numpy arrays, computed by PyTorch on ``device``.
 
     Arrays keep their dtype (float32 stays float32). Forward copies its inputs to the device, so
@@ -165,9 +165,10 @@ class TorchKernels:
 
     device: ``"cpu"`` (the ``torch`` backend) or ``"cuda"`` / ``"cuda:<index>"`` (``cuda``);
     a CUDA device that is not there raises BackendUnavailableError (no fallback to the CPU).
+    threads: torch's (and numpy's BLAS) thread count; None leaves the libraries' defaults.
     """
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
         try:
             dev = torch.device(device)
         except RuntimeError as e:
@@ -184,6 +185,7 @@ class TorchKernels:
         elif dev.type != "cpu":
             raise UsageError(f"unsupported torch device {device!r} (use 'cpu' or 'cuda')")
         self.device = dev
+        use_threads(threads)
 
     def __repr__(self) -> str:
         return f"TorchKernels(device={str(self.device)!r})"
@@ -193,21 +195,6 @@ class TorchKernels:
         a = np.ascontiguousarray(a)
         return torch.tensor(a, device=self.device, requires_grad=requires_grad)
 
-    conv2d_forward, conv2d_backward = _pair(ops.conv2d, grads=("x", "w", "b"), optional_dx=True)
-    maxpool2d_forward, maxpool2d_backward = _pair(ops.maxpool2d, grads=("x",))
-    avgpool2d_forward, avgpool2d_backward = _pair(ops.avgpool2d, grads=("x",))
-    global_avgpool_forward, global_avgpool_backward = _pair(ops.global_avgpool, grads=("x",))
-    relu_forward, relu_backward = _pair(ops.relu, grads=("x",))
-    linear_forward, linear_backward = _pair(ops.linear, grads=("x", "w", "b"))
-    flatten_forward, flatten_backward = _pair(ops.flatten, grads=("x",))
-    dropout_forward, dropout_backward = _pair(ops.dropout, grads=("x",))
-    batchnorm_forward, _batchnorm_backward = _pair(
-        ops.batchnorm, grads=("x", "gamma", "beta"), updates=("running_mean", "running_var")
-    )
-    layernorm_forward, layernorm_backward = _pair(ops.layernorm, grads=("x", "gamma", "beta"))
-    groupnorm_forward, groupnorm_backward = _pair(ops.groupnorm, grads=("x", "gamma", "beta"))
-    lrn_forward, lrn_backward = _pair(ops.lrn, grads=("x",))
-    add_forward, add_backward = _pair(ops.add, grads=("a", "b"))
     _softmax_ce_forward, _softmax_ce_backward = _pair(ops.softmax_cross_entropy, grads=("logits",))
 
     def batchnorm_backward(
@@ -219,7 +206,7 @@ class TorchKernels:
         same errors, but here autograd computes the gradient either way.
         """
         check_batchnorm_backward(mode)
-        return self._batchnorm_backward(dout, cache)
+        return self._batchnorm_backward(dout, cache)  # type: ignore[attr-defined]
 
     def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Mean softmax cross-entropy and its gradient.
@@ -229,3 +216,26 @@ class TorchKernels:
         loss, cache = self._softmax_ce_forward(logits, y)
         dlogits = self._softmax_ce_backward(np.ones((), dtype=logits.dtype), cache)
         return float(loss), dlogits
+
+
+def _install_pairs() -> None:
+    """A method pair for every registered kind, from ``ops.<kernel>`` and the gradients its
+    registration names; a method the class defines itself (batch norm's backward, which
+    takes a mode) is kept, with the generated one under a leading underscore."""
+    from cnnlab.ops import kinds
+
+    for kind in kinds().values():
+        if kind.kernel is None or not kind.pair:
+            continue
+        forward, backward = _pair(
+            getattr(ops, kind.kernel),
+            grads=kind.grads,
+            updates=kind.buffers,
+            optional_dx=kind.skips_dx,
+        )
+        for method in (forward, backward):
+            own = method.__name__ in TorchKernels.__dict__
+            setattr(TorchKernels, f"_{method.__name__}" if own else method.__name__, method)
+
+
+_install_pairs()

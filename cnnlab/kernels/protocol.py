@@ -1,0 +1,174 @@
+"""The kernel-set contract: the forward/backward pairs every backend implements alike.
+
+``naive`` and ``im2col`` (:mod:`cnnlab.kernels.naive`, :mod:`cnnlab.kernels.im2col`) implement
+it on numpy, ``torch`` and ``cuda`` (:class:`cnnlab.kernels.torch.TorchKernels`) through PyTorch
+ops and autograd. Arrays go in and come out as numpy arrays; kernels keep the input dtype
+(float32 or float64) and never promote. Each forward returns ``(out, cache)``; the cache is the
+backend's own and means nothing to anyone but its backward. Layer kinds name their kernels in
+their registration (:mod:`cnnlab.ops`), and a test checks that every backend has every
+registered kernel.
+
+Geometry, as in PyTorch: layout NCHW, conv weights (F, C, HH, WW), convolution is
+cross-correlation, ``Ho = 1 + (H + 2*pad - HH) // stride`` (likewise Wo) and ``Ho < 1`` is a
+ShapeError; stride, pad and kernel are an int or an (h, w) pair.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from cnnlab.kernels.geometry import IntPair
+
+Array = np.ndarray
+Cache = object  # what a forward keeps for its backward: opaque outside its backend
+Grads2 = tuple[Array, Array]
+Grads3 = tuple[Array, Array, Array]
+
+
+class KernelSet(Protocol):
+    """Forward/backward pairs on numpy arrays; shapes below are the contract."""
+
+    def conv2d_forward(
+        self, x: Array, w: Array, b: Array | None, stride: IntPair = 1, pad: IntPair = 0
+    ) -> tuple[Array, Cache]:
+        """x: (N, C, H, W), w: (F, C, HH, WW), b: (F,) or None -> out: (N, F, Ho, Wo)."""
+        ...
+
+    def conv2d_backward(
+        self, dout: Array, cache: Cache, need_dx: bool = True
+    ) -> tuple[Array | None, Array, Array | None]:
+        """-> (dx, dw, db); db is None when b was, dx when need_dx is False (a first layer)."""
+        ...
+
+    def maxpool2d_forward(
+        self,
+        x: Array,
+        kernel: IntPair,
+        stride: IntPair | None = None,
+        pad: IntPair = 0,
+        ties: str = "first",
+    ) -> tuple[Array, Cache]:
+        """x: (N, C, H, W) -> out: (N, C, Ho, Wo); padding is -inf; stride defaults to the
+        kernel. ``ties="first"`` routes a window's gradient to its first maximum in row-major
+        order (as PyTorch), ``"all"`` to every maximum."""
+        ...
+
+    def maxpool2d_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx."""
+        ...
+
+    def avgpool2d_forward(
+        self, x: Array, kernel: IntPair, stride: IntPair | None = None, pad: IntPair = 0
+    ) -> tuple[Array, Cache]:
+        """x: (N, C, H, W) -> out: (N, C, Ho, Wo); padding counts as zeros (PyTorch's
+        ``count_include_pad=True``)."""
+        ...
+
+    def avgpool2d_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx = dout spread evenly over each window, / (kh*kw)."""
+        ...
+
+    def global_avgpool_forward(self, x: Array) -> tuple[Array, Cache]:
+        """x: (N, C, H, W) -> out: (N, C), the mean over H and W."""
+        ...
+
+    def global_avgpool_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx."""
+        ...
+
+    def relu_forward(self, x: Array) -> tuple[Array, Cache]:
+        """out = max(x, 0); x: any shape."""
+        ...
+
+    def relu_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx; the gradient at x = 0 is 0."""
+        ...
+
+    def linear_forward(self, x: Array, w: Array, b: Array | None) -> tuple[Array, Cache]:
+        """x: (N, D), w: (M, D), b: (M,) or None -> out = x @ w.T + b: (N, M)."""
+        ...
+
+    def linear_backward(self, dout: Array, cache: Cache) -> tuple[Array, Array, Array | None]:
+        """-> (dx, dw, db); db is None when b was."""
+        ...
+
+    def flatten_forward(self, x: Array) -> tuple[Array, Cache]:
+        """x: (N, d1, d2, ...) -> out: (N, d1*d2*...)."""
+        ...
+
+    def flatten_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx of x's shape."""
+        ...
+
+    def dropout_forward(self, x: Array, mask: Array, p: float) -> tuple[Array, Cache]:
+        """Inverted dropout: out = x * mask / (1 - p); mask: bool keep-mask of x's shape."""
+        ...
+
+    def dropout_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx = dout * mask / (1 - p)."""
+        ...
+
+    def softmax_cross_entropy(self, logits: Array, y: Array) -> tuple[float, Array]:
+        """logits: (N, K), y: (N,) int labels -> (mean loss, dlogits: (N, K))."""
+        ...
+
+    def batchnorm_forward(
+        self,
+        x: Array,
+        gamma: Array,
+        beta: Array,
+        running_mean: Array,
+        running_var: Array,
+        train: bool = True,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+    ) -> tuple[Array, Cache]:
+        """x: (N, D) or (N, C, H, W) (spatial: statistics over N, H, W), the rest (C,) ->
+        out: x's shape. Training updates the running statistics in place, as PyTorch does
+        (momentum, unbiased running variance); eval normalises with them."""
+        ...
+
+    def batchnorm_backward(self, dout: Array, cache: Cache, mode: str = "fused") -> Grads3:
+        """-> (dx, dgamma, dbeta); mode ``staged`` or ``fused`` picks the formula."""
+        ...
+
+    def layernorm_forward(
+        self, x: Array, gamma: Array, beta: Array, eps: float = 1e-5
+    ) -> tuple[Array, Cache]:
+        """Per sample over every non-batch axis; gamma, beta: (C,) per channel (or (D,))."""
+        ...
+
+    def layernorm_backward(self, dout: Array, cache: Cache) -> Grads3:
+        """-> (dx, dgamma, dbeta)."""
+        ...
+
+    def groupnorm_forward(
+        self, x: Array, gamma: Array, beta: Array, groups: int, eps: float = 1e-5
+    ) -> tuple[Array, Cache]:
+        """x: (N, C, H, W), per sample over groups of C/groups channels and (H, W)."""
+        ...
+
+    def groupnorm_backward(self, dout: Array, cache: Cache) -> Grads3:
+        """-> (dx, dgamma, dbeta)."""
+        ...
+
+    def lrn_forward(
+        self, x: Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+    ) -> tuple[Array, Cache]:
+        """x: (N, C, H, W) -> out_c = x_c / (k + alpha/size * sum of x^2 over the channels
+        c - size//2 .. c + (size-1)//2, zero-padded)^beta (PyTorch's ``local_response_norm``)."""
+        ...
+
+    def lrn_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx."""
+        ...
+
+    def add_forward(self, a: Array, b: Array) -> tuple[Array, Cache]:
+        """out = a + b, same shapes (a residual sum)."""
+        ...
+
+    def add_backward(self, dout: Array, cache: Cache) -> Grads2:
+        """-> (da, db)."""
+        ...

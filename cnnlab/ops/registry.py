@@ -1,0 +1,182 @@
+"""The layer registry: one :class:`LayerKind` per kind of layer, and the lookups on it.
+
+A registration says everything cnnlab needs to know about a kind beyond its kernels: its name
+(``cnnlab gradcheck layer=<name>``), the class that describes it in a layer tree, the kernels
+that compute it, how the layer's options, parameters and buffers bind to the kernels'
+arguments, which gradients the backward returns, its gradient-check cases and its default
+bench cases. From here, and nowhere else, come the numpy and torch executors' dispatch, the
+torch kernel set's methods, the ``layer=`` choices, ``cnnlab gradcheck`` and the default cases
+of ``cnnlab bench layers``.
+
+**Binding.** For a leaf kind whose kernel is ``k``, with ``name.p`` the layer's arrays::
+
+    out, cache = kernels.k_forward(x, **params, **buffers, **options)   # numpy backends
+    grads = kernels.k_backward(dout, cache, **backward_options)
+    out = ops.k(x, **params, **buffers, **options)                     # torch executor
+
+``params`` and ``buffers`` pass the layer's arrays under their own names (None for a parameter
+the layer does not have, such as a conv without bias); ``options`` pass the layer's attributes
+of the same name; ``train`` is added where the kind takes it; a kind with ``mask`` gets a
+dropout keep-mask of x's shape drawn from the run's generator with the layer's ``p``. The
+backward returns the gradients of :attr:`LayerKind.grads` in that order (one array when there
+is one); a kind with ``skips_dx`` also takes ``need_dx`` and returns None for dx when it is
+False (a net's first layer).
+
+**Containers.** A :class:`~cnnlab.nn.layers.Chain` runs its children in order and has no kernel.
+A :class:`~cnnlab.nn.layers.Branches` node runs every branch on the same input and combines
+their outputs with its kernel, ``k_forward(*outs)`` (``ops.k(*outs)`` on torch); the backward
+returns one gradient per branch (named by ``inputs``), and the input's gradient is their sum.
+
+This module imports nothing heavy: ``cnnlab --help`` lists the kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from cnnlab.errors import UsageError
+from cnnlab.nn.layers import Branches, Chain, Layer, Node
+
+if TYPE_CHECKING:
+    from cnnlab.ops.cases import Bench, Check
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One kind of layer (or container), registered once with :func:`register`.
+
+    Attributes:
+        name: the ``layer=`` option and the key of the registry.
+        layer: the class that describes the kind in a layer tree (None for the loss, which
+            nets call themselves).
+        kernel: the kernel-set functions ``<kernel>_forward`` / ``<kernel>_backward`` (numpy
+            and torch kernel sets alike) and the torch op ``cnnlab.kernels.torch.ops.<kernel>``;
+            None for a chain, which has no computation of its own.
+        inputs: the forward's differentiable inputs before the parameters: ``("x",)`` for a
+            layer, one name per branch for a container.
+        params: forward arguments that are the layer's parameters, by name.
+        buffers: forward arguments that are the layer's buffers, updated in place.
+        options: forward arguments that are the layer's attributes of the same name.
+        backward_options: ``(argument, attribute)`` pairs: backward arguments taken from the
+            layer's attributes (batch norm's ``mode`` from its ``backward``).
+        train: the forward takes ``train`` (batch statistics or running ones).
+        mask: the forward takes ``mask``, a keep-mask of x's shape drawn per call from the
+            run's generator with the layer's drop probability ``p``.
+        skips_dx: the backward takes ``need_dx`` and skips dx when it is False.
+        across: the torch op that computes the kind in training over a batch split across
+            processes (DDP): it takes ``batch_sum`` and ``total`` in place of ``train``.
+        pair: the kernel is a forward/backward pair (False for the loss, one function).
+        variant: the attribute that names a case's variant in ``cnnlab bench`` (batch norm's
+            ``backward``: ``staged`` or ``fused``).
+        checks: the gradient-check cases of ``cnnlab gradcheck layer=<name>``.
+        bench: the default cases of ``cnnlab bench layers``.
+        from_spec: builds the layer from a ``bench.cases`` entry's keys (other than ``name``,
+            ``layer``, ``x`` and ``variants``); None passes them to the class as they are.
+    """
+
+    name: str
+    layer: type | None
+    kernel: str | None
+    inputs: tuple[str, ...] = ("x",)
+    params: tuple[str, ...] = ()
+    buffers: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    backward_options: tuple[tuple[str, str], ...] = ()
+    train: bool = False
+    mask: bool = False
+    skips_dx: bool = False
+    across: str | None = None
+    pair: bool = True
+    variant: str | None = None
+    checks: tuple[Check, ...] = ()
+    bench: tuple[Bench, ...] = ()
+    from_spec: Callable[[dict[str, object], tuple[int, ...]], Node] | None = None
+
+    @property
+    def grads(self) -> tuple[str, ...]:
+        """What the backward returns, in order: the inputs' gradients, then the parameters'."""
+        return (*self.inputs, *self.params)
+
+    @property
+    def forward(self) -> str:
+        """The name of the forward kernel in a kernel set."""
+        return f"{self.kernel}_forward"
+
+    @property
+    def backward(self) -> str:
+        """The name of the backward kernel in a kernel set."""
+        return f"{self.kernel}_backward"
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """The kernel-set functions this kind needs on every backend."""
+        if self.kernel is None:
+            return ()
+        return (self.forward, self.backward) if self.pair else (self.kernel,)
+
+    def bind(
+        self,
+        layer: Node,
+        params: Callable[[str], T | None],
+        buffers: Callable[[str], T],
+        train: bool,
+    ) -> dict[str, object]:
+        """The forward's keyword arguments after x (the mask aside): the layer's parameters
+        and buffers looked up by name, its options, and ``train`` where the kind takes it."""
+        args: dict[str, object] = {p: params(p) for p in self.params}
+        for b in self.buffers:
+            args[b] = buffers(b)
+        for o in self.options:
+            args[o] = getattr(layer, o)
+        if self.train:
+            args["train"] = train
+        return args
+
+    def backward_args(self, layer: Node) -> dict[str, object]:
+        """The backward's keyword arguments taken from the layer (``need_dx`` aside)."""
+        return {arg: getattr(layer, attr) for arg, attr in self.backward_options}
+
+    def named_grads(self, result: object) -> Iterator[tuple[str, object]]:
+        """``(name, gradient)`` pairs of a backward's result, in :attr:`grads` order."""
+        values = result if len(self.grads) > 1 else (result,)
+        return zip(self.grads, values, strict=True)  # type: ignore[call-overload]
+
+
+_KINDS: dict[str, LayerKind] = {}
+_BY_CLASS: dict[type, LayerKind] = {}
+
+
+def register(kind: LayerKind) -> LayerKind:
+    """Add a kind to the registry (once per name and per class); returns it."""
+    if kind.name in _KINDS:
+        raise ValueError(f"layer kind {kind.name!r} is registered twice")
+    if kind.layer is not None:
+        if kind.layer in _BY_CLASS:
+            raise ValueError(f"{kind.layer.__name__} is registered twice")
+        if not issubclass(kind.layer, Layer | Chain | Branches):
+            raise TypeError(f"{kind.layer.__name__} is not a Layer, Chain or Branches")
+        _BY_CLASS[kind.layer] = kind
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def kinds() -> Mapping[str, LayerKind]:
+    """Every registered kind by name, in registration order."""
+    return _KINDS
+
+
+def kind_of(node: Node) -> LayerKind:
+    """The registration of a tree node's class."""
+    try:
+        return _BY_CLASS[type(node)]
+    except KeyError:
+        raise UsageError(f"{type(node).__name__} is not a registered layer kind") from None
+
+
+def checked() -> list[LayerKind]:
+    """The kinds ``cnnlab gradcheck`` checks: those with a kernel, in registration order."""
+    return [k for k in _KINDS.values() if k.kernel is not None]
