@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cnnlab.errors import BackendUnavailableError, UsageError
 
@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cnnlab.kernels.protocol import KernelSet
-    from cnnlab.nn.layers import Node
     from cnnlab.nn.numpy_net import NumpyNet
     from cnnlab.nn.torch_net import TorchModel
+    from cnnlab.ops.tree import Node
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,9 @@ def _im2col(backend: Backend, options: BackendOptions) -> KernelSet:
 def _torch(backend: Backend, options: BackendOptions) -> KernelSet:
     from cnnlab.kernels.torch import TorchKernels
 
-    return TorchKernels(backend.device, options.threads)
+    # Its pairs are made from the torch ops at import, out of a type checker's sight;
+    # tests/ops/test_registry.py checks each against the protocol.
+    return cast("KernelSet", TorchKernels(backend.device, options.threads))
 
 
 BACKENDS: dict[str, Backend] = {

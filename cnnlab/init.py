@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cnnlab.errors import ShapeError, UsageError
-from cnnlab.nn.layers import ParamSpec
+from cnnlab.ops.tree import ParamSpec
 
 SCHEMES = ("xavier", "glorot", "kaiming")
 DISTRIBUTIONS = ("normal", "uniform")

@@ -1,7 +1,7 @@
 """``cnnlab summary``: each layer's output shape, parameter count and FLOPs, and totals.
 
-Works from the architecture alone (:mod:`cnnlab.nn.layers` knows shapes and parameter counts),
-so it needs no backend and no data files.
+Works from the architecture alone (each layer knows its shapes, parameters and FLOPs), so it
+needs no backend and no data files.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def summarize(net: Any, in_shape: tuple[int, ...]) -> dict[str, Any]:
     FLOPs are for one sample's forward pass, multiply-adds of conv and linear layers counted
     as 2 (other layers' element-wise work is left out, as is usual).
     """
-    from cnnlab.nn.layers import leaves
+    from cnnlab.ops.tree import leaves
 
     rows = []
     for leaf in leaves(net, in_shape):

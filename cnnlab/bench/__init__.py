@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from cnnlab.backends import Backend
 
 log = logging.getLogger("cnnlab.bench")
 
@@ -110,7 +113,7 @@ def task(cfg: Any) -> int:
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
-def _device(backends: list[Any]) -> str:
+def _device(backends: list[Backend]) -> str:
     usable = [b for b in backends if b.device == "cuda" and b.availability()[0]]
     return "cuda" if usable else "cpu"
 

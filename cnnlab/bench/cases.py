@@ -19,9 +19,9 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError, UsageError
 from cnnlab.kernels.protocol import KernelSet
-from cnnlab.nn.layers import Layer, Node
 from cnnlab.ops import LayerKind, kinds
-from cnnlab.ops.cases import with_variant
+from cnnlab.ops.cases import layer_case, with_variant
+from cnnlab.ops.tree import Layer, Node
 
 TARGETS = ("conv", "pool", "batchnorm", "layers", "suite", "model")
 
@@ -66,7 +66,7 @@ class BenchCase:
             layer=with_variant(self.kind, self.layer, self.variant),
             x=(batch, *self.x[1:]),
         )
-        case = check.case(self.kind)
+        case = layer_case(self.kind, check)
 
         def make(rng: np.random.Generator) -> dict[str, Any]:
             # gradcheck draws float64; only floating arrays change dtype (labels, masks stay).

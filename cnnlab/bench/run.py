@@ -19,6 +19,7 @@ from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.bench.cases import BenchCase, Built
 from cnnlab.bench.timing import measure, once
 from cnnlab.gradcheck.numeric import rel_error
+from cnnlab.kernels.protocol import KernelSet
 
 log = logging.getLogger("cnnlab.bench")
 
@@ -76,7 +77,9 @@ def record(ctx: Context, case: str, variant: str, backend: str, **values: Any) -
     return row
 
 
-def _pair(kernels: Any, built: Built, arrays: dict, dout: Any = None) -> tuple[Any, list, Any]:
+def _pair(
+    kernels: KernelSet, built: Built, arrays: dict, dout: Any = None
+) -> tuple[Any, list, Any]:
     out, cache = built.forward(kernels, arrays)
     if dout is None:
         return out, [], cache
@@ -105,7 +108,7 @@ def _reference(ctx: Context, case: BenchCase, batch: int) -> tuple[Any, list[Any
     return ctx._refs[key]
 
 
-def _check(ctx: Context, case: BenchCase, kernels: Any, batch: int) -> float:
+def _check(ctx: Context, case: BenchCase, kernels: KernelSet, batch: int) -> float:
     """The largest relative error of the forward output and every gradient against torch."""
     ref_out, ref_grads, dout = _reference(ctx, case, batch)
     built = case.build(batch, ctx.dtype)

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnlab.backends import BACKENDS, DEFAULT_OPTIONS, Backend, BackendOptions
-from cnnlab.gradcheck.numeric import compare
+from cnnlab.gradcheck.numeric import Comparison, compare
 from cnnlab.gradcheck.run import Record, Thresholds, compared
-from cnnlab.nn.layers import Node
+from cnnlab.ops.tree import Node
 
 if TYPE_CHECKING:
     from cnnlab.nn.numpy_net import NumpyNet
@@ -49,7 +49,7 @@ class ModelProblem:
 def make_problem(cfg: Any) -> ModelProblem:
     """Build the scaled-down model, its float64 weights and a random batch from the config."""
     from cnnlab.models import build_net, init_state
-    from cnnlab.nn.layers import param_specs
+    from cnnlab.ops.tree import param_specs
 
     g = cfg.gradcheck
     channels, height, width = (int(n) for n in cfg.data.shape)
@@ -89,7 +89,7 @@ def _off_init(
 
 
 def _record(
-    p: ModelProblem, backend: str, tensor: str, reference: str, cmp: Any, t: Thresholds
+    p: ModelProblem, backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
 ) -> Record:
     where = {"target": "model", "layer": None, "model": p.model, "variant": p.variant}
     return compared(where, backend, tensor, reference, cmp, t)

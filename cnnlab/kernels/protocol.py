@@ -15,14 +15,15 @@ ShapeError; stride, pad and kernel are an int or an (h, w) pair.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from cnnlab.kernels.geometry import IntPair
 
 Array = np.ndarray
-Cache = object  # what a forward keeps for its backward: opaque outside its backend
+# What a forward keeps for its backward: each backend's own type, read only by its backward.
+Cache = Any
 Grads2 = tuple[Array, Array]
 Grads3 = tuple[Array, Array, Array]
 

@@ -16,8 +16,8 @@ import numpy as np
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.init import init_params
 from cnnlab.models import alexnet, deep, lenet, resnet, threelayer
-from cnnlab.nn.layers import Shape, buffer_specs, leaves, param_specs
 from cnnlab.ops.structure import Sequential
+from cnnlab.ops.tree import Shape, buffer_specs, leaves, param_specs
 
 
 @dataclass(frozen=True)

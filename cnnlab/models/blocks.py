@@ -6,10 +6,10 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.kernels.geometry import IntPair
-from cnnlab.nn.layers import Layer, Node
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
+from cnnlab.ops.tree import Layer, Node
 
 NORMS = ("none", "batch", "layer", "group", "lrn")
 # Norms that subtract a per-channel mean: a conv bias right before one of them is cancelled

@@ -7,10 +7,10 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.nn.layers import Node
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
+from cnnlab.ops.tree import Node
 
 
 @dataclass

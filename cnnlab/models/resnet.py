@@ -13,11 +13,11 @@ from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.nn.layers import Node
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.linear import Linear
 from cnnlab.ops.pool import GlobalAvgPool, MaxPool2d
 from cnnlab.ops.structure import Residual, Sequential
+from cnnlab.ops.tree import Node
 
 STEMS = ("cifar", "imagenet")
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from cnnlab.kernels.common import dropout_mask
 from cnnlab.kernels.protocol import Cache, KernelSet
-from cnnlab.nn.layers import Branches, Chain, Layer, Node
 from cnnlab.ops import kind_of
+from cnnlab.ops.tree import Branches, Chain, Layer, Node
 
 Grads = dict[str, np.ndarray]
 

@@ -25,8 +25,8 @@ from torch import nn
 from cnnlab.data.batches import Rows
 from cnnlab.kernels.common import dropout_mask
 from cnnlab.kernels.torch import ops
-from cnnlab.nn.layers import Branches, Chain, Layer, Node
 from cnnlab.ops import kind_of
+from cnnlab.ops.tree import Branches, Chain, Layer, Node
 
 Tensor = torch.Tensor
 
@@ -175,7 +175,11 @@ class TorchModel:
             loss = ops.softmax_cross_entropy(logits, torch.as_tensor(y, device=self.device))
             if grads:
                 loss.backward()
-        found = {n: p.grad.detach().cpu().numpy() for n, p in self._params.items()} if grads else {}
+        found = {
+            n: p.grad.detach().cpu().numpy()
+            for n, p in self._params.items()
+            if grads and p.grad is not None  # every parameter of a tree takes part in its loss
+        }
         return float(loss.detach()), found, logits.detach().cpu().numpy()
 
     def get(self, name: str) -> np.ndarray:

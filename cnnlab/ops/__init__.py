@@ -4,7 +4,9 @@ Everything about one kind of layer is in its family's module: ``conv.py`` (convo
 ``pool.py``, ``activation.py``, ``linear.py`` (linear and flatten), ``dropout.py``, ``norm.py``
 (batch, layer and group norm, LRN), ``loss.py`` (softmax cross-entropy) and ``structure.py``
 (the containers). The registry (:mod:`cnnlab.ops.registry`) holds one :class:`LayerKind` per
-kind; its docstring says how a registration binds a layer to its kernels.
+kind; its docstring says how a registration binds a layer to its kernels. :mod:`cnnlab.ops.tree`
+says what a layer tree is (layers, chains, branches) and walks it; :mod:`cnnlab.ops.cases` runs a
+kind at given shapes for ``cnnlab gradcheck`` and ``cnnlab bench``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from cnnlab.ops import (  # noqa: F401
     pool,
     structure,
 )
-from cnnlab.ops.cases import LayerCase
-from cnnlab.ops.registry import LayerKind, checked, kind_of, kinds
+from cnnlab.ops.cases import layer_case
+from cnnlab.ops.registry import LayerCase, LayerKind, checked, kind_of, kinds
 
 __all__ = ["LayerCase", "LayerKind", "checked", "kind_of", "kinds", "layer_cases", "layer_choices"]
 
@@ -34,7 +36,7 @@ def layer_choices() -> list[str]:
 def layer_cases(layer: str = "all") -> list[LayerCase]:
     """The gradient-check cases of one ``layer=`` option, or of every kind for ``all``."""
     return [
-        check.case(kind)
+        layer_case(kind, check)
         for kind in checked()
         if layer in ("all", kind.name)
         for check in kind.checks

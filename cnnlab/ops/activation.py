@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnlab.nn.layers import Layer
-from cnnlab.ops.cases import Bench, Check, away_from_zero
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.cases import away_from_zero
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import Layer
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Layer cases: a registered kind at one input shape, with its arrays, run on any kernel set.
 
-``cnnlab gradcheck`` checks the cases each registration lists (:class:`Check`) and
-``cnnlab bench`` times the same kinds at its own shapes (:class:`Bench`). Both turn them into a
-:class:`LayerCase` here, which draws the arrays (input, parameters by role, buffers, a dropout
+``cnnlab gradcheck`` checks the cases each registration lists (its ``Check`` s) and
+``cnnlab bench`` times the same kinds at its own shapes. Both turn them into a ``LayerCase``
+with :func:`layer_case`, which draws the arrays (input, parameters by role, buffers, a dropout
 mask) and runs the kernel pair through the registration's binding, so a layer is checked and
 timed exactly as a net runs it.
 
@@ -16,20 +16,15 @@ numpy is imported inside the functions that draw: registrations import this modu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.nn.layers import BufferSpec, Layer, Node, ParamSpec
+from cnnlab.ops.registry import Arrays, Check, LayerCase, LayerKind
+from cnnlab.ops.tree import BufferSpec, Layer, Node, ParamSpec
 
 if TYPE_CHECKING:
     import numpy as np
 
     from cnnlab.kernels.protocol import KernelSet
-    from cnnlab.ops.registry import LayerKind
-
-Arrays = dict[str, Any]  # arrays and labels by argument name
-Draw = Callable[["np.random.Generator", tuple[int, ...]], "np.ndarray"]
 
 
 # -- how inputs are drawn ------------------------------------------------------------------------
@@ -83,57 +78,13 @@ def _buffer(rng: np.random.Generator, spec: BufferSpec) -> np.ndarray:
 # -- what registrations list ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LayerCase:
-    """One layer variant on concrete arrays, runnable on any kernel set.
-
-    Attributes:
-        layer: the kind's name (the ``layer=`` option it belongs to).
-        variant: what this case exercises, for tables.
-        make: draws the arrays (inputs, parameters, buffers, labels, masks).
-        wrt: names of the arrays whose gradients are checked, in the order backward returns.
-        forward: ``(kernels, arrays) -> (out, cache)``.
-        backward: ``(kernels, cache, dout) -> tuple of gradients`` in ``wrt`` order.
-    """
-
-    layer: str
-    variant: str
-    make: Callable[[np.random.Generator], Arrays]
-    wrt: tuple[str, ...]
-    forward: Callable[[KernelSet, Arrays], tuple[Any, Any]]
-    backward: Callable[[KernelSet, Any, Any], tuple[Any, ...]]
-
-
-@dataclass(frozen=True)
-class Check:
-    """A gradient-check case: ``layer`` on an input of shape ``x`` (batch first).
-
-    draw: how the input is drawn; train: the mode of a kind that takes one. For a container
-    kind, ``layer`` is None and every branch output is drawn at shape ``x``.
-    """
-
-    variant: str
-    layer: Node | None
-    x: tuple[int, ...]
-    draw: Draw = normal
-    train: bool = True
-
-    def case(self, kind: LayerKind) -> LayerCase:
-        """The runnable case of this check for ``kind``."""
-        if self.layer is None:
-            return _combine_case(kind, self)
-        return _layer_case(kind, self)
-
-
-@dataclass(frozen=True)
-class Bench:
-    """A default case of ``cnnlab bench layers``: ``layer`` on an input of shape ``x``; one
-    row per variant where the kind has them."""
-
-    name: str
-    layer: Node | None
-    x: tuple[int, ...]
-    variants: tuple[str, ...] = ()
+def layer_case(kind: LayerKind, check: Check) -> LayerCase:
+    """The runnable case of one of ``kind``'s checks (or of a bench case built like one)."""
+    if check.build is not None:
+        return check.build(kind, check)
+    if check.layer is None:
+        return _combine_case(kind, check)
+    return _layer_case(kind, check)
 
 
 def _layer_case(kind: LayerKind, check: Check) -> LayerCase:
@@ -143,8 +94,10 @@ def _layer_case(kind: LayerKind, check: Check) -> LayerCase:
     params = {p.name: p for p in layer.params(in_shape)}
     buffers = layer.buffers(in_shape)
 
+    draw = check.draw or normal
+
     def make(rng: np.random.Generator) -> Arrays:
-        arrays = {"x": check.draw(rng, check.x)}
+        arrays = {"x": draw(rng, check.x)}
         arrays |= {name: _param(rng, spec) for name, spec in params.items()}
         arrays |= {spec.name: _buffer(rng, spec) for spec in buffers}
         if kind.mask:
@@ -169,8 +122,10 @@ def _layer_case(kind: LayerKind, check: Check) -> LayerCase:
 
 
 def _combine_case(kind: LayerKind, check: Check) -> LayerCase:
+    draw = check.draw or normal
+
     def make(rng: np.random.Generator) -> Arrays:
-        return {name: check.draw(rng, check.x) for name in kind.inputs}
+        return {name: draw(rng, check.x) for name in kind.inputs}
 
     def forward(kernels: KernelSet, a: Arrays) -> tuple[Any, Any]:
         return getattr(kernels, kind.forward)(*(a[name] for name in kind.inputs))

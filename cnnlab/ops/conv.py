@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 from cnnlab.errors import UsageError
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
-from cnnlab.nn.layers import Layer, ParamSpec, Shape, image
-from cnnlab.ops.cases import Bench, Check
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import Layer, ParamSpec, Shape, image
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnnlab.nn.layers import Layer
-from cnnlab.ops.cases import Bench, Check
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import Layer
 
 
 @dataclass(frozen=True)

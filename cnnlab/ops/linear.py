@@ -6,9 +6,8 @@ import math
 from dataclasses import dataclass
 
 from cnnlab.errors import ShapeError
-from cnnlab.nn.layers import Layer, ParamSpec, Shape
-from cnnlab.ops.cases import Bench, Check
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import Layer, ParamSpec, Shape
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,9 @@ its gradient check and bench case.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.ops.cases import Arrays, Bench, Check, LayerCase
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.registry import Arrays, Bench, Check, LayerCase, LayerKind, register
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,31 +16,27 @@ if TYPE_CHECKING:
     from cnnlab.kernels.protocol import KernelSet
 
 
-@dataclass(frozen=True)
-class LossCheck(Check):
-    """Logits of shape ``x`` = (N, K), scaled by 2, and N labels in [0, K)."""
+def _case(kind: LayerKind, check: Check) -> LayerCase:
+    """Logits of shape ``check.x`` = (N, K), scaled by 2, and N labels in [0, K)."""
+    n, classes = check.x
 
-    def case(self, kind: LayerKind) -> LayerCase:
-        n, classes = self.x
+    def make(rng: np.random.Generator) -> Arrays:
+        return {
+            "logits": rng.standard_normal((n, classes)) * 2,
+            "y": rng.integers(0, classes, size=n),
+        }
 
-        def make(rng: np.random.Generator) -> Arrays:
-            return {
-                "logits": rng.standard_normal((n, classes)) * 2,
-                "y": rng.integers(0, classes, size=n),
-            }
+    def forward(kernels: KernelSet, a: Arrays) -> tuple[Any, Any]:
+        import numpy as np
 
-        def forward(kernels: KernelSet, a: Arrays) -> tuple[Any, Any]:
-            import numpy as np
+        loss, dlogits = kernels.softmax_cross_entropy(a["logits"], a["y"])
+        return np.asarray(loss), dlogits
 
-            loss, dlogits = kernels.softmax_cross_entropy(a["logits"], a["y"])
-            return np.asarray(loss), dlogits
+    def backward(kernels: KernelSet, dlogits: Any, dout: Any) -> tuple[Any, ...]:
+        # The loss is the network's end: its "cache" is dL/dlogits, scaled by the upstream dout.
+        return (dlogits * dout,)
 
-        def backward(kernels: KernelSet, dlogits: Any, dout: Any) -> tuple[Any, ...]:
-            # The loss is the network's end: its "cache" is dL/dlogits, scaled by the upstream
-            # dout.
-            return (dlogits * dout,)
-
-        return LayerCase(kind.name, self.variant, make, ("logits",), forward, backward)
+    return LayerCase(kind.name, check.variant, make, ("logits",), forward, backward)
 
 
 SOFTMAX = register(
@@ -52,7 +46,7 @@ SOFTMAX = register(
         "softmax_cross_entropy",
         inputs=("logits",),
         pair=False,
-        checks=(LossCheck("8 samples, 7 classes", None, (8, 7)),),
+        checks=(Check("8 samples, 7 classes", None, (8, 7), build=_case),),
         bench=(Bench("softmax", None, (64, 10)),),
     )
 )

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.errors import ShapeError
-from cnnlab.nn.layers import BufferSpec, Layer, ParamSpec, Shape, image
-from cnnlab.ops.cases import Bench, Check, spread, wide
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.cases import spread, wide
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import BufferSpec, Layer, ParamSpec, Shape, image
 
 
 def _affine(shape: Shape) -> list[ParamSpec]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.kernels.geometry import IntPair, pair, pool_geometry
-from cnnlab.nn.layers import Layer, Shape, image
-from cnnlab.ops.cases import Bench, Check, distinct
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.cases import distinct
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import Layer, Shape, image
 
 
 @dataclass(frozen=True)

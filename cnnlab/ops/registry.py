@@ -22,8 +22,8 @@ backward returns the gradients of :attr:`LayerKind.grads` in that order (one arr
 is one); a kind with ``skips_dx`` also takes ``need_dx`` and returns None for dx when it is
 False (a net's first layer).
 
-**Containers.** A :class:`~cnnlab.nn.layers.Chain` runs its children in order and has no kernel.
-A :class:`~cnnlab.nn.layers.Branches` node runs every branch on the same input and combines
+**Containers.** A :class:`~cnnlab.ops.tree.Chain` runs its children in order and has no kernel.
+A :class:`~cnnlab.ops.tree.Branches` node runs every branch on the same input and combines
 their outputs with its kernel, ``k_forward(*outs)`` (``ops.k(*outs)`` on torch); the backward
 returns one gradient per branch (named by ``inputs``), and the input's gradient is their sum.
 
@@ -34,15 +34,78 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cnnlab.errors import UsageError
-from cnnlab.nn.layers import Branches, Chain, Layer, Node
+from cnnlab.ops.tree import Branches, Chain, Layer, Node
 
 if TYPE_CHECKING:
-    from cnnlab.ops.cases import Bench, Check
+    import numpy as np
+
+    from cnnlab.kernels.protocol import KernelSet
+
+    # What a backward returns: one gradient, or one per name in LayerKind.grads.
+    Grads = np.ndarray | tuple[np.ndarray | None, ...]
+    # How a check draws an input of a given shape.
+    Draw = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
 T = TypeVar("T")
+Arrays = dict[str, Any]  # a case's arrays and labels by argument name
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """One layer variant on concrete arrays, runnable on any kernel set.
+
+    Attributes:
+        layer: the kind's name (the ``layer=`` option it belongs to).
+        variant: what this case exercises, for tables.
+        make: draws the arrays (inputs, parameters, buffers, labels, masks).
+        wrt: names of the arrays whose gradients are checked, in the order backward returns.
+        forward: ``(kernels, arrays) -> (out, cache)``.
+        backward: ``(kernels, cache, dout) -> tuple of gradients`` in ``wrt`` order.
+    """
+
+    layer: str
+    variant: str
+    make: Callable[[np.random.Generator], Arrays]
+    wrt: tuple[str, ...]
+    forward: Callable[[KernelSet, Arrays], tuple[Any, Any]]
+    backward: Callable[[KernelSet, Any, Any], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A gradient-check case of a kind: ``layer`` on an input of shape ``x`` (batch first).
+
+    Attributes:
+        variant: what the case exercises, for tables.
+        layer: the layer; None for a container kind (every branch output is drawn at ``x``)
+            and for the loss.
+        x: the input's shape.
+        draw: how the input is drawn (None: standard normal); see :mod:`cnnlab.ops.cases`.
+        train: the mode, for a kind that takes one.
+        build: makes the runnable case where the generic one does not fit (the loss's
+            labels); None uses :func:`cnnlab.ops.cases.layer_case`'s.
+    """
+
+    variant: str
+    layer: Node | None
+    x: tuple[int, ...]
+    draw: Draw | None = None
+    train: bool = True
+    build: Callable[[LayerKind, Check], LayerCase] | None = None
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A default case of ``cnnlab bench layers``: ``layer`` on an input of shape ``x``; one row
+    per variant where the kind has them."""
+
+    name: str
+    layer: Node | None
+    x: tuple[int, ...]
+    variants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,10 +203,11 @@ class LayerKind:
         """The backward's keyword arguments taken from the layer (``need_dx`` aside)."""
         return {arg: getattr(layer, attr) for arg, attr in self.backward_options}
 
-    def named_grads(self, result: object) -> Iterator[tuple[str, object]]:
-        """``(name, gradient)`` pairs of a backward's result, in :attr:`grads` order."""
-        values = result if len(self.grads) > 1 else (result,)
-        return zip(self.grads, values, strict=True)  # type: ignore[call-overload]
+    def named_grads(self, result: Grads) -> Iterator[tuple[str, np.ndarray | None]]:
+        """``(name, gradient)`` pairs of a backward's result, in :attr:`grads` order; None for
+        an absent parameter, or for dx that was not asked for."""
+        values = result if isinstance(result, tuple) else (result,)
+        return zip(self.grads, values, strict=True)
 
 
 _KINDS: dict[str, LayerKind] = {}

@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.errors import ShapeError
-from cnnlab.nn.layers import Branches, Chain, Named, Node, Shape
-from cnnlab.ops.cases import Bench, Check
-from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.registry import Bench, Check, LayerKind, register
+from cnnlab.ops.tree import Branches, Chain, Named, Node, Shape
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ import numpy as np
 from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.data.batches import Rows
 from cnnlab.errors import UsageError
-from cnnlab.nn.layers import Node
+from cnnlab.ops.tree import Node
 from cnnlab.train.distributed import SINGLE, Group
 
 if TYPE_CHECKING:
+    import torch
+
     from cnnlab.nn.numpy_net import NumpyNet
 
 
@@ -158,7 +160,7 @@ class TorchEngine:
         self.named = dict(self.module.named_parameters())
         self.optimizer = torch_optimizer(optim, list(self.named.values()))
 
-    def _tensor(self, a: np.ndarray) -> Any:
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
         return self.torch.as_tensor(a, device=self.device)
 
     def train_step(

@@ -13,9 +13,9 @@ from cnnlab.config import compose
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.gradcheck.numeric import rel_error
 from cnnlab.models import MODELS, build_net, init_state
-from cnnlab.nn.layers import leaves
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
+from cnnlab.ops.tree import leaves
 from cnnlab.summary import summarize
 
 

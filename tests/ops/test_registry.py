@@ -10,9 +10,9 @@ import pytest
 
 from cnnlab.backends import BACKENDS
 from cnnlab.kernels.protocol import KernelSet
-from cnnlab.nn.layers import Branches, Chain, Layer
 from cnnlab.ops import checked, kind_of, kinds, layer_cases, layer_choices
 from cnnlab.ops.registry import LayerKind, register
+from cnnlab.ops.tree import Branches, Chain, Layer
 
 USABLE = [b for b in BACKENDS.values() if b.availability()[0]]
 KINDS = list(kinds().values())
@@ -112,3 +112,16 @@ def _shown(f) -> str:
 def test_every_backend_has_the_protocols_signatures(backend, function):
     kernels = backend.kernels()
     assert _shown(getattr(kernels, function)) == _shown(getattr(KernelSet, function))
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.kernel and k.pair], ids=lambda k: k.name)
+def test_the_torch_op_differentiates_what_the_registration_returns(kind):
+    """The torch kernel set makes its pairs from the ops' own marks; they must say what the
+    registration says."""
+    from cnnlab.kernels.torch.ops import PAIRED
+
+    op = PAIRED.get(kind.kernel)
+    assert op is not None, f"mark ops.{kind.kernel} with @paired"
+    assert op.wrt == kind.grads
+    assert op.updates == kind.buffers
+    assert op.optional_dx == kind.skips_dx

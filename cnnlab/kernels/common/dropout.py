@@ -10,8 +10,6 @@ import numpy as np
 
 from cnnlab.errors import ShapeError, UsageError
 
-__all__ = ["dropout_backward", "dropout_forward"]  # the functions NumpyKernels takes from here
-
 
 def _check_p(p: float) -> None:
     # Written as a negated range test so that NaN is rejected too.
@@ -45,3 +43,10 @@ def dropout_backward(dout: np.ndarray, cache: tuple[np.ndarray, float]) -> np.nd
     """Dropout backward: ``dx = dout * mask / (1 - p)``."""
     mask, p = cache
     return dout * mask / (1.0 - p)
+
+
+class DropoutKernels:
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+
+    dropout_backward = staticmethod(dropout_backward)
+    dropout_forward = staticmethod(dropout_forward)

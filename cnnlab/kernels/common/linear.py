@@ -6,15 +6,6 @@ import numpy as np
 
 from cnnlab.errors import ShapeError
 
-__all__ = [
-    "add_backward",
-    "add_forward",
-    "flatten_backward",
-    "flatten_forward",
-    "linear_backward",
-    "linear_forward",
-]  # the functions NumpyKernels takes from here
-
 
 def linear_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None
@@ -86,3 +77,14 @@ def add_backward(dout: np.ndarray, cache: None) -> tuple[np.ndarray, np.ndarray]
     db is a copy so that callers may accumulate into either branch's gradient in place.
     """
     return dout, dout.copy()
+
+
+class LinearKernels:
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+
+    add_backward = staticmethod(add_backward)
+    add_forward = staticmethod(add_forward)
+    flatten_backward = staticmethod(flatten_backward)
+    flatten_forward = staticmethod(flatten_forward)
+    linear_backward = staticmethod(linear_backward)
+    linear_forward = staticmethod(linear_forward)

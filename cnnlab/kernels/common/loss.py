@@ -6,8 +6,6 @@ import numpy as np
 
 from cnnlab.errors import ShapeError, UsageError
 
-__all__ = ["softmax_cross_entropy"]  # the functions NumpyKernels takes from here
-
 
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and its gradient.
@@ -43,3 +41,9 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.
     dlogits[rows, y] -= 1
     dlogits /= N
     return loss, dlogits
+
+
+class LossKernels:
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+
+    softmax_cross_entropy = staticmethod(softmax_cross_entropy)

@@ -31,8 +31,6 @@ import numpy as np
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.kernels.geometry import check_dout
 
-__all__ = ["lrn_backward", "lrn_forward"]  # the functions NumpyKernels takes from here
-
 
 class LRNCache(NamedTuple):
     """What the LRN backward pass needs from its forward pass."""
@@ -96,3 +94,10 @@ def lrn_backward(dout: np.ndarray, cache: LRNCache) -> np.ndarray:
     t = dout * x / (s_beta * s)  # dout_c a_c s_c^(-beta-1)
     back = _channel_window_sum(t, (size - 1) // 2, size // 2)  # over the c whose window holds j
     return dout / s_beta - (2.0 * alpha * beta / size) * x * back
+
+
+class LRNKernels:
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+
+    lrn_backward = staticmethod(lrn_backward)
+    lrn_forward = staticmethod(lrn_forward)

@@ -24,15 +24,6 @@ from cnnlab.errors import ShapeError
 from cnnlab.kernels.choices import check_batchnorm_backward
 from cnnlab.kernels.geometry import check_batch_statistics
 
-__all__ = [
-    "batchnorm_backward",
-    "batchnorm_forward",
-    "groupnorm_backward",
-    "groupnorm_forward",
-    "layernorm_backward",
-    "layernorm_forward",
-]  # the functions NumpyKernels takes from here
-
 
 class NormCache(NamedTuple):
     """What a normalisation's backward pass needs from its forward pass."""
@@ -326,3 +317,14 @@ def layernorm_backward(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layer normalisation backward: dout of x's shape -> ``(dx, dgamma, dbeta)``."""
     return _norm_backward(dout, cache)
+
+
+class NormKernels:
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+
+    batchnorm_backward = staticmethod(batchnorm_backward)
+    batchnorm_forward = staticmethod(batchnorm_forward)
+    groupnorm_backward = staticmethod(groupnorm_backward)
+    groupnorm_forward = staticmethod(groupnorm_forward)
+    layernorm_backward = staticmethod(layernorm_backward)
+    layernorm_forward = staticmethod(layernorm_forward)

@@ -6,11 +6,6 @@ import numpy as np
 
 from cnnlab.errors import ShapeError
 
-__all__ = [
-    "global_avgpool_backward",
-    "global_avgpool_forward",
-]  # the functions NumpyKernels takes from here
-
 
 def global_avgpool_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     """Global average pooling.
@@ -31,3 +26,10 @@ def global_avgpool_backward(dout: np.ndarray, cache: tuple[int, ...]) -> np.ndar
     dx = np.empty(cache, dtype=dout.dtype)
     dx[...] = (dout / (H * W))[:, :, None, None]
     return dx
+
+
+class GlobalPoolKernels:
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+
+    global_avgpool_backward = staticmethod(global_avgpool_backward)
+    global_avgpool_forward = staticmethod(global_avgpool_forward)

@@ -6,8 +6,8 @@ the numpy backends (``conv2d_forward(x, w, b, stride=1, pad=0) -> (out, cache)``
 adapter, :func:`_pair`, from an op of :mod:`cnnlab.kernels.torch.ops`: the forward runs the op on
 tensors that require grad and keeps the graph in the cache; the backward asks autograd for the
 gradients.
-The pairs are made for every kind in the layer registry (:mod:`cnnlab.ops`), from the op of its
-kernel's name and the gradients its registration names, so a new layer kind needs only its op.
+The pairs are made for every op marked :func:`~cnnlab.kernels.torch.ops.paired`, so a new layer
+kind needs only its op.
 ``TorchKernels("cpu")`` is the ``torch`` backend, ``TorchKernels("cuda")`` the ``cuda`` one.
 
 This package imports torch, so it is imported only when a torch backend is selected.
@@ -25,7 +25,6 @@ import torch
 
 from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
 from cnnlab.kernels.choices import check_batchnorm_backward
-from cnnlab.kernels.protocol import KernelSet
 from cnnlab.kernels.torch import ops
 from cnnlab.runtime import use_threads
 
@@ -113,17 +112,15 @@ def _pair(
         result = tuple(None if t is None else _to_numpy(next(found)) for t in inputs)
         return result[0] if len(result) == 1 else result
 
-    if optional_dx:
+    def backward_or_skip_dx(
+        self: TorchKernels, dout: np.ndarray, cache: TorchCache, need_dx: bool = True
+    ) -> Any:
+        return grads_of(dout, cache, need_dx)
 
-        def backward(
-            self: TorchKernels, dout: np.ndarray, cache: TorchCache, need_dx: bool = True
-        ) -> Any:
-            return grads_of(dout, cache, need_dx)
+    def backward_all(self: TorchKernels, dout: np.ndarray, cache: TorchCache) -> Any:
+        return grads_of(dout, cache, True)
 
-    else:
-
-        def backward(self: TorchKernels, dout: np.ndarray, cache: TorchCache) -> Any:
-            return grads_of(dout, cache, True)
+    backward = backward_or_skip_dx if optional_dx else backward_all
 
     # The forward shows the op's own parameters, with numpy arrays where the op takes tensors.
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
@@ -155,8 +152,11 @@ def _pair(
     return forward, backward
 
 
-class TorchKernels(KernelSet):
-    """The kernel contract on numpy arrays, computed by PyTorch on ``device``.
+class TorchKernels:
+    """The kernel contract (:class:`~cnnlab.kernels.protocol.KernelSet`) on numpy arrays,
+    computed by PyTorch on ``device``. Its pairs are made when this module loads, one per op
+    marked :func:`~cnnlab.kernels.torch.ops.paired`: a type checker cannot see them, so the
+    tests check each one against the protocol.
 
     Arrays keep their dtype (float32 stays float32). Forward copies its inputs to the device, so
     changing an input array after the call does not change the cached graph; outputs and
@@ -219,20 +219,11 @@ class TorchKernels(KernelSet):
 
 
 def _install_pairs() -> None:
-    """A method pair for every registered kind, from ``ops.<kernel>`` and the gradients its
-    registration names; a method the class defines itself (batch norm's backward, which
-    takes a mode) is kept, with the generated one under a leading underscore."""
-    from cnnlab.ops import kinds
-
-    for kind in kinds().values():
-        if kind.kernel is None or not kind.pair:
-            continue
-        forward, backward = _pair(
-            getattr(ops, kind.kernel),
-            grads=kind.grads,
-            updates=kind.buffers,
-            optional_dx=kind.skips_dx,
-        )
+    """A method pair for every op marked :func:`ops.paired`; a method the class defines itself
+    (batch norm's backward, which takes a mode) is kept, with the made one under a leading
+    underscore."""
+    for p in ops.PAIRED.values():
+        forward, backward = _pair(p.op, p.wrt, p.updates, p.optional_dx)
         for method in (forward, backward):
             own = method.__name__ in TorchKernels.__dict__
             setattr(TorchKernels, f"_{method.__name__}" if own else method.__name__, method)

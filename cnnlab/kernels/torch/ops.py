@@ -5,14 +5,16 @@ backward pass. Shapes are checked with :mod:`cnnlab.kernels.geometry` (or the sa
 before the torch call, so a shape that does not fit raises the same
 :class:`~cnnlab.errors.ShapeError` as on the numpy backends instead of torch's own message.
 
-:class:`cnnlab.kernels.torch.TorchKernels` wraps these ops in the numpy pair API; torch models use
-them directly.
+:class:`cnnlab.kernels.torch.TorchKernels` wraps the ops marked :func:`paired` in the numpy pair
+API; torch models use them directly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +31,43 @@ from cnnlab.kernels.geometry import (
 )
 
 Tensor = torch.Tensor
+Op = TypeVar("Op", bound=Callable[..., Tensor])
 
 
+@dataclass(frozen=True)
+class Paired:
+    """An op that the torch kernel set offers as ``<op>_forward`` / ``<op>_backward``.
+
+    Attributes:
+        op: the op; the forward has its signature, on numpy arrays.
+        wrt: the op's arguments whose gradients the backward returns, in order.
+        updates: array arguments the op changes in place (batch norm's running statistics),
+            copied back into the caller's arrays.
+        optional_dx: the backward takes ``need_dx`` and skips the first gradient when False.
+    """
+
+    op: Callable[..., Tensor]
+    wrt: tuple[str, ...]
+    updates: tuple[str, ...] = ()
+    optional_dx: bool = False
+
+
+PAIRED: dict[str, Paired] = {}
+
+
+def paired(
+    *wrt: str, updates: tuple[str, ...] = (), optional_dx: bool = False
+) -> Callable[[Op], Op]:
+    """Mark an op as a kernel pair of the torch kernel set (see :class:`Paired`)."""
+
+    def mark(op: Op) -> Op:
+        PAIRED[op.__name__] = Paired(op, wrt, updates, optional_dx)
+        return op
+
+    return mark
+
+
+@paired("x", "w", "b", optional_dx=True)
 def conv2d(x: Tensor, w: Tensor, b: Tensor | None, stride: IntPair = 1, pad: IntPair = 0) -> Tensor:
     """2-D convolution (cross-correlation, no flip), as PyTorch's ``Conv2d``.
 
@@ -42,6 +79,7 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None, stride: IntPair = 1, pad: Int
     return F.conv2d(x, w, b, stride=pair(stride, "stride"), padding=pair(pad, "pad"))
 
 
+@paired("x")
 def maxpool2d(
     x: Tensor,
     kernel: IntPair,
@@ -90,6 +128,7 @@ def _maxpool2d_all_ties(
     return out.view(N, C, *out_hw)
 
 
+@paired("x")
 def avgpool2d(
     x: Tensor, kernel: IntPair, stride: IntPair | None = None, pad: IntPair = 0
 ) -> Tensor:
@@ -101,6 +140,7 @@ def avgpool2d(
     return F.avg_pool2d(x, k, s, p, ceil_mode=False, count_include_pad=True)
 
 
+@paired("x")
 def global_avgpool(x: Tensor) -> Tensor:
     """Mean over the whole feature map. x: (N, C, H, W) -> out: (N, C)."""
     if x.dim() != 4:
@@ -108,11 +148,13 @@ def global_avgpool(x: Tensor) -> Tensor:
     return x.mean(dim=(2, 3))
 
 
+@paired("x")
 def relu(x: Tensor) -> Tensor:
     """``max(x, 0)`` elementwise; x: any shape. The gradient at exactly 0 is 0."""
     return torch.relu(x)
 
 
+@paired("x", "w", "b")
 def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """Fully connected layer ``out = x @ w.T + b``.
 
@@ -132,11 +174,13 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     return F.linear(x, w, b)
 
 
+@paired("x")
 def flatten(x: Tensor) -> Tensor:
     """Keep the batch axis, merge the rest. x: (N, d1, d2, ...) -> out: (N, d1*d2*...)."""
     return x.flatten(1)  # not reshape(N, -1): -1 is ambiguous when N = 0
 
 
+@paired("x")
 def dropout(x: Tensor, mask: Tensor, p: float) -> Tensor:
     """Inverted dropout with a given keep-mask: ``out = x * mask / (1 - p)``.
 
@@ -177,6 +221,7 @@ def _check_per_channel(layer: str, x: Tensor, **params: Tensor | None) -> int:
     return C
 
 
+@paired("x", "gamma", "beta", updates=("running_mean", "running_var"))
 def batchnorm(
     x: Tensor,
     gamma: Tensor,
@@ -250,6 +295,7 @@ def batchnorm_across(
     return centred * (invstd * gamma).view(shape) + beta.view(shape)
 
 
+@paired("x", "gamma", "beta")
 def layernorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
     """Layer normalisation per sample over all non-batch axes, with a per-channel affine.
 
@@ -265,6 +311,7 @@ def layernorm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tens
     raise ShapeError(f"layernorm: x must be (N, D) or (N, C, H, W), got {tuple(x.shape)}")
 
 
+@paired("x", "gamma", "beta")
 def groupnorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: int, eps: float = 1e-5) -> Tensor:
     """Group normalisation per sample over groups of C/groups channels and (H, W).
 
@@ -280,6 +327,7 @@ def groupnorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: int, eps: float = 
     return F.group_norm(x, groups, gamma, beta, eps)
 
 
+@paired("x")
 def lrn(
     x: Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
 ) -> Tensor:
@@ -293,6 +341,7 @@ def lrn(
     return F.local_response_norm(x, int(size), alpha=alpha, beta=beta, k=k)
 
 
+@paired("a", "b")
 def add(a: Tensor, b: Tensor) -> Tensor:
     """Residual add ``out = a + b``; a, b: the same shape (no broadcasting) -> out: that shape."""
     if tuple(a.shape) != tuple(b.shape):
