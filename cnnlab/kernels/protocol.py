@@ -87,6 +87,14 @@ class KernelSet(Protocol):
         """-> dx; the gradient at x = 0 is 0."""
         ...
 
+    def leaky_relu_forward(self, x: Array, slope: float = 0.01) -> tuple[Array, Cache]:
+        """out = x where x > 0, else slope * x; x: any shape."""
+        ...
+
+    def leaky_relu_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx; the gradient at x = 0 is the slope, as in PyTorch."""
+        ...
+
     def linear_forward(self, x: Array, w: Array, b: Array | None) -> tuple[Array, Cache]:
         """x: (N, D), w: (M, D), b: (M,) or None -> out = x @ w.T + b: (N, M)."""
         ...

@@ -193,6 +193,8 @@ def make_case(name, rng):
         return Case("global_avgpool", [normal((2, 3, 4, 5))])
     if name == "relu":
         return Case("relu", [away_from_zero(rng, (3, 7))])
+    if name == "leaky_relu":
+        return Case("leaky_relu", [away_from_zero(rng, (3, 7))], lambda: {"slope": 0.2})
     if name == "linear":
         return Case("linear", [normal((4, 5)), normal((3, 5)), normal(3)])
     if name == "flatten":
@@ -232,6 +234,7 @@ GRAD_CASES = [
     "avgpool2d",
     "global_avgpool",
     "relu",
+    "leaky_relu",
     "linear",
     "flatten",
     "dropout",

@@ -154,6 +154,13 @@ def relu(x: Tensor) -> Tensor:
     return torch.relu(x)
 
 
+@paired("x")
+def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
+    """``x`` where positive, ``slope * x`` elsewhere; x: any shape. The gradient at 0 is the
+    slope."""
+    return F.leaky_relu(x, slope)
+
+
 @paired("x", "w", "b")
 def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """Fully connected layer ``out = x @ w.T + b``.
