@@ -5,8 +5,7 @@ A registration says everything cnnlab needs to know about a kind beyond its kern
 that compute it, how the layer's options, parameters and buffers bind to the kernels'
 arguments, which gradients the backward returns, its gradient-check cases and its default
 bench cases. From here, and nowhere else, come the numpy and torch executors' dispatch, the
-torch kernel set's methods, the ``layer=`` choices, ``cnnlab gradcheck`` and the default cases
-of ``cnnlab bench layers``.
+``layer=`` choices, ``cnnlab gradcheck`` and the default cases of ``cnnlab bench layers``.
 
 **Binding.** For a leaf kind whose kernel is ``k``, with ``name.p`` the layer's arrays::
 
@@ -117,8 +116,9 @@ class LayerKind:
         layer: the class that describes the kind in a layer tree (None for the loss, which
             nets call themselves).
         kernel: the kernel-set functions ``<kernel>_forward`` / ``<kernel>_backward`` (numpy
-            and torch kernel sets alike) and the torch op ``cnnlab.kernels.torch.ops.<kernel>``;
-            None for a chain, which has no computation of its own.
+            and torch kernel sets alike) and the torch op ``cnnlab.kernels.torch.ops.<kernel>``
+            (marked ``@paired`` with the same gradients, buffers and ``need_dx``: a test
+            holds the two together); None for a chain, which has no computation of its own.
         inputs: the forward's differentiable inputs before the parameters: ``("x",)`` for a
             layer, one name per branch for a container.
         params: forward arguments that are the layer's parameters, by name.
