@@ -1,7 +1,7 @@
 """Weight initialisation, drawn in numpy from the seed and copied into every backend.
 
 The torch backend never calls ``torch.nn.init``: every backend starts from the arrays made here,
-so the same seed gives the same initial weights everywhere (DESIGN §4).
+so the same seed gives the same initial weights everywhere.
 
 For a conv weight ``(F, C, HH, WW)``: ``fan_in = C·HH·WW``, ``fan_out = F·HH·WW``; for a linear
 weight ``(D_out, D_in)``: ``fan_in = D_in``, ``fan_out = D_out``. The three schemes, by variance:

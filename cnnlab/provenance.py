@@ -1,4 +1,4 @@
-"""Where a result came from: versions, source commit, BLAS, threads and hardware (DESIGN §6).
+"""Where a result came from: versions, source commit, BLAS, threads and hardware.
 
 :func:`provenance` returns a flat, JSON-serialisable dict that ``results.json`` and ``bench.json``
 embed, so that a number can be traced to the code and the machine that produced it.

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from cnnlab.errors import UsageError
 
-TIES = ("first", "all")  # max-pool tie rules (DESIGN §4)
-BATCHNORM_BACKWARDS = ("staged", "fused")  # batch-norm backward passes (DESIGN §4)
+# Max-pool tie rules: "first" sends a window's gradient to its first maximum in row-major order
+# (as PyTorch), "all" to every maximum.
+TIES = ("first", "all")
+# Batch norm's backward passes: "staged" through dvar and dmean step by step, "fused" by the
+# closed form dx = inv_std/m * (m*dx_hat - sum(dx_hat) - x_hat*sum(dx_hat*x_hat)).
+BATCHNORM_BACKWARDS = ("staged", "fused")
 
 
 def check_ties(ties: str) -> None:

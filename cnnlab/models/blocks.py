@@ -13,7 +13,7 @@ from cnnlab.ops.tree import Layer, Node
 
 NORMS = ("none", "batch", "layer", "group", "lrn")
 # Norms that subtract a per-channel mean: a conv bias right before one of them is cancelled
-# (its gradient is zero), so such convs have none (DESIGN §2).
+# (its gradient is zero), so such convs have none.
 MEAN_FREE = ("batch", "layer", "group")
 
 

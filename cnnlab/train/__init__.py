@@ -1,6 +1,6 @@
 """``cnnlab train``: train ``model`` on ``data`` with ``backend``, ``init``, ``norm`` and ``optim``.
 
-Outputs in the run directory (DESIGN §6): train.log, metrics.jsonl, results.json, TensorBoard
+Outputs in the run directory: train.log, metrics.jsonl, results.json, TensorBoard
 events, checkpoints/last.npz and best.npz, and history.png. ``trainer.resume=<run dir or
 checkpoint>`` continues a run in its own directory, with the configuration it was started with.
 ``backend=torch|cuda trainer.devices=N`` trains on N processes with DDP, started here or by

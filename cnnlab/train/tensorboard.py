@@ -1,7 +1,7 @@
 """TensorBoard event files written with tensorboard's own writer: no TensorFlow, no torch.
 
 Events go through ``tensorboard.summary.writer.event_file_writer.EventFileWriter``; summaries are
-built from tensorboard's protos (DESIGN §9): scalars as ``simple_value``, histograms in the v2
+built from tensorboard's protos: scalars as ``simple_value``, histograms in the v2
 histogram plugin's format, images as PNG-encoded image summaries, and hparams with
 ``hparams.summary_v2.hparams_pb`` (the v1 ``hparams.summary`` module imports TensorFlow).
 

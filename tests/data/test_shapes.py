@@ -94,7 +94,7 @@ def _accuracy(model, split):
 
 def test_a_linear_classifier_does_poorly(dataset):
     """Softmax regression on the normalised pixels, learning rate chosen on val, stays far
-    below the convnet's >= 90% (DESIGN §3: at least 20 points lower)."""
+    below the convnet's >= 90% (shapes must not be trivial: at least 20 points lower)."""
     models = [
         _softmax_regression(dataset.train.x, dataset.train.y, lr) for lr in (1e-4, 1e-3, 1e-2)
     ]

@@ -1,4 +1,4 @@
-"""The numeric gradient and the relative error of DESIGN §4."""
+"""The numeric gradient and the relative error of :mod:`cnnlab.gradcheck.numeric`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """conv2d on the numpy backends (naive, im2col) against torch, each other and numeric gradients.
 
 Oracle: ``torch.nn.functional.conv2d`` in float64, gradients by autograd with a random dout.
-Relative error per tensor: ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (DESIGN §4).
+Relative error per tensor: ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (cnnlab.gradcheck.numeric).
 """
 
 from __future__ import annotations

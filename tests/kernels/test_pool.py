@@ -1,6 +1,6 @@
 """Max and average pooling on the naive and im2col backends, with PyTorch (float64) as the oracle.
 
-Relative error throughout is ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (DESIGN §4).
+Relative error throughout is ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (cnnlab.gradcheck.numeric).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """TorchKernels against independent numpy references (float64) and centred numeric gradients.
 
-The references below are written from the formulas in DESIGN §4 (loops for conv and pooling),
+The references below are written from the layers' formulas (loops for conv and pooling),
 not from any backend, so they check the torch kernel set on its own. Numeric gradients use
 h = 1e-6; relative error ``‖a − n‖ / max(‖a‖ + ‖n‖, 1e-12)`` must stay below 1e-8.
 """
@@ -125,7 +125,7 @@ def softmax_ce_ref(logits, y):
 
 
 def error(a, n):
-    """DESIGN §4: relative error per tensor; absolute error when the true gradient is zero."""
+    """Relative error per tensor; absolute error when the true gradient is zero."""
     cmp = compare(a, n)
     return cmp.worst_abs if cmp.zero else cmp.rel_error
 

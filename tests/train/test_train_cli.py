@@ -275,7 +275,7 @@ def test_resume_of_nothing_is_a_usage_error(tmp_path):
 
 @pytest.mark.slow
 def test_default_run_beats_90_percent_on_shapes(tmp_path):
-    """DESIGN §3: the default `cnnlab train` beats 90% test accuracy (run by hand: -m slow)."""
+    """The default `cnnlab train` beats 90% test accuracy (run by hand: -m slow)."""
     started = time.monotonic()
     result = cnnlab("train", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -40,8 +40,8 @@ class NormCache(NamedTuple):
 
 
 def _sum_of_product(a: np.ndarray, b: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """``(a * b).sum(axis=axes, keepdims=True)`` without the product array (einsum reads both
-    once: 2-3x faster on activation-sized arrays, measured)."""
+    """``(a * b).sum(axis=axes, keepdims=True)`` without the product array: einsum reads both
+    once and writes no temporary the size of an activation."""
     letters = "abcdefghijklmnop"[: a.ndim]
     kept = "".join(c for i, c in enumerate(letters) if i not in axes)
     total = np.einsum(f"{letters},{letters}->{kept}", a, b)

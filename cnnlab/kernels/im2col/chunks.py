@@ -6,8 +6,8 @@ several times, and the copies run on one core while torch's kernels use all of t
 conv kernels cut the batch into chunks of a few samples whose columns fit in cache, and hand
 the chunks out to one worker thread per core. Each worker owns its buffers (reused from chunk
 to chunk) and runs BLAS single-threaded; numpy releases the GIL in copies and matrix products,
-so the workers really run at once. Measured on 2 cores: building columns 3x faster in chunks
-than in one piece, the whole conv 1.3-2x faster than one batch-wide product.
+so the workers really run at once. Chunked, the copies that build columns run from cache and
+on every core, which one batch-wide product cannot do.
 
 Chunks go to workers round-robin, fixed in advance, and each worker adds up its own share of
 a weight gradient: the same inputs and thread count give bit-identical results on every call.
@@ -15,9 +15,8 @@ a weight gradient: the same inputs and thread count give bit-identical results o
 A :class:`Workers` holds all of this for one kernel set: the thread count, the threads (started
 on first use) and one :class:`Arena` of scratch buffers per worker, which every call reuses: a
 network's layers run one after another, so one arena per worker serves them all. Fresh buffers
-each call cost page faults, which two threads take in turn: LeNet's second conv ran 2x slower
-on two threads than on one before the arenas (measured). Two kernel sets share nothing; each
-runs one pass at a time.
+each call cost page faults, which two threads take in turn, so that small layers ran slower on
+two threads than on one. Two kernel sets share nothing; each runs one pass at a time.
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ from cnnlab import runtime
 Worker = TypeVar("Worker", bound=Callable[[slice], None])
 
 # Columns per chunk: a few MB, which stay in this machine's caches from the copy that builds
-# them to the products that read them (measured best at 4-8 MB; at 1 MB the products are too
-# thin, at 16 MB and up the copies slow down again)...
+# them to the products that read them (much smaller and the products are too thin; much larger
+# and the copies fall out of cache again; `cnnlab bench suite` is the measure)...
 CHUNK_BYTES = 4 << 20
 # ... but never fewer columns than this: BLAS needs a few hundred to run at full speed (ResNet's
 # 4x4 layers have 16 columns per sample).

@@ -160,9 +160,9 @@ class _BackwardWorker(_Worker):
             self.dout_runs = arena.take((F, WW - 1 + size * run), x.dtype, zero=True)
             self.shifted = arena.take((F * WW, size * run), x.dtype)
             self.partial = arena.take((HH * C, size * run), x.dtype)
-        # Few filters: dw transposed, as cols @ dout2.T, which runs up to 1.7x faster than
-        # dout2 @ cols.T for a thin dout2 (measured). Many: as is, for the same speed and no
-        # transpose at the end (4608 x 512 costs 20 ms to transpose).
+        # Few filters: dw transposed, as cols @ dout2.T, which BLAS runs faster than
+        # dout2 @ cols.T for a thin dout2. Many: as is, at the same speed and without a
+        # transpose of a large dw at the end.
         self.transposed = F < TRANSPOSED_DW_BELOW
         dw_shape = (shape.rows, F) if self.transposed else (F, shape.rows)
         self.dw = PartialSum(dw_shape, x.dtype, arena)
@@ -307,8 +307,8 @@ def _dx_as_convolution(
 
 def _folds(shape: ConvShape) -> bool:
     """Whether dx comes from :meth:`RowColumns.folded_dx` rather than dcols and a scatter: row
-    columns, and less to write, F*WW + HH*C < C*HH*WW (LeNet C3: 110 < 150, backward 4.8 ->
-    3.7 ms; C1 and the CIFAR net's 7x7 layer, where it would write more, measured no faster)."""
+    columns, and less to write, F*WW + HH*C < C*HH*WW (LeNet C3: 110 < 150; not C1 or the CIFAR
+    net's 7x7 layer, where it would write more and gains nothing)."""
     F, C, HH, WW = shape.w
     return isinstance(shape.layout, RowColumns) and F * WW + HH * C < C * HH * WW
 

@@ -27,8 +27,8 @@ from numpy.lib.stride_tricks import as_strided
 from cnnlab.kernels.im2col.columns import col2im_add, gather_windows, windows
 
 # Rows instead of windows while their extra columns cost at most this many multiply-adds per
-# column entry, F * (Wp/Wo - 1): what a slow window copy of that entry costs, about (measured
-# on the conv suite: rows win at 4-16, e.g. LeNet C3 6.4, ResNet 128 16; lose at 64 and up).
+# column entry, F * (Wp/Wo - 1): about what a slow window copy of that entry costs (on the conv
+# suite rows win for LeNet C3, 6.4, and ResNet's 128-channel layer, 16, and lose at 64 and up).
 ROWS_MAX_EXTRA_MACS = 16
 
 

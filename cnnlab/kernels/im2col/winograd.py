@@ -70,7 +70,7 @@ _TRANSFORMS: dict[int, tuple[list[list[float]], list[list[float]], list[list[flo
     ),
 }
 
-# Channels below which the transforms cost more than the products save (measured on 2 cores).
+# Channels below which the transforms cost more than the products save.
 MIN_CHANNELS = 16
 
 
@@ -120,8 +120,8 @@ class Tiling:
         """Whether worker threads share the batch (each running BLAS on one core), or one
         worker runs while BLAS splits each product. Where the transformed filters U (a², F, C)
         outweigh the batch's tiles (a², N*tiles, C), every worker would stream all of U for a
-        few rows of tiles: ResNet's 512-channel layers at batch 32 (measured: dw 24 -> 13 ms
-        with one worker; at batch 128, and for every smaller layer at 32, splitting wins)."""
+        few rows of tiles: ResNet's 512-channel layers at batch 32 (at batch 128, and for every
+        smaller layer at 32, splitting the batch wins)."""
         return self.filters <= 2 * self.x[0] * self.tiles
 
 
@@ -136,7 +136,7 @@ def winograd_tiling(
 
     Padding up to 2 only: dx, the convolution of dout padded by ``2 - pad``, must qualify too.
     Outputs 8 wide and up use F(4, 3); narrower ones F(2, 3), where 4 x 4 tiles would mostly
-    hang over the edge (ResNet's 4 x 4 layers: no slower with m=2, measured, and more exact).
+    hang over the edge (ResNet's 4 x 4 layers: no slower with m=2, and more exact).
     """
     F, C, HH, WW = w_shape
     fits = (HH, WW) == (3, 3) and stride == (1, 1) and max(pad) <= 2 and min(pad) >= 0
@@ -258,7 +258,7 @@ def filters(w: np.ndarray, tiling: Tiling, dtype: np.dtype, adjoint: bool = Fals
 
     ``adjoint``: the filters of the adjoint convolution instead (each rotated by 180 degrees,
     in and out channels swapped), (a², C, F), as a view: rotating a 3x3 filter reverses its
-    9 taps, so it costs a reversed G, not a strided copy of w (4 ms for ResNet's 512 x 512).
+    9 taps, so it costs a reversed G, not a strided copy of w.
     """
     F, C = w.shape[:2]
     GK = transforms(tiling.m, dtype)[1]
