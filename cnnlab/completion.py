@@ -30,20 +30,14 @@ def complete_overrides(command: str, previous: list[str], incomplete: str) -> li
     Returns what replaces ``incomplete`` in the shell: when bash split ``layer=b`` into words,
     only the part after ``=`` is the current word, so only that part is returned.
     """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.core_plugins.bash_completion import BashCompletion
-    from hydra._internal.utils import create_config_search_path
-
     from cnnlab.config import config_dir, register_schemas
+    from cnnlab.hydra_internal import completions
 
     words = _rejoin([*previous, incomplete])
     current, before = words[-1], words[:-1]
     register_schemas()
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(config_dir())))
     try:
-        found = BashCompletion(loader)._query(
-            config_name=command, line=" ".join([*before, current])
-        )
+        found = completions(config_dir(), command, " ".join([*before, current]))
     except Exception:  # a half-typed line may not parse; offer nothing rather than a traceback
         return []
     cut = len(current) - len(incomplete)

@@ -10,7 +10,6 @@ does for us: ``-m`` sweeps and launchers, run directories, ``.hydra/config.yaml`
 from __future__ import annotations
 
 import difflib
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,10 +59,10 @@ def option_summary(group: str, option: str) -> str:
 
 def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     """Split CLI arguments into Hydra's own flags (``--cfg job``, ...) and overrides."""
-    from hydra._internal.utils import get_args_parser
+    from cnnlab.hydra_internal import flags_parser
 
     try:
-        parsed, unknown = get_args_parser().parse_known_args(args)
+        parsed, unknown = flags_parser().parse_known_args(args)
     except SystemExit:  # argparse reports and exits on e.g. `--cfg` without a value
         raise UsageError(f"could not parse arguments: {' '.join(args)}") from None
     if unknown:
@@ -163,69 +162,102 @@ PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "optuna"}
 def explain(exc: BaseException, command: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """Hydra's multi-line report on a bad override, as one line with the valid choices.
 
-    overrides: those that were composed, for hints that depend on them (a launcher's keys
-    exist only once ``hydra/launcher=`` chooses it).
+    Built from the exceptions' own fields (OmegaConf's ``full_key``, ``value`` and node type,
+    Hydra's missing option and its choices), never from their English text. overrides: those
+    that were composed, for hints that depend on them (a launcher's keys exist only once
+    ``hydra/launcher=`` chooses it) and to find the override Hydra did not name.
     """
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     chain: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None and cause not in chain:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
-    text = "\n".join(str(e) for e in chain)
-    if isinstance(exc, MissingConfigException) and exc.options:
-        missing = exc.missing_cfg_file or ""
-        group, _, option = missing.rpartition("/")
-        if missing in PLUGIN_EXTRAS:
-            extra = PLUGIN_EXTRAS[missing]
-            return (
-                f"{group}={option} is not installed: pip install 'cnnlab[{extra}]' "
-                f"(pip install -e '.[{extra}]' in a checkout)"
-            )
-        if group:
-            # The ConfigStore's schemas sit in the same groups; they are not choices.
-            options = [o for o in exc.options if not o.endswith("_schema")]
-            return f"{group}={option}: no such option; choose from {', '.join(options)}"
-    match = re.search(r"Could not override '([^']+)'\. No match in the defaults list", text)
-    if match:
-        group = match.group(1)
-        hint = " (norm= fills a model's norm slots: give model= too)" if group == "norm" else ""
-        return f"{group}: the {command} config does not use this group here{hint}"
-    match = re.search(r"Key '([^']+)' is not in struct", text) or re.search(
-        r"Could not override '([^']+)'", text
-    )
-    if match:
-        key = match.group(1)
-        at = re.search(r"full_key: (\S+)", text)
-        full = at.group(1) if at else key
-        plugin = re.match(r"hydra\.(launcher|sweeper)\.", full)
-        if plugin and not any(o.startswith(f"hydra/{plugin.group(1)}=") for o in overrides):
-            group = f"hydra/{plugin.group(1)}"
-            example = "hydra/launcher=joblib" if group == "hydra/launcher" else f"{group}=<option>"
+    for e in chain:
+        if isinstance(e, MissingConfigException) and e.options:
+            return _missing_option(e.missing_cfg_file or "", e.options)
+        full_key = getattr(e, "full_key", None)
+        if isinstance(e, ConfigKeyError | ConfigAttributeError) and full_key:
+            return _unknown_key(str(full_key), command, overrides)
+        if isinstance(e, ValidationError) and full_key:
+            kind = type(e.child_node).__name__.removesuffix("Node") if e.child_node else "value"
+            return f"{full_key}: '{e.value}' is not a valid {kind}"
+        if isinstance(e, OverrideParseException):
+            bad = next((o for o in overrides if not _parses(o)), " ".join(overrides))
+            return f"could not parse override '{bad}': expected key=value or group=option"
+    unused = _unused_group(command, list(overrides))
+    if unused is not None:
+        hint = " (norm= fills a model's norm slots: give model= too)" if unused == "norm" else ""
+        return f"{unused}: the {command} config does not use this group here{hint}"
+    # Anything else: the first line of Hydra's own report.
+    lines = [ln.strip() for e in chain for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _missing_option(missing: str, options: list[str]) -> str:
+    """``group=option`` that is not among the group's options (or needs an extra)."""
+    group, _, option = missing.rpartition("/")
+    if missing in PLUGIN_EXTRAS:
+        extra = PLUGIN_EXTRAS[missing]
+        return (
+            f"{group}={option} is not installed: pip install 'cnnlab[{extra}]' "
+            f"(pip install -e '.[{extra}]' in a checkout)"
+        )
+    # The ConfigStore's schemas sit in the same groups; they are not choices.
+    choices = [o for o in options if not o.endswith("_schema")]
+    return f"{group}={option}: no such option; choose from {', '.join(choices)}"
+
+
+def _unknown_key(full: str, command: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """A key the config does not have: a launcher's key before the launcher is chosen, or a
+    typo, with the close names beside it."""
+    for plugin in ("launcher", "sweeper"):
+        chosen = any(o.startswith(f"hydra/{plugin}=") for o in overrides)
+        if full.startswith(f"hydra.{plugin}.") and not chosen:
+            group = f"hydra/{plugin}"
+            example = "hydra/launcher=joblib" if plugin == "launcher" else f"{group}=<option>"
             return f"{full}: {group} keys exist once one is chosen, e.g. {example}"
-        # Close names among the keys beside it (a long shared prefix would make any key close).
-        parent, _, leaf = full.rpartition(".")
-        known = [k.rpartition(".") for k in _known_keys(command, overrides)]
-        siblings = [name for above, _, name in known if above == parent]
-        close = difflib.get_close_matches(leaf, siblings, n=2, cutoff=0.6)
-        prefix = f"{parent}." if parent else ""
-        hint = f"; did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
-        return f"{full}: no such key in the {command} config{hint} (add new keys with +key=value)"
-    match = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
-    if match:
-        at = re.search(r"full_key: (\S+)", text)
-        where = f"{at.group(1)}: " if at else ""
-        return f"{where}'{match.group(1)}' is not a valid {match.group(2)}"
-    match = re.search(r"Ambiguous value for argument '([^']+)'", text)
-    if match:
-        return f"{match.group(1)}: several values; sweep them with -m, or write a list as [a,b]"
-    match = re.search(r"Error parsing override '([^']*)'", text)
-    if match:
-        return f"could not parse override '{match.group(1)}': expected key=value or group=option"
-    # Anything else: Hydra's first meaningful line, whitespace collapsed.
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " ".join(lines[:2]) if lines else type(exc).__name__
+    # Close names among the keys beside it (a long shared prefix would make any key close).
+    parent, _, leaf = full.rpartition(".")
+    known = [k.rpartition(".") for k in _known_keys(command, overrides)]
+    siblings = [name for above, _, name in known if above == parent]
+    close = difflib.get_close_matches(leaf, siblings, n=2, cutoff=0.6)
+    prefix = f"{parent}." if parent else ""
+    hint = f"; did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
+    return f"{full}: no such key in the {command} config{hint} (add new keys with +key=value)"
+
+
+def _parses(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        OverridesParser.create().parse_override(override)
+    except OverrideParseException:
+        return False
+    return True
+
+
+def _unused_group(command: str, overrides: list[str]) -> str | None:
+    """The group of a ``group=option`` override that the command's defaults list, as the other
+    overrides make it, has no slot for (``norm=`` without ``model=`` in gradcheck); None if
+    every group override has one. Hydra reports this case in words only, so cnnlab asks its
+    own question: is the group among the choices of the config composed without it?"""
+    from omegaconf import OmegaConf
+
+    for i, override in enumerate(overrides):
+        group, eq, _ = override.partition("=")
+        if not eq or "." in group or group[:1] in "+~" or group.startswith("hydra/"):
+            continue
+        try:
+            cfg = _compose(command, overrides[:i] + overrides[i + 1 :], with_hydra=True)
+        except Exception:  # the others do not compose either: not this override's fault
+            continue
+        if group not in OmegaConf.select(cfg, "hydra.runtime.choices", default={}):
+            return group
+    return None
 
 
 def _known_keys(command: str, overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -408,9 +440,9 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
 
 def _runs_jobs(flags: list[str]) -> bool:
     """Whether Hydra will run jobs with these flags, rather than print a config or help."""
-    from hydra._internal.utils import get_args_parser
+    from cnnlab.hydra_internal import flags_parser
 
-    parsed = get_args_parser().parse_args(flags)
+    parsed = flags_parser().parse_args(flags)
     return not (parsed.cfg or parsed.info or parsed.hydra_help or parsed.shell_completion)
 
 

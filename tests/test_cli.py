@@ -55,6 +55,9 @@ def test_command_help_lists_its_groups(tmp_path):
         (["nonsense"], "could not parse override 'nonsense'"),
         (["-m", "hydra.launcher.n_jobs=2"], "hydra/launcher keys exist once one is chosen"),
         (["-m", "hydra/launcher=joblib", "hydra.launcher.n_job=2"], "did you mean"),
+        (["trainer.winograd=maybe"], "trainer.winograd: 'maybe' is not a valid Boolean"),
+        (["layer=[a,b"], "could not parse override 'layer=[a,b'"),
+        (["init=he"], "init=he: no such option; choose from glorot, kaiming, xavier"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
@@ -122,3 +125,21 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
         ("flatten", "naive"),
         ("flatten", "im2col"),
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["backend=tpu"], "backend=tpu: no such option; choose from cuda, im2col, naive, torch"),
+        (["norm=bogus"], "norm=bogus: no such option; choose from batch, group, layer, lrn, none"),
+        (["model=vgg"], "model=vgg: no such option; choose from alexnet_lite, deep, lenet"),
+        (["optim.lr=fast"], "optim.lr: 'fast' is not a valid Float"),
+        (["trainer.epoch=3"], "trainer.epoch: no such key in the train config; did you mean"),
+    ],
+)
+def test_train_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
+    result = cnnlab("train", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not (tmp_path / "outputs").exists()
