@@ -35,11 +35,16 @@ def config_dir() -> Path:
 
 def group_options(group: str) -> list[str]:
     """The option names of a config group, sorted: its files (``conf/<group>/*.yaml``), or for
-    ``layer`` the registered layer kinds (stored in Hydra's ConfigStore by the schemas)."""
+    ``layer`` and ``norm`` the registered layer kinds and norms (stored in Hydra's ConfigStore
+    by the schemas)."""
     if group == "layer":
         from cnnlab.ops import layer_choices
 
         return sorted(layer_choices())
+    if group == "norm":
+        from cnnlab.ops.norm import NORMS
+
+        return sorted(NORMS)
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 

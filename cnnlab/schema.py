@@ -7,8 +7,9 @@ the pattern Hydra documents for schemas of config groups.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import MISSING
 
@@ -66,48 +67,23 @@ class InitConfig:
     distribution: str = "normal"
 
 
-@dataclass
-class NoNormConfig:
-    name: str = "none"
+def _norm_schema(name: str, layer: object | None) -> type:
+    """The schema of one ``norm=`` option: ``name`` and the fields of the layer it puts in the
+    norm slots, with that layer's values as defaults (:data:`cnnlab.ops.norm.NORMS`)."""
+    fields: list[tuple[str, type, object]] = [("name", str, name)]
+    if layer is not None:
+        hints = get_type_hints(type(layer))
+        fields += [
+            (f.name, hints[f.name], getattr(layer, f.name)) for f in dataclasses.fields(layer)
+        ]  # type: ignore[arg-type]
+    return dataclasses.make_dataclass(f"{name.capitalize()}NormConfig", fields)
 
 
-@dataclass
-class BatchNormConfig:
-    name: str = "batch"
-    eps: float = 1e-5
-    momentum: float = 0.1
-    backward: str = "fused"
+def norm_schemas() -> dict[str, type]:
+    """Every ``norm=`` option's schema, by name."""
+    from cnnlab.ops.norm import NORMS
 
-
-@dataclass
-class LayerNormConfig:
-    name: str = "layer"
-    eps: float = 1e-5
-
-
-@dataclass
-class GroupNormConfig:
-    name: str = "group"
-    groups: int = 2
-    eps: float = 1e-5
-
-
-@dataclass
-class LRNConfig:
-    name: str = "lrn"
-    size: int = 5
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 2.0
-
-
-NORM_SCHEMAS = {
-    "none": NoNormConfig,
-    "batch": BatchNormConfig,
-    "layer": LayerNormConfig,
-    "group": GroupNormConfig,
-    "lrn": LRNConfig,
-}
+    return {name: _norm_schema(name, layer) for name, layer in NORMS.items()}
 
 
 @dataclass
@@ -265,8 +241,9 @@ def register() -> None:
         store.store(name=f"{command}_schema", node=schema)
     for name, model in MODELS.items():
         store.store(group="model", name=f"{name}_schema", node=model.schema)
-    for name, schema in NORM_SCHEMAS.items():
-        store.store(group="norm", name=f"{name}_schema", node=schema)
+    # norm= options are the layers of cnnlab.ops.norm.NORMS (no YAML file per option).
+    for name, schema in norm_schemas().items():
+        store.store(group="norm", name=name, node=schema())
     for name, schema in OPTIM_SCHEMAS.items():
         store.store(group="optim", name=f"{name}_schema", node=schema)
     store.store(group="data", name="data_schema", node=DataConfig)

@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from cnnlab.errors import UsageError
 from cnnlab.kernels.geometry import IntPair
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.conv import Conv2d
-from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
+from cnnlab.ops.norm import NORMS
 from cnnlab.ops.tree import Layer, Node
-
-NORMS = ("none", "batch", "layer", "group", "lrn")
-# Norms that subtract a per-channel mean: a conv bias right before one of them is cancelled
-# (its gradient is zero), so such convs have none.
-MEAN_FREE = ("batch", "layer", "group")
 
 
 def norm_layer(norm: Any) -> Layer | None:
     """The layer a ``norm=`` choice puts in a norm slot, or None for ``none``.
 
-    norm: the ``norm`` config node (``name`` and that option's keys).
+    norm: the ``norm`` config node (``name`` and that option's keys, the layer's fields).
     """
-    name = norm.name
-    if name == "none":
+    if norm.name not in NORMS:
+        raise UsageError(f"norm={norm.name}: no such norm; choose from {', '.join(NORMS)}")
+    default = NORMS[norm.name]
+    if default is None:
         return None
-    if name == "batch":
-        return BatchNorm(eps=norm.eps, momentum=norm.momentum, backward=norm.backward)
-    if name == "layer":
-        return LayerNorm(eps=norm.eps)
-    if name == "group":
-        return GroupNorm(groups=norm.groups, eps=norm.eps)
-    if name == "lrn":
-        return LRN(size=norm.size, alpha=norm.alpha, beta=norm.beta, k=norm.k)
-    raise UsageError(f"norm={name}: no such norm; choose from {', '.join(NORMS)}")
+    return dataclasses.replace(
+        default, **{f.name: norm[f.name] for f in dataclasses.fields(default)}
+    )  # type: ignore[type-var]
 
 
 def conv_norm_relu(
@@ -53,7 +45,7 @@ def conv_norm_relu(
     """
     norm_slot = None if norm is None else norm_layer(norm)
     if bias is None:
-        bias = norm is None or norm.name not in MEAN_FREE
+        bias = norm_slot is None or not norm_slot.subtracts_mean
     out: list[tuple[str, Node]] = [
         (f"conv{name}", Conv2d(out_channels, kernel, stride, pad, bias=bias))
     ]

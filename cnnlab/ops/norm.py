@@ -33,6 +33,7 @@ class BatchNorm(Layer):
         gamma, beta: (C,); buffers running_mean, running_var: (C,).
     """
 
+    subtracts_mean = True
     eps: float = 1e-5
     momentum: float = 0.1
     backward: str = "fused"
@@ -55,6 +56,7 @@ class LayerNorm(Layer):
         x: (N, C, H, W) or (N, D) -> out: x's shape.
     """
 
+    subtracts_mean = True
     eps: float = 1e-5
 
     def params(self, shape: Shape) -> list[ParamSpec]:
@@ -69,6 +71,7 @@ class GroupNorm(Layer):
         x: (N, C, H, W) -> out: x's shape; ``groups`` must divide C.
     """
 
+    subtracts_mean = True
     groups: int
     eps: float = 1e-5
 
@@ -105,6 +108,17 @@ class LRN(Layer):
 
     def describe(self) -> str:
         return f"LRN size={self.size}"
+
+
+# The norm= choices, each with the layer (and its defaults) it puts in a model's norm slots;
+# "none" leaves them empty. The norm config group's options and their keys come from here.
+NORMS: dict[str, Layer | None] = {
+    "none": None,
+    "batch": BatchNorm(),
+    "layer": LayerNorm(),
+    "group": GroupNorm(2),
+    "lrn": LRN(),
+}
 
 
 BATCHNORM = register(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from cnnlab.errors import ShapeError, UsageError
 
@@ -59,7 +60,13 @@ class BufferSpec:
 
 
 class Layer:
-    """Base of every leaf layer. Subclasses override what they have."""
+    """Base of every leaf layer. Subclasses override what they have.
+
+    ``subtracts_mean``: the layer subtracts a per-channel mean (batch, layer and group norm), so
+    a bias right before it is cancelled (its gradient is zero) and models leave it out.
+    """
+
+    subtracts_mean: ClassVar[bool] = False
 
     def out_shape(self, shape: Shape) -> Shape:
         return shape
