@@ -229,7 +229,16 @@ def summary(
     _run("summary", overrides, multirun, verbose)
 
 
-DATA_ACTIONS = ("download", "info")
+def _data_actions() -> list[str]:
+    from cnnlab.schema import DataAction  # loads omegaconf: only when `cnnlab data` runs
+
+    return [a.value for a in DataAction]
+
+
+def _bench_targets() -> list[str]:
+    from cnnlab.config import group_options
+
+    return group_options("bench")
 
 
 @app.command(
@@ -243,7 +252,9 @@ def data(
             help="download: fetch missing files, checksum-verified; info: check what is on "
             "disk, download nothing.",
             show_default=False,
-            autocompletion=lambda incomplete: [a for a in DATA_ACTIONS if a.startswith(incomplete)],
+            autocompletion=lambda incomplete: [
+                a for a in _data_actions() if a.startswith(incomplete)
+            ],
         ),
     ] = None,
     overrides: Annotated[list[str] | None, _overrides_argument("data")] = None,
@@ -259,15 +270,12 @@ def data(
     Examples: [cyan]cnnlab data download data=cifar10[/cyan],
     [cyan]cnnlab data info data=mnist data.root=../shared/datasets/mnist[/cyan]
     """
-    if action not in DATA_ACTIONS:
+    if action not in _data_actions():
         given = f"unknown action '{action}'" if action else "give an action"
-        choices = ", ".join(DATA_ACTIONS)
+        choices = ", ".join(_data_actions())
         typer.secho(f"cnnlab data: {given}; choose from {choices}", fg="red", err=True)
         raise typer.Exit(2)
     _run("data", [f"action={action}", *(overrides or [])], multirun, verbose)
-
-
-BENCH_TARGETS = ("conv", "pool", "batchnorm", "layers", "suite", "model")
 
 
 @app.command(
@@ -282,7 +290,7 @@ def bench(
             "(every layer), suite (the conv suite) or model (one training step of model=).",
             show_default=False,
             autocompletion=lambda incomplete: [
-                t for t in BENCH_TARGETS if t.startswith(incomplete)
+                t for t in _bench_targets() if t.startswith(incomplete)
             ],
         ),
     ] = None,
@@ -301,9 +309,9 @@ def bench(
     [cyan]cnnlab bench suite backends=\\[im2col,torch][/cyan],
     [cyan]cnnlab bench model model=lenet data=mnist trainer.batch_size=128[/cyan]
     """
-    if target not in BENCH_TARGETS:
+    if target not in _bench_targets():
         given = f"unknown target '{target}'" if target else "give a target"
-        choices = ", ".join(BENCH_TARGETS)
+        choices = ", ".join(_bench_targets())
         typer.secho(f"cnnlab bench: {given}; choose from {choices}", fg="red", err=True)
         raise typer.Exit(2)
     _run("bench", [f"bench={target}", *(overrides or [])], multirun, verbose)

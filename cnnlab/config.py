@@ -187,6 +187,10 @@ def explain(exc: BaseException, command: str, overrides: list[str] | tuple[str, 
         if isinstance(e, ConfigKeyError | ConfigAttributeError) and full_key:
             return _unknown_key(str(full_key), command, overrides)
         if isinstance(e, ValidationError) and full_key:
+            choices = getattr(e.child_node, "enum_type", None)
+            if choices is not None:
+                names = ", ".join(m.name for m in choices)
+                return f"{full_key}: '{e.value}' is not an option; choose from {names}"
             kind = type(e.child_node).__name__.removesuffix("Node") if e.child_node else "value"
             return f"{full_key}: '{e.value}' is not a valid {kind}"
         if isinstance(e, OverrideParseException):

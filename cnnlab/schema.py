@@ -9,9 +9,35 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, get_type_hints
 
 from omegaconf import MISSING
+
+# -- choices: one list each; Hydra rejects any other value with the list ----------------------
+
+
+class Dtype(StrEnum):
+    """The floating-point type of a run's data, weights and kernels (``trainer.dtype``)."""
+
+    float32 = "float32"
+    float64 = "float64"
+
+
+class Schedule(StrEnum):
+    """Learning-rate schedules (``optim.schedule``): constant, step decay, cosine decay."""
+
+    none = "none"
+    step = "step"
+    cosine = "cosine"
+
+
+class DataAction(StrEnum):
+    """What ``cnnlab data`` does: fetch missing files, or say what is on disk."""
+
+    download = "download"
+    info = "info"
+
 
 # -- groups ------------------------------------------------------------------------------------
 
@@ -23,7 +49,7 @@ class TrainerConfig:
     epochs: int = 5
     batch_size: int = 64
     eval_batch_size: int = 500
-    dtype: str = "float32"
+    dtype: Dtype = Dtype.float32
     max_steps: int | None = None
     log_every: int = 50
     checkpoint_every_steps: int = 0
@@ -93,7 +119,7 @@ class OptimConfig:
     name: str = "sgd"
     lr: float = 0.01
     weight_decay: float = 0.0  # L2: added to the gradient as weight_decay * p, as torch
-    schedule: str = "none"  # none, step or cosine (cnnlab.train.optim.SCHEDULES)
+    schedule: Schedule = Schedule.none
     step_size: int = 10  # step: epochs between drops
     gamma: float = 0.1  # step: factor of each drop
     min_lr: float = 0.0  # cosine: the learning rate at the last step
@@ -110,7 +136,7 @@ class MomentumConfig(OptimConfig):
     name: str = "momentum"
     lr: float = 0.02
     weight_decay: float = 5e-4
-    schedule: str = "cosine"
+    schedule: Schedule = Schedule.cosine
     warmup_steps: int = 100
     momentum: float = 0.9
     nesterov: bool = False
@@ -184,7 +210,7 @@ class EvalConfig:
 
 @dataclass
 class DataCommandConfig:
-    action: str = "info"  # download or info
+    action: DataAction = DataAction.info
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: Any = None
 

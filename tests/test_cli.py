@@ -135,6 +135,8 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
         (["model=vgg"], "model=vgg: no such option; choose from alexnet_lite, deep, lenet"),
         (["optim.lr=fast"], "optim.lr: 'fast' is not a valid Float"),
         (["trainer.epoch=3"], "trainer.epoch: no such key in the train config; did you mean"),
+        (["trainer.dtype=float16"], "trainer.dtype: 'float16' is not an option; choose from"),
+        (["optim.schedule=linear"], "'linear' is not an option; choose from none, step, cosine"),
     ],
 )
 def test_train_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):

@@ -24,11 +24,13 @@ log = logging.getLogger("cnnlab.bench")
 def check_config(cfg: Any) -> None:
     """Target, backends, harness settings and (for model) the model, before anything runs."""
     from cnnlab.backends import resolve_backends
-    from cnnlab.bench.cases import TARGETS, cases
+    from cnnlab.bench.cases import cases
+    from cnnlab.config import group_options
 
     s = cfg.bench
-    if s.target not in TARGETS:
-        raise UsageError(f"bench target '{s.target}': choose from {', '.join(TARGETS)}")
+    if s.target not in group_options("bench"):  # the bench group's options are the targets
+        choices = ", ".join(group_options("bench"))
+        raise UsageError(f"bench target '{s.target}': choose from {choices}")
     resolve_backends(cfg.backends)
     for key in ("runs", "repeats", "naive_probe_batch", "roofline_size"):
         if s[key] < 1:
@@ -37,8 +39,6 @@ def check_config(cfg: Any) -> None:
         raise UsageError(f"bench.warmup must be >= 0, got {s.warmup}")
     if s.batch is not None and s.batch < 1:
         raise UsageError(f"bench.batch must be >= 1, got {s.batch}")
-    if cfg.trainer.dtype not in ("float32", "float64"):
-        raise UsageError(f"trainer.dtype: choose from float32, float64, got {cfg.trainer.dtype}")
     if s.target == "model":
         from cnnlab.models import build_net
 

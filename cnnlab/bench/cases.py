@@ -23,8 +23,6 @@ from cnnlab.ops import LayerKind, kinds
 from cnnlab.ops.cases import layer_case, with_variant
 from cnnlab.ops.tree import Layer, Node
 
-TARGETS = ("conv", "pool", "batchnorm", "layers", "suite", "model")
-
 
 @dataclass(frozen=True)
 class Built:

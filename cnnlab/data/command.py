@@ -12,19 +12,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import RunError, UsageError
+from cnnlab.errors import RunError
 
 log = logging.getLogger("cnnlab.data")
-
-ACTIONS = ("download", "info")
 
 
 def check_config(cfg: Any) -> None:
     """The action and the data options, checked before anything runs."""
     from cnnlab.data import check_config as check_data
 
-    if cfg.action not in ACTIONS:
-        raise UsageError(f"action={cfg.action}: choose from {', '.join(ACTIONS)}")
     check_data(cfg.data)
 
 

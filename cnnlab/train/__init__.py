@@ -22,8 +22,6 @@ from cnnlab.errors import BackendUnavailableError, RunError, UsageError
 
 log = logging.getLogger("cnnlab.train")
 
-DTYPES = ("float32", "float64")
-
 
 def check_config(cfg: Any) -> None:
     """Everything that can be checked before data is read: a mistake is one line, exit 2."""
@@ -37,8 +35,6 @@ def check_config(cfg: Any) -> None:
             raise UsageError(f"trainer.{key} must be >= 1, got {t[key]}")
     if t.max_steps is not None and t.max_steps < 1:
         raise UsageError(f"trainer.max_steps must be >= 1 or null, got {t.max_steps}")
-    if t.dtype not in DTYPES:
-        raise UsageError(f"trainer.dtype={t.dtype}: choose from {', '.join(DTYPES)}")
     if t.resume:
         from cnnlab.train.checkpoint import find
 
