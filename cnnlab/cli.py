@@ -31,6 +31,23 @@ def _groups_epilog(groups: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _command_epilog(command: str, notes: dict[str, str] | None = None) -> str:
+    """The config groups of ``command`` with their options and the defaults its config file
+    chooses; ``notes`` adds a word on a group (or names one a model brings in: ``norm``)."""
+    from cnnlab.config import group_defaults
+
+    notes = notes or {}
+    entries = {}
+    for group, option in group_defaults(command).items():
+        if group == "trainer":
+            continue
+        note = f"; {notes[group]}" if group in notes else ""
+        entries[group] = f"(default: {option or 'none'}{note})"
+    for group, note in notes.items():
+        entries.setdefault(group, f"({note})")
+    return _groups_epilog(entries)
+
+
 app = typer.Typer(
     name="cnnlab",
     help="Learn, check and time convolutional networks built from scratch.\n\n"
@@ -121,16 +138,9 @@ def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) ->
 
 @app.command(
     context_settings=HYDRA_ARGS,
-    epilog=_groups_epilog(
-        {
-            "backend": "(default: im2col)",
-            "model": "(default: threelayer)",
-            "norm": "(default: per model)",
-            "init": "(default: kaiming)",
-            "data": "(default: shapes)",
-            "optim": "(default: momentum)",
-            "hparams_search": "(with -m; needs the optuna extra)",
-        }
+    epilog=_command_epilog(
+        "train",
+        {"norm": "default: per model", "hparams_search": "with -m; needs the optuna extra"},
     ),
 )
 def train(
@@ -156,7 +166,7 @@ def train(
 @app.command(
     name="eval",
     context_settings=HYDRA_ARGS,
-    epilog=_groups_epilog({"backend": "(default: the run's)"}),
+    epilog=_command_epilog("eval", {"backend": "none keeps the run's"}),
 )
 def evaluate(
     overrides: Annotated[list[str] | None, _overrides_argument("eval")] = None,
@@ -176,13 +186,7 @@ def evaluate(
 
 @app.command(
     context_settings=HYDRA_ARGS,
-    epilog=_groups_epilog(
-        {
-            "layer": "(default: all)",
-            "model": "(default: none: check layers)",
-            "init": "(default: kaiming)",
-        }
-    ),
+    epilog=_command_epilog("gradcheck", {"model": "none checks layers", "norm": "with model="}),
 )
 def gradcheck(
     overrides: Annotated[list[str] | None, _overrides_argument("gradcheck")] = None,
@@ -205,13 +209,7 @@ def gradcheck(
 
 @app.command(
     context_settings=HYDRA_ARGS,
-    epilog=_groups_epilog(
-        {
-            "model": "(default: threelayer)",
-            "norm": "(default: per model)",
-            "data": "(default: shapes)",
-        }
-    ),
+    epilog=_command_epilog("summary", {"norm": "default: per model"}),
 )
 def summary(
     overrides: Annotated[list[str] | None, _overrides_argument("summary")] = None,
@@ -243,7 +241,7 @@ def _bench_targets() -> list[str]:
 
 @app.command(
     context_settings=HYDRA_ARGS,
-    epilog=_groups_epilog({"data": "(default: mnist; shapes is generated: nothing to fetch)"}),
+    epilog=_command_epilog("data", {"data": "shapes is generated: nothing to fetch"}),
 )
 def data(
     action: Annotated[
@@ -280,7 +278,9 @@ def data(
 
 @app.command(
     context_settings=HYDRA_ARGS,
-    epilog=_groups_epilog({"model": "(bench model; default: threelayer)", "data": ""}),
+    epilog=_command_epilog(
+        "bench", {"bench": "set by the target argument", "model": "bench model"}
+    ),
 )
 def bench(
     target: Annotated[

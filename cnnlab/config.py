@@ -48,6 +48,22 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
+def group_defaults(command: str) -> dict[str, str | None]:
+    """The config groups in ``conf/<command>.yaml``'s defaults list and the option each
+    chooses (None for ``null``): what the command's ``--help`` shows as defaults."""
+    import yaml  # PyYAML comes with Hydra and loads fast: --help may use it
+
+    text = (config_dir() / f"{command}.yaml").read_text()
+    entries = (yaml.safe_load(text) or {}).get("defaults", [])
+    return {
+        group: option
+        for entry in entries
+        if isinstance(entry, dict)
+        for group, option in entry.items()
+        if not group.startswith(("override ", "hydra/"))
+    }
+
+
 def option_summary(group: str, option: str) -> str:
     """The first comment line of an option's file: its one-line description."""
     path = config_dir() / group / f"{option}.yaml"

@@ -145,3 +145,13 @@ def test_train_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "gradcheck", "summary", "bench"])
+def test_help_shows_the_defaults_the_config_chooses(tmp_path, command):
+    from cnnlab.config import group_defaults
+
+    out = " ".join(cnnlab(command, "--help", cwd=tmp_path).stdout.split())
+    for group, option in group_defaults(command).items():
+        if group != "trainer":
+            assert f"{group}: " in out and f"(default: {option or 'none'}" in out, group
