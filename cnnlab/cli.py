@@ -1,13 +1,13 @@
-"""The ``cnnlab`` command line: one short function per command, wiring only.
+"""The ``cnnlab`` command line: one table of commands (:data:`COMMANDS`), wiring only.
 
 Imports stay light here (Typer and rich): numpy, torch and Hydra load inside commands so that
 ``cnnlab --help`` starts fast.
 """
 
-from __future__ import annotations
-
+import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import typer
@@ -102,131 +102,6 @@ Verbose = Annotated[
 ]
 
 
-# The module that implements each command (its task and checks), imported only when it runs.
-MODULES = {
-    "train": "cnnlab.train",
-    "eval": "cnnlab.evaluate",
-    "gradcheck": "cnnlab.gradcheck",
-    "summary": "cnnlab.summary",
-    "data": "cnnlab.data.command",
-    "bench": "cnnlab.bench",
-}
-
-
-def _run(command: str, args: list[str] | None, multirun: bool, verbose: bool) -> None:
-    """Launch ``command``'s Hydra task; a CnnlabError is one line and its exit code."""
-    import importlib
-
-    from cnnlab.config import launch
-
-    if verbose:
-        os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        module = importlib.import_module(MODULES[command])
-        code = launch(command, module, list(args or []), multirun)
-    except CnnlabError as exc:
-        if verbose:
-            raise
-        typer.secho(f"cnnlab {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        # Commands keep what they finished when interrupted; this catches the moments between.
-        typer.secho(f"cnnlab {command}: interrupted", fg="yellow", err=True)
-        raise typer.Exit(130) from None
-    raise typer.Exit(code)
-
-
-@app.command(
-    context_settings=HYDRA_ARGS,
-    epilog=_command_epilog(
-        "train",
-        {"norm": "default: per model", "hparams_search": "with -m; needs the optuna extra"},
-    ),
-)
-def train(
-    overrides: Annotated[list[str] | None, _overrides_argument("train")] = None,
-    multirun: Multirun = False,
-    verbose: Verbose = False,
-) -> None:
-    """Train a model; log to TensorBoard; checkpoint; evaluate on the test split.
-
-    Writes train.log, metrics.jsonl, results.json, TensorBoard events, checkpoints/ (last,
-    best) and history.png to the run directory. Ctrl-C checkpoints and stops;
-    [b]trainer.resume=<run dir>[/b] continues exactly where it stopped.
-
-    Examples: [cyan]cnnlab train[/cyan],
-    [cyan]cnnlab train model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
-    [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan],
-    [cyan]cnnlab train -m hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=0.1,0.01[/cyan],
-    [cyan]cnnlab train backend=torch trainer.devices=2[/cyan] (DistributedDataParallel)
-    """
-    _run("train", overrides, multirun, verbose)
-
-
-@app.command(
-    name="eval",
-    context_settings=HYDRA_ARGS,
-    epilog=_command_epilog("eval", {"backend": "none keeps the run's"}),
-)
-def evaluate(
-    overrides: Annotated[list[str] | None, _overrides_argument("eval")] = None,
-    multirun: Multirun = False,
-    verbose: Verbose = False,
-) -> None:
-    """Evaluate a saved model: accuracy, per-class accuracy and the confusion matrix.
-
-    [b]checkpoint=[/b] a run directory (its last checkpoint) or a .npz file;
-    [b]split=[/b]test|val|train; [b]backend=[/b] evaluates the same weights on another backend.
-    Writes eval.json.
-
-    Example: [cyan]cnnlab eval checkpoint=outputs/2026-11-22/10-00-00.123456[/cyan]
-    """
-    _run("eval", overrides, multirun, verbose)
-
-
-@app.command(
-    context_settings=HYDRA_ARGS,
-    epilog=_command_epilog("gradcheck", {"model": "none checks layers", "norm": "with model="}),
-)
-def gradcheck(
-    overrides: Annotated[list[str] | None, _overrides_argument("gradcheck")] = None,
-    multirun: Multirun = False,
-    verbose: Verbose = False,
-) -> None:
-    """Check every layer's analytic gradients against numeric ones and torch autograd.
-
-    Float64 inputs drawn from [b]trainer.seed[/b]; centred differences with step
-    [b]gradcheck.step[/b]; per-tensor relative error ‖a − n‖ / (‖a‖ + ‖n‖). Prints a table,
-    writes gradcheck.json to the run directory and exits 1 if any check fails.
-
-    [b]backends[/b]=all | [naive,im2col,torch,cuda] (any subset); unavailable ones are skipped.
-
-    Examples: [cyan]cnnlab gradcheck layer=batchnorm[/cyan],
-    [cyan]cnnlab gradcheck -m layer=conv,maxpool backends=[naive],[im2col][/cyan]
-    """
-    _run("gradcheck", overrides, multirun, verbose)
-
-
-@app.command(
-    context_settings=HYDRA_ARGS,
-    epilog=_command_epilog("summary", {"norm": "default: per model"}),
-)
-def summary(
-    overrides: Annotated[list[str] | None, _overrides_argument("summary")] = None,
-    multirun: Multirun = False,
-    verbose: Verbose = False,
-) -> None:
-    """Show each layer's output shape, parameter count and FLOPs, and the totals.
-
-    Needs no data files: [b]data=[/b] only sets the input shape and class count. Writes
-    summary.json (total_params, total_flops, layers) to the run directory.
-
-    Examples: [cyan]cnnlab summary model=lenet data=mnist[/cyan],
-    [cyan]cnnlab summary model=resnet18 model.stem=imagenet model.num_classes=1000[/cyan]
-    """
-    _run("summary", overrides, multirun, verbose)
-
-
 def _data_actions() -> list[str]:
     from cnnlab.schema import DataAction  # loads omegaconf: only when `cnnlab data` runs
 
@@ -239,27 +114,94 @@ def _bench_targets() -> list[str]:
     return group_options("bench")
 
 
-@app.command(
-    context_settings=HYDRA_ARGS,
-    epilog=_command_epilog("data", {"data": "shapes is generated: nothing to fetch"}),
-)
-def data(
-    action: Annotated[
-        str | None,
-        typer.Argument(
-            help="download: fetch missing files, checksum-verified; info: check what is on "
-            "disk, download nothing.",
-            show_default=False,
-            autocompletion=lambda incomplete: [
-                a for a in _data_actions() if a.startswith(incomplete)
-            ],
-        ),
-    ] = None,
-    overrides: Annotated[list[str] | None, _overrides_argument("data")] = None,
-    multirun: Multirun = False,
-    verbose: Verbose = False,
-) -> None:
-    """Fetch a real data set into [b]data.root[/b], or say what is there.
+@dataclass(frozen=True)
+class Positional:
+    """A command's first argument, passed on as the override ``<key>=<value>``
+    (``cnnlab bench conv`` is ``bench=conv``); ``choices`` lists the values it takes."""
+
+    name: str
+    key: str
+    choices: Callable[[], list[str]]
+    help: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``cnnlab`` command: its name, the module with its ``check_config`` and ``task``
+    (imported only when it runs), its help, notes on its config groups for the help's list,
+    and its positional argument if it has one."""
+
+    name: str
+    module: str
+    help: str
+    notes: dict[str, str] = field(default_factory=dict)
+    positional: Positional | None = None
+
+
+COMMANDS = (
+    Command(
+        "train",
+        "cnnlab.train",
+        """Train a model; log to TensorBoard; checkpoint; evaluate on the test split.
+
+    Writes train.log, metrics.jsonl, results.json, TensorBoard events, checkpoints/ (last,
+    best) and history.png to the run directory. Ctrl-C checkpoints and stops;
+    [b]trainer.resume=<run dir>[/b] continues exactly where it stopped.
+
+    Examples: [cyan]cnnlab train[/cyan],
+    [cyan]cnnlab train model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
+    [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan],
+    [cyan]cnnlab train -m hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=0.1,0.01[/cyan],
+    [cyan]cnnlab train backend=torch trainer.devices=2[/cyan] (DistributedDataParallel)
+    """,
+        {"norm": "default: per model", "hparams_search": "with -m; needs the optuna extra"},
+    ),
+    Command(
+        "eval",
+        "cnnlab.evaluate",
+        """Evaluate a saved model: accuracy, per-class accuracy and the confusion matrix.
+
+    [b]checkpoint=[/b] a run directory (its last checkpoint) or a .npz file;
+    [b]split=[/b]test|val|train; [b]backend=[/b] evaluates the same weights on another backend.
+    Writes eval.json.
+
+    Example: [cyan]cnnlab eval checkpoint=outputs/2026-11-22/10-00-00.123456[/cyan]
+    """,
+        {"backend": "none keeps the run's"},
+    ),
+    Command(
+        "gradcheck",
+        "cnnlab.gradcheck",
+        """Check every layer's analytic gradients against numeric ones and torch autograd.
+
+    Float64 inputs drawn from [b]trainer.seed[/b]; centred differences with step
+    [b]gradcheck.step[/b]; per-tensor relative error ‖a − n‖ / (‖a‖ + ‖n‖). Prints a table,
+    writes gradcheck.json to the run directory and exits 1 if any check fails.
+
+    [b]backends[/b]=all | [naive,im2col,torch,cuda] (any subset); unavailable ones are skipped.
+
+    Examples: [cyan]cnnlab gradcheck layer=batchnorm[/cyan],
+    [cyan]cnnlab gradcheck -m layer=conv,maxpool backends=[naive],[im2col][/cyan]
+    """,
+        {"model": "none checks layers", "norm": "with model="},
+    ),
+    Command(
+        "summary",
+        "cnnlab.summary",
+        """Show each layer's output shape, parameter count and FLOPs, and the totals.
+
+    Needs no data files: [b]data=[/b] only sets the input shape and class count. Writes
+    summary.json (total_params, total_flops, layers) to the run directory.
+
+    Examples: [cyan]cnnlab summary model=lenet data=mnist[/cyan],
+    [cyan]cnnlab summary model=resnet18 model.stem=imagenet model.num_classes=1000[/cyan]
+    """,
+        {"norm": "default: per model"},
+    ),
+    Command(
+        "data",
+        "cnnlab.data.command",
+        """Fetch a real data set into [b]data.root[/b], or say what is there.
 
     Files on disk are checked by structure and official checksums; downloads by the official
     archive checksums. Nothing is written where the files are complete. [b]info[/b] exits 1
@@ -267,38 +209,20 @@ def data(
 
     Examples: [cyan]cnnlab data download data=cifar10[/cyan],
     [cyan]cnnlab data info data=mnist data.root=../shared/datasets/mnist[/cyan]
-    """
-    if action not in _data_actions():
-        given = f"unknown action '{action}'" if action else "give an action"
-        choices = ", ".join(_data_actions())
-        typer.secho(f"cnnlab data: {given}; choose from {choices}", fg="red", err=True)
-        raise typer.Exit(2)
-    _run("data", [f"action={action}", *(overrides or [])], multirun, verbose)
-
-
-@app.command(
-    context_settings=HYDRA_ARGS,
-    epilog=_command_epilog(
-        "bench", {"bench": "set by the target argument", "model": "bench model"}
-    ),
-)
-def bench(
-    target: Annotated[
-        str | None,
-        typer.Argument(
-            help="conv (the course case), pool, batchnorm (staged and fused backward), layers "
-            "(every layer), suite (the conv suite) or model (one training step of model=).",
-            show_default=False,
-            autocompletion=lambda incomplete: [
-                t for t in _bench_targets() if t.startswith(incomplete)
-            ],
+    """,
+        {"data": "shapes is generated: nothing to fetch"},
+        Positional(
+            "action",
+            "action",
+            _data_actions,
+            "download: fetch missing files, checksum-verified; info: check what is on disk, "
+            "download nothing.",
         ),
-    ] = None,
-    overrides: Annotated[list[str] | None, _overrides_argument("bench")] = None,
-    multirun: Multirun = False,
-    verbose: Verbose = False,
-) -> None:
-    """Time forward, backward and forward+backward on each backend, checked against torch.
+    ),
+    Command(
+        "bench",
+        "cnnlab.bench",
+        r"""Time forward, backward and forward+backward on each backend, checked against torch.
 
     Median of [b]bench.runs[/b] after [b]bench.warmup[/b]; GFLOP/s, speed-up over naive, ratio
     to torch and the fraction of numpy's matrix-product rate. naive runs only within
@@ -306,15 +230,94 @@ def bench(
     if a backend differs from torch.
 
     Examples: [cyan]cnnlab bench conv[/cyan],
-    [cyan]cnnlab bench suite backends=\\[im2col,torch][/cyan],
+    [cyan]cnnlab bench suite backends=\[im2col,torch][/cyan],
     [cyan]cnnlab bench model model=lenet data=mnist trainer.batch_size=128[/cyan]
-    """
-    if target not in _bench_targets():
-        given = f"unknown target '{target}'" if target else "give a target"
-        choices = ", ".join(_bench_targets())
-        typer.secho(f"cnnlab bench: {given}; choose from {choices}", fg="red", err=True)
-        raise typer.Exit(2)
-    _run("bench", [f"bench={target}", *(overrides or [])], multirun, verbose)
+    """,
+        {"bench": "set by the target argument", "model": "bench model"},
+        Positional(
+            "target",
+            "bench",
+            _bench_targets,
+            "conv (the course case), pool, batchnorm (staged and fused backward), layers "
+            "(every layer), suite (the conv suite) or model (one training step of model=).",
+        ),
+    ),
+)
+
+
+def _run(command: Command, args: list[str] | None, multirun: bool, verbose: bool) -> None:
+    """Launch ``command``'s Hydra task; a CnnlabError is one line and its exit code."""
+    import importlib
+
+    from cnnlab.config import launch
+
+    if verbose:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        module = importlib.import_module(command.module)
+        code = launch(command.name, module, list(args or []), multirun)
+    except CnnlabError as exc:
+        if verbose:
+            raise
+        typer.secho(f"cnnlab {command.name}: {exc}", fg="red", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        # Commands keep what they finished when interrupted; this catches the moments between.
+        typer.secho(f"cnnlab {command.name}: interrupted", fg="yellow", err=True)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+def _add(command: Command) -> None:
+    """Add ``command`` to the app: its overrides, -m and --verbose, and its positional
+    argument first where it has one (checked against its choices: one line, exit 2)."""
+    overrides_type = Annotated[list[str] | None, _overrides_argument(command.name)]
+    settings = {
+        "name": command.name,
+        "help": inspect.cleandoc(command.help),
+        "context_settings": HYDRA_ARGS,
+        "epilog": _command_epilog(command.name, command.notes),
+    }
+    p = command.positional
+    if p is None:
+
+        def run(
+            overrides: overrides_type = None, multirun: Multirun = False, verbose: Verbose = False
+        ) -> None:
+            _run(command, overrides, multirun, verbose)
+
+        app.command(**settings)(run)
+        return
+
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in p.choices() if c.startswith(incomplete)]
+
+    first_type = Annotated[
+        str | None,
+        typer.Argument(help=p.help, show_default=False, autocompletion=complete, metavar=p.name),
+    ]
+
+    def run_with(
+        first: first_type = None,
+        overrides: overrides_type = None,
+        multirun: Multirun = False,
+        verbose: Verbose = False,
+    ) -> None:
+        if first not in p.choices():
+            article = "an" if p.name[0] in "aeiou" else "a"
+            given = f"unknown {p.name} '{first}'" if first else f"give {article} {p.name}"
+            choices = ", ".join(p.choices())
+            typer.secho(
+                f"cnnlab {command.name}: {given}; choose from {choices}", fg="red", err=True
+            )
+            raise typer.Exit(2)
+        _run(command, [f"{p.key}={first}", *(overrides or [])], multirun, verbose)
+
+    app.command(**settings)(run_with)
+
+
+for _command in COMMANDS:
+    _add(_command)
 
 
 @app.callback(invoke_without_command=True)
