@@ -141,7 +141,7 @@ class Command:
 COMMANDS = (
     Command(
         "train",
-        "cnnlab.train",
+        "cnnlab.commands.train",
         """Train a model; log to TensorBoard; checkpoint; evaluate on the test split.
 
     Writes train.log, metrics.jsonl, results.json, TensorBoard events, checkpoints/ (last,
@@ -158,7 +158,7 @@ COMMANDS = (
     ),
     Command(
         "eval",
-        "cnnlab.evaluate",
+        "cnnlab.commands.eval",
         """Evaluate a saved model: accuracy, per-class accuracy and the confusion matrix.
 
     [b]checkpoint=[/b] a run directory (its last checkpoint) or a .npz file;
@@ -171,7 +171,7 @@ COMMANDS = (
     ),
     Command(
         "gradcheck",
-        "cnnlab.gradcheck",
+        "cnnlab.commands.gradcheck",
         """Check every layer's analytic gradients against numeric ones and torch autograd.
 
     Float64 inputs drawn from [b]trainer.seed[/b]; centred differences with step
@@ -187,7 +187,7 @@ COMMANDS = (
     ),
     Command(
         "summary",
-        "cnnlab.summary",
+        "cnnlab.commands.summary",
         """Show each layer's output shape, parameter count and FLOPs, and the totals.
 
     Needs no data files: [b]data=[/b] only sets the input shape and class count. Writes
@@ -200,7 +200,7 @@ COMMANDS = (
     ),
     Command(
         "data",
-        "cnnlab.data.command",
+        "cnnlab.commands.data",
         """Fetch a real data set into [b]data.root[/b], or say what is there.
 
     Files on disk are checked by structure and official checksums; downloads by the official
@@ -221,7 +221,7 @@ COMMANDS = (
     ),
     Command(
         "bench",
-        "cnnlab.bench",
+        "cnnlab.commands.bench",
         r"""Time forward, backward and forward+backward on each backend, checked against torch.
 
     Median of [b]bench.runs[/b] after [b]bench.warmup[/b]; GFLOP/s, speed-up over naive, ratio

@@ -26,7 +26,7 @@ class ModelBench:
 
     def __init__(self, cfg: Any, dtype: np.dtype, options: BackendOptions) -> None:
         from cnnlab.models import build_net, init_state
-        from cnnlab.summary import summarize
+        from cnnlab.ops.tree import summarize
 
         self.cfg = cfg
         self.shape = tuple(int(n) for n in cfg.data.shape)

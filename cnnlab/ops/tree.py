@@ -16,9 +16,10 @@ Shapes are per sample: (C, H, W) for feature maps, (D,) for vectors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cnnlab.errors import ShapeError, UsageError
 
@@ -194,3 +195,31 @@ def buffer_specs(net: Node, in_shape: Shape) -> list[BufferSpec]:
         for leaf in leaves(net, in_shape)
         for b in leaf.layer.buffers(leaf.in_shape)
     ]
+
+
+def summarize(net: Node, in_shape: Shape) -> dict[str, Any]:
+    """Per-layer rows (name, label, shapes, parameters, FLOPs) and totals: what
+    ``cnnlab summary`` prints and writes to summary.json.
+
+    FLOPs are for one sample's forward pass, multiply-adds of conv and linear layers counted
+    as 2 (other layers' element-wise work is left out, as is usual).
+    """
+    rows = []
+    for leaf in leaves(net, in_shape):
+        params = sum(math.prod(p.shape) for p in leaf.layer.params(leaf.in_shape))
+        rows.append(
+            {
+                "name": leaf.name,
+                "layer": leaf.layer.describe(),
+                "in_shape": list(leaf.in_shape),
+                "out_shape": list(leaf.out_shape),
+                "params": params,
+                "flops": leaf.layer.flops(leaf.in_shape),
+            }
+        )
+    return {
+        "input_shape": list(in_shape),
+        "total_params": sum(r["params"] for r in rows),
+        "total_flops": sum(r["flops"] for r in rows),
+        "layers": rows,
+    }

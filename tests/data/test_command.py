@@ -6,8 +6,9 @@ import gzip
 
 import pytest
 
+from cnnlab.commands import data as command
 from cnnlab.config import compose
-from cnnlab.data import command, mnist
+from cnnlab.data import mnist
 from tests.cli import run_cnnlab
 
 from .conftest import SHARED_MNIST, fake_mnist

@@ -15,8 +15,7 @@ from cnnlab.gradcheck.numeric import rel_error
 from cnnlab.models import MODELS, build_net, init_state
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
-from cnnlab.ops.tree import leaves
-from cnnlab.summary import summarize
+from cnnlab.ops.tree import leaves, summarize
 
 
 def net_for(overrides: list[str], width: float = 1.0):

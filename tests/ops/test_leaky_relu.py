@@ -88,7 +88,7 @@ def _net(slope: float) -> Sequential:
 
 
 def test_summary_counts_it():
-    from cnnlab.summary import summarize
+    from cnnlab.ops.tree import summarize
 
     summary = summarize(_net(0.2), (2, 5, 5))
     rows = {r["name"]: r for r in summary["layers"]}

@@ -203,8 +203,8 @@ def test_several_devices_need_a_torch_backend(tmp_path):
     ],
 )
 def test_device_counts_are_checked_before_anything_runs(overrides, message):
+    from cnnlab.commands.train import check_config
     from cnnlab.config import compose
-    from cnnlab.train import check_config
 
     with pytest.raises(UsageError, match=message):
         check_config(compose("train", overrides))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -27,35 +26,6 @@ def check_config(cfg: Any) -> None:
     build_net(cfg.model, cfg.norm, input_shape(cfg))
 
 
-def summarize(net: Any, in_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Per-layer rows and totals: the content of summary.json.
-
-    FLOPs are for one sample's forward pass, multiply-adds of conv and linear layers counted
-    as 2 (other layers' element-wise work is left out, as is usual).
-    """
-    from cnnlab.ops.tree import leaves
-
-    rows = []
-    for leaf in leaves(net, in_shape):
-        params = sum(math.prod(p.shape) for p in leaf.layer.params(leaf.in_shape))
-        rows.append(
-            {
-                "name": leaf.name,
-                "layer": leaf.layer.describe(),
-                "in_shape": list(leaf.in_shape),
-                "out_shape": list(leaf.out_shape),
-                "params": params,
-                "flops": leaf.layer.flops(leaf.in_shape),
-            }
-        )
-    return {
-        "input_shape": list(in_shape),
-        "total_params": sum(r["params"] for r in rows),
-        "total_flops": sum(r["flops"] for r in rows),
-        "layers": rows,
-    }
-
-
 def _si(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= scale:
@@ -70,6 +40,7 @@ def task(cfg: Any) -> int:
     from rich.table import Table
 
     from cnnlab.models import build_net
+    from cnnlab.ops.tree import summarize
 
     in_shape = input_shape(cfg)
     net = build_net(cfg.model, cfg.norm, in_shape)

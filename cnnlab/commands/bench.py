@@ -1,0 +1,127 @@
+"""``cnnlab bench <target>``: time forward, backward and forward+backward on each backend.
+
+Targets are the options of the ``bench`` config group (``conf/bench/<target>.yaml``): their
+shapes are ``bench.cases``. Every backend is first checked against torch on the same inputs;
+naive runs only within ``bench.naive_budget_s`` (estimated from a small batch). Writes
+bench.json (records and provenance), bench.csv and TensorBoard scalars to the run directory,
+and exits 1 if any backend's output differs from torch's.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from cnnlab.backends import Backend
+
+log = logging.getLogger("cnnlab.bench")
+
+
+def check_config(cfg: Any) -> None:
+    """Target, backends, harness settings and (for model) the model, before anything runs."""
+    from cnnlab.backends import resolve_backends
+    from cnnlab.bench.cases import cases
+    from cnnlab.config import group_options
+
+    s = cfg.bench
+    if s.target not in group_options("bench"):  # the bench group's options are the targets
+        choices = ", ".join(group_options("bench"))
+        raise UsageError(f"bench target '{s.target}': choose from {choices}")
+    resolve_backends(cfg.backends)
+    for key in ("runs", "repeats", "naive_probe_batch", "roofline_size"):
+        if s[key] < 1:
+            raise UsageError(f"bench.{key} must be >= 1, got {s[key]}")
+    if s.warmup < 0:
+        raise UsageError(f"bench.warmup must be >= 0, got {s.warmup}")
+    if s.batch is not None and s.batch < 1:
+        raise UsageError(f"bench.batch must be >= 1, got {s.batch}")
+    if s.target == "model":
+        from cnnlab.models import build_net
+
+        build_net(cfg.model, cfg.norm, tuple(int(n) for n in cfg.data.shape))
+    else:
+        cases(s)
+
+
+def _threads(requested: int | None) -> int | None:
+    """The thread count the rows record: the one asked for, else BLAS's own."""
+    if requested is not None:
+        return int(requested)
+    from threadpoolctl import threadpool_info
+
+    pools = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return pools[0] if pools else None
+
+
+def task(cfg: Any) -> int:
+    """The Hydra task: measure every case on every backend, report, write the files."""
+    import numpy as np
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnnlab.backends import BackendOptions, resolve_backends
+    from cnnlab.bench import report
+    from cnnlab.bench.cases import cases
+    from cnnlab.bench.run import Context, bench_case, compare
+    from cnnlab.bench.timing import matmul_gflops
+    from cnnlab.provenance import provenance
+    from cnnlab.runtime import use_threads
+
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    # Before the roofline, which is measured at the thread count the kernels will run with.
+    use_threads(options.threads)
+    s = cfg.bench
+    dtype = np.dtype(cfg.trainer.dtype)
+    backends = resolve_backends(cfg.backends)
+    roofline = matmul_gflops(int(s.roofline_size), dtype)
+    log.info("roofline: numpy a @ b (%d²) at %.1f GFLOP/s", s.roofline_size, roofline)
+    threads = _threads(cfg.trainer.threads)
+    ctx = Context(s.target, dtype, threads, int(cfg.trainer.seed), s, roofline, options)
+    rows: list[dict[str, Any]] = []
+    if s.target == "model":
+        from cnnlab.bench.model import ModelBench, bench_model
+
+        mb = ModelBench(cfg, dtype, options)
+        for backend in backends:
+            rows.append(bench_model(ctx, mb, backend))
+            log.info("%s on %s: %s", mb.cfg.model.name, backend.name, rows[-1]["status"])
+    else:
+        for case in cases(s):
+            for backend in backends:
+                rows.append(bench_case(ctx, case, backend))
+                name = f"{case.name} {case.variant}".strip()
+                log.info("%s on %s: %s", name, backend.name, rows[-1]["status"])
+    compare(rows)
+    report.print_table(f"cnnlab bench {s.target}", rows, roofline)
+    _log_staged_over_fused(rows)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    meta = {
+        "target": s.target,
+        "conventions": "seconds per call, median of bench.runs after bench.warmup; FLOPs: "
+        "multiply-add = 2, backward = 2x forward, gflops over fwdbwd_s; roofline_frac: gflops "
+        "over numpy a @ b",
+        "roofline_gflops": roofline,
+        "winograd": bool(cfg.trainer.winograd),
+        "provenance": provenance(cfg.trainer.threads, _device(backends)),
+    }
+    report.write_json(run_dir / "bench.json", rows, meta)
+    report.write_csv(run_dir / "bench.csv", rows)
+    report.write_tensorboard(run_dir, rows)
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _device(backends: list[Backend]) -> str:
+    usable = [b for b in backends if b.device == "cuda" and b.availability()[0]]
+    return "cuda" if usable else "cpu"
+
+
+def _log_staged_over_fused(rows: list[dict[str, Any]]) -> None:
+    """Batch norm: how much slower the staged backward is than the fused one, per backend."""
+    bwd = {(r["case"], r["variant"], r["backend"]): r["bwd_s"] for r in rows}
+    for (case, variant, backend), staged in bwd.items():
+        fused = bwd.get((case, "fused", backend))
+        if variant == "staged" and staged and fused:
+            log.info("%s on %s: staged/fused backward = %.2f", case, backend, staged / fused)

@@ -1,0 +1,144 @@
+"""``cnnlab gradcheck``: analytic gradients against numeric differences and torch autograd.
+
+Without ``model=`` it checks the cases of the registered layer kinds (:mod:`cnnlab.ops`); with
+``model=`` it checks that whole model end to end (:mod:`cnnlab.gradcheck.model_check`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cnnlab.backends import BackendOptions
+from cnnlab.errors import UsageError
+
+log = logging.getLogger("cnnlab.gradcheck")
+
+
+def check_config(cfg: Any) -> None:
+    """Semantic checks the schema cannot express; raise UsageError before anything runs."""
+    from cnnlab.backends import resolve_backends
+    from cnnlab.ops import layer_choices
+
+    resolve_backends(cfg.backends)
+    if cfg.layer.name not in layer_choices():
+        choices = ", ".join(layer_choices())
+        raise UsageError(f"layer={cfg.layer.name}: no such layer; choose from {choices}")
+    g = cfg.gradcheck
+    for key in ("step", "rtol_numeric", "rtol_torch", "atol_zero", "width_scale"):
+        if not g[key] > 0:
+            raise UsageError(f"gradcheck.{key} must be > 0, got {g[key]}")
+    for key in ("batch_size", "samples"):
+        if g[key] < 1:
+            raise UsageError(f"gradcheck.{key} must be >= 1, got {g[key]}")
+    if cfg.model is not None:
+        from cnnlab.gradcheck.model_check import make_problem
+
+        if cfg.layer.name != "all":
+            raise UsageError("give layer= or model=, not both: model= checks the whole model")
+        make_problem(cfg)  # an impossible model/data combination fails here
+
+
+def _layer_batches(
+    cfg: Any, backends: list, thresholds: Any, options: BackendOptions
+) -> tuple[int, Iterator[list]]:
+    from cnnlab.gradcheck.run import check_layers
+    from cnnlab.ops import layer_cases
+
+    cases = layer_cases(cfg.layer.name)
+    log.info(
+        "gradcheck layer=%s on %s: %d cases, float64, step h=%g",
+        cfg.layer.name,
+        ", ".join(b.name for b in backends),
+        len(cases),
+        thresholds.step,
+    )
+    return len(cases), check_layers(cases, backends, cfg.trainer.seed, thresholds, options)
+
+
+def _model_batches(
+    cfg: Any, backends: list, thresholds: Any, options: BackendOptions
+) -> tuple[int, Iterator[list]]:
+    from cnnlab.gradcheck.model_check import check_model, make_problem
+    from cnnlab.gradcheck.run import skipped_record
+
+    problem = make_problem(cfg)
+    usable = [b for b in backends if b.availability()[0]]
+    log.info(
+        "gradcheck model=%s (%s) on %s: float64, step h=%g, %d coordinates per tensor",
+        problem.model,
+        problem.variant,
+        ", ".join(b.name for b in usable),
+        thresholds.step,
+        cfg.gradcheck.samples,
+    )
+
+    def report(backend: str, loss: float) -> None:
+        expected = math.log(cfg.model.num_classes)
+        log.info(
+            "%s: initial loss %.4f (ln %d = %.4f)", backend, loss, cfg.model.num_classes, expected
+        )
+
+    def batches() -> Iterator[list]:
+        for b in backends:
+            ok, reason = b.availability()
+            if not ok:
+                yield [skipped_record(b, reason, model=problem.model)]
+        yield from check_model(
+            problem, usable, thresholds, cfg.gradcheck.samples, cfg.trainer.seed, report, options
+        )
+
+    steps = sum(len(problem.params) + (b.name != "torch") for b in usable)
+    return steps, batches()
+
+
+def task(cfg: Any) -> int:
+    """The Hydra task: run the checks, print the table, write gradcheck.json; exit code."""
+    from hydra.core.hydra_config import HydraConfig
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from cnnlab.backends import resolve_backends
+    from cnnlab.gradcheck.report import render, verdict
+    from cnnlab.gradcheck.run import Thresholds
+
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    backends = resolve_backends(cfg.backends)
+    g = cfg.gradcheck
+    thresholds = Thresholds(g.step, g.rtol_numeric, g.rtol_torch, g.atol_zero)
+    plan = _layer_batches if cfg.model is None else _model_batches
+    total, batches = plan(cfg, backends, thresholds, options)
+    console = Console()
+    records: list = []
+    interrupted = False
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("checking", total=total)
+        try:
+            for batch in batches:
+                records += batch
+                if batch and not batch[0].skipped:
+                    r = batch[0]
+                    label = (
+                        f"{r.backend}: {r.model or r.layer} {r.tensor if r.model else r.variant}"
+                    )
+                    progress.update(bar, advance=1, description=label)
+        except KeyboardInterrupt:
+            interrupted = True
+    render(records, console)
+    path = out_dir / "gradcheck.json"
+    path.write_text(json.dumps([r.as_dict() for r in records], indent=1))
+    summary = verdict(records)
+    failed = any(r.passed is False for r in records)
+    (log.error if failed else log.info)("%s", summary)
+    log.info("records written to %s", path)
+    if interrupted:
+        log.warning(
+            "interrupted after %d of %d steps; the records above are kept", len(records), total
+        )
+        return 130
+    return 1 if failed else 0

@@ -1,0 +1,367 @@
+"""``cnnlab train``: train ``model`` on ``data`` with ``backend``, ``init``, ``norm`` and ``optim``.
+
+Outputs in the run directory: train.log, metrics.jsonl, results.json, TensorBoard
+events, checkpoints/last.npz and best.npz, and history.png. ``trainer.resume=<run dir or
+checkpoint>`` continues a run in its own directory, with the configuration it was started with.
+``backend=torch|cuda trainer.devices=N`` trains on N processes with DDP, started here or by
+torchrun (:mod:`cnnlab.train.spawn`, :mod:`cnnlab.train.distributed`); rank 0 writes the
+outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import BackendUnavailableError, RunError, UsageError
+
+log = logging.getLogger("cnnlab.train")
+
+
+def check_config(cfg: Any) -> None:
+    """Everything that can be checked before data is read: a mistake is one line, exit 2."""
+    from cnnlab.backends import get_backend
+    from cnnlab.models import build_net
+    from cnnlab.train.distributed import check
+
+    t = cfg.trainer
+    for key in ("epochs", "batch_size", "eval_batch_size", "devices"):
+        if t[key] < 1:
+            raise UsageError(f"trainer.{key} must be >= 1, got {t[key]}")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise UsageError(f"trainer.max_steps must be >= 1 or null, got {t.max_steps}")
+    if t.resume:
+        from cnnlab.train.checkpoint import find
+
+        try:
+            find(t.resume)
+        except RunError as exc:
+            raise UsageError(f"trainer.resume: {exc}") from None
+        return  # the run's own config is used, checked when it started (devices: in task)
+    backend = get_backend(cfg.backend.name)
+    ok, reason = backend.availability()
+    if not ok:
+        raise BackendUnavailableError(f"backend={backend.name} cannot run here: {reason}")
+    check(int(t.devices), backend)
+    build_net(cfg.model, cfg.norm, tuple(cfg.data.shape))
+
+
+def launch_overrides(cfg: Any, multirun: bool) -> list[str]:
+    """A resumed run continues in its original run directory (not a new one). Under torchrun,
+    ranks other than 0 get no run directory or log file of their own: they write nothing."""
+    from cnnlab.train.distributed import launched
+
+    env = launched()
+    if env is not None and env.world > 1:
+        if multirun:
+            raise UsageError("under torchrun, cnnlab train runs one job: sweep (-m) without it")
+        if env.rank != 0:
+            return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"]
+    if not cfg.trainer.resume:
+        return []
+    if multirun:
+        raise UsageError("trainer.resume continues one run; it cannot be swept with -m")
+    from cnnlab.train.checkpoint import find, load
+
+    _, meta = load(find(cfg.trainer.resume))
+    return [f"hydra.run.dir={meta['run_dir']}"]
+
+
+def _resumed(cfg: Any) -> tuple[Any, str | None, dict | None]:
+    """The config to train with, and (checkpoint path, meta) when resuming."""
+    from omegaconf import OmegaConf
+
+    from cnnlab.train.checkpoint import find, load
+
+    if not cfg.trainer.resume:
+        return cfg, None, None
+    path = find(cfg.trainer.resume)
+    _, meta = load(path)
+    saved = OmegaConf.create(meta["config"])
+    log.info("resuming %s from %s (step %d)", meta["run_dir"], path, meta["loop"]["step"])
+    return saved, str(path), meta
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run as every rank receives it: plain data, none of Hydra's state (which a
+    spawned process does not have).
+
+    config: the composed config, resolved (no interpolations left); run_dir: where rank 0
+    writes; resume: the checkpoint to continue from, or None; started: ``time.perf_counter()``
+    at launch (one clock for every process of the machine).
+    """
+
+    config: dict
+    run_dir: str
+    resume: str | None
+    started: float
+
+
+def task(cfg: Any) -> Any:
+    """The Hydra task: train (on one process, or several with DDP), evaluate on test, write the
+    outputs; returns the val accuracy."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from cnnlab.backends import get_backend
+    from cnnlab.train import distributed
+    from cnnlab.train.spawn import spawn
+
+    started = time.perf_counter()
+    cfg, resume, meta = _resumed(cfg)
+    backend = get_backend(cfg.backend.name)
+    # Checkpoints written before trainer.devices existed come from one process.
+    devices = int(cfg.trainer.get("devices", 1))
+    distributed.check(devices, backend)  # a resumed run's settings are checked only here
+    run_dir = meta["run_dir"] if meta else HydraConfig.get().runtime.output_dir
+    job = Job(OmegaConf.to_container(cfg, resolve=True), str(run_dir), resume, started)
+    if devices > 1 and distributed.launched() is None:
+        return spawn(train, devices, job, backend.device, _logging_config())
+    with distributed.joined(backend.device) as group:
+        # Under torchrun only rank 0 has a run directory (see launch_overrides).
+        return train(replace(job, run_dir=group.broadcast(job.run_dir)), group)
+
+
+def _logging_config() -> dict | None:
+    """This job's logging setup (Hydra's job_logging, file handler included) for rank 0."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(HydraConfig.get().job_logging, resolve=True)
+    return config if isinstance(config, dict) and "version" in config else None
+
+
+def train(job: Job, group: Any) -> Any:
+    """One rank's share of a training run (all of it in one process); returns the task's
+    :class:`~cnnlab.config.Outcome`. group: a :class:`cnnlab.train.distributed.Group`."""
+    import numpy as np
+    from omegaconf import OmegaConf
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from cnnlab.backends import BackendOptions, get_backend
+    from cnnlab.config import Outcome as TaskOutcome
+    from cnnlab.data import load as load_data
+    from cnnlab.models import build_net, init_state
+    from cnnlab.train.checkpoint import load
+    from cnnlab.train.engine import make_engine
+    from cnnlab.train.loop import LoopState, Trainer
+    from cnnlab.train.tensorboard import TensorBoardWriter
+
+    cfg = OmegaConf.create(job.config)
+    t, main = cfg.trainer, group.main
+    options = BackendOptions(group.threads(t.threads), t.winograd)
+    run_dir = Path(job.run_dir)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    dtype = np.dtype(t.dtype)
+
+    # Rank 0 reads (and, if need be, downloads) the data first; the others read what it left.
+    if not main:
+        group.barrier()
+    data = load_data(cfg.data, int(t.seed))
+    if main:
+        group.barrier()
+    if dtype != np.float32:
+        data = data.astype(dtype)
+    in_shape = tuple(data.train.x.shape[1:])
+    backend = get_backend(cfg.backend.name)
+    net = build_net(cfg.model, cfg.norm, in_shape)
+    params, buffers = init_state(net, in_shape, cfg.init, np.random.default_rng([t.seed, 0]), dtype)
+    engine = make_engine(backend, net, params, buffers, cfg.optim, group, options)
+    loop = LoopState()
+    if job.resume is not None:
+        state, meta = load(Path(job.resume))
+        engine.load_state(state)
+        loop = LoopState(**meta["loop"])
+        if main:
+            _truncate(run_dir / "metrics.jsonl", loop.metrics_lines)
+    per_rank = f" on each of {group.world} processes" if group.world > 1 else ""
+    log.info(
+        "train %s (%s params) on %s: %d train / %d val / %d test images, backend=%s, "
+        "optim=%s lr=%g, %d epochs of batch %d%s",
+        cfg.model.name,
+        f"{sum(p.size for p in params.values()):,}",
+        data.name,
+        len(data.train.y),
+        len(data.val.y),
+        len(data.test.y),
+        backend.name,
+        cfg.optim.name,
+        cfg.optim.lr,
+        t.epochs,
+        t.batch_size,
+        per_rank,
+    )
+    tb = None
+    if main:
+        tb = TensorBoardWriter(run_dir, purge_step=loop.step if job.resume else None)
+    trainer = Trainer(cfg, data, engine, run_dir, tb, loop, group)
+    console = Console()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.1%}"),
+        TextColumn("{task.fields[ips]:.0f} img/s"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not main) as progress:
+            outcome = trainer.run(config_yaml, progress)
+    finally:
+        if tb is not None:
+            tb.flush()
+    loop.wall_s += time.perf_counter() - job.started
+    val_acc = loop.last_val.get("acc")
+    if outcome.status != "completed":
+        if main:
+            results = _results(
+                cfg, backend, data, loop, run_dir, outcome.status, options.threads, group
+            )
+            _write_results(run_dir, results)
+            tb.close()
+        # No rank ends (and looks failed to the parent) before rank 0 has written its outputs.
+        group.barrier()
+        if outcome.status == "diverged":
+            if not main:
+                return TaskOutcome(1, None)  # rank 0 reports it
+            raise RunError(outcome.message)
+        if main:
+            log.warning("%s; resume with trainer.resume=%s", outcome.message, run_dir)
+        return TaskOutcome(130, val_acc)
+    test = trainer.evaluate("test")
+    if not main:
+        return TaskOutcome(0, None)
+    results = _results(cfg, backend, data, loop, run_dir, outcome.status, options.threads, group)
+    per_class = {
+        c: (None if math.isnan(a) else float(a))
+        for c, a in zip(data.classes, test.per_class, strict=True)
+    }
+    results |= {
+        "test_acc": test.acc,
+        "test_loss": test.loss,
+        "per_class_acc": per_class,
+        "confusion": test.confusion.tolist(),
+        "classes": data.classes,
+    }
+    trainer.record(
+        "test", step=loop.step, test_loss=test.loss, test_acc=test.acc, per_class_acc=per_class
+    )
+    _write_results(run_dir, results)
+    _finish_outputs(cfg, run_dir, tb, results, test, data, console)
+    return TaskOutcome(0, val_acc if val_acc is not None else test.acc)
+
+
+def _results(
+    cfg: Any,
+    backend: Any,
+    data: Any,
+    loop: Any,
+    run_dir: Path,
+    status: str,
+    threads: int | None,
+    group: Any,
+) -> dict:
+    """results.json's fields known once training has ended."""
+    from cnnlab.provenance import provenance
+
+    return {
+        "status": status,
+        "model": cfg.model.name,
+        "backend": backend.name,
+        "data": data.name,
+        "norm": cfg.norm.name,
+        "init": cfg.init.name,
+        "optim": cfg.optim.name,
+        "devices": group.world,
+        "batch_size": int(cfg.trainer.batch_size) * group.world,  # the global batch
+        "epochs": loop.epoch,
+        "steps": loop.step,
+        "wall_s": loop.wall_s,
+        "val_acc": loop.last_val.get("acc"),
+        "val_loss": loop.last_val.get("loss"),
+        "best_val_acc": loop.best_val_acc if loop.best_val_acc >= 0 else None,
+        "train_loss": _last_train_loss(run_dir / "metrics.jsonl"),
+        "images_per_s": _images_per_s(run_dir / "metrics.jsonl"),
+        "provenance": provenance(threads, group.place(backend.device)),
+    }
+
+
+def _truncate(path: Path, lines: int) -> None:
+    """Drop metrics.jsonl lines the interrupted session wrote after its checkpoint."""
+    if path.exists():
+        kept = path.read_text().splitlines(keepends=True)[:lines]
+        path.write_text("".join(kept))
+
+
+def _epochs(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == "epoch"]
+
+
+def _last_train_loss(path: Path) -> float | None:
+    epochs = _epochs(path)
+    return epochs[-1]["train_loss"] if epochs else None
+
+
+def _images_per_s(path: Path) -> float | None:
+    epochs = _epochs(path)
+    seconds = sum(r["time_s"] for r in epochs)
+    images = sum(r["images_per_s"] * r["time_s"] for r in epochs)
+    return images / seconds if seconds else None
+
+
+def _write_results(run_dir: Path, results: dict) -> None:
+    (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def _finish_outputs(
+    cfg: Any, run_dir: Path, tb: Any, results: dict, test: Any, data: Any, console: Any
+) -> None:
+    """The summary a user reads at the end: console tables, plot, TensorBoard hparams."""
+    from cnnlab.train.metrics import confusion_table
+    from cnnlab.train.plot import plot_history
+
+    console.print(confusion_table(test, data.classes, f"Test confusion matrix ({data.name})"))
+    plot_history(_epochs(run_dir / "metrics.jsonl"), run_dir / "history.png")
+    hparams = {
+        "model": cfg.model.name,
+        "backend": results["backend"],
+        "norm": cfg.norm.name,
+        "init": cfg.init.name,
+        "optim": cfg.optim.name,
+        "lr": float(cfg.optim.lr),
+        "batch_size": int(cfg.trainer.batch_size),
+        "devices": int(results["devices"]),
+        "epochs": int(cfg.trainer.epochs),
+        "seed": int(cfg.trainer.seed),
+    }
+    metrics = {"hparams/test_acc": results["test_acc"]}
+    if results["val_acc"] is not None:
+        metrics["hparams/val_acc"] = results["val_acc"]
+    tb.hparams(hparams, metrics)
+    tb.close()
+    log.info(
+        "test accuracy %.2f%% (val %s) after %d epochs, %d steps, %.1f s, %.0f images/s; "
+        "outputs in %s",
+        100 * results["test_acc"],
+        "–" if results["val_acc"] is None else f"{100 * results['val_acc']:.2f}%",
+        results["epochs"],
+        results["steps"],
+        results["wall_s"],
+        results["images_per_s"] or 0,
+        run_dir,
+    )
