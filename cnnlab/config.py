@@ -34,17 +34,13 @@ def config_dir() -> Path:
 
 
 def group_options(group: str) -> list[str]:
-    """The option names of a config group, sorted: its files (``conf/<group>/*.yaml``), or for
-    ``layer`` and ``norm`` the registered layer kinds and norms (stored in Hydra's ConfigStore
-    by the schemas)."""
-    if group == "layer":
-        from cnnlab.ops import layer_choices
+    """The option names of a config group, sorted: its files (``conf/<group>/*.yaml``), or the
+    options defined in code for the groups :func:`cnnlab.schema.stored_groups` names."""
+    from cnnlab.schema import stored_groups
 
-        return sorted(layer_choices())
-    if group == "norm":
-        from cnnlab.ops.norm import NORMS
-
-        return sorted(NORMS)
+    stored = stored_groups()
+    if group in stored:
+        return sorted(stored[group])
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 

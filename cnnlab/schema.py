@@ -8,8 +8,10 @@ the pattern Hydra documents for schemas of config groups.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any, get_type_hints
 
 from omegaconf import MISSING
@@ -267,16 +269,24 @@ def register() -> None:
         store.store(name=f"{command}_schema", node=schema)
     for name, model in MODELS.items():
         store.store(group="model", name=f"{name}_schema", node=model.schema)
-    # norm= options are the layers of cnnlab.ops.norm.NORMS (no YAML file per option).
-    for name, schema in norm_schemas().items():
-        store.store(group="norm", name=name, node=schema())
     for name, schema in OPTIM_SCHEMAS.items():
         store.store(group="optim", name=f"{name}_schema", node=schema)
     store.store(group="data", name="data_schema", node=DataConfig)
     store.store(group="init", name="init_schema", node=InitConfig)
-    store.store(group="backend", name="backend_schema", node=BackendConfig)
-    # gradcheck's layer= options are the registered layer kinds (no YAML file per kind).
+    for group, options in stored_groups().items():
+        for name, node in options.items():
+            store.store(group=group, name=name, node=node())
+
+
+def stored_groups() -> dict[str, dict[str, Callable[[], object]]]:
+    """The config groups whose options are defined in code, not one YAML file each: option
+    name -> its config node, for gradcheck's ``layer=`` (the registered layer kinds), ``norm=``
+    (cnnlab.ops.norm.NORMS) and ``backend=`` (cnnlab.backends.BACKENDS)."""
+    from cnnlab.backends import BACKENDS
     from cnnlab.ops import layer_choices
 
-    for name in layer_choices():
-        store.store(group="layer", name=name, node=LayerChoice(name))
+    return {
+        "layer": {name: partial(LayerChoice, name) for name in layer_choices()},
+        "norm": dict(norm_schemas()),
+        "backend": {name: partial(BackendConfig, name) for name in BACKENDS},
+    }
