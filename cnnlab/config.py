@@ -459,6 +459,13 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
     return max(codes, default=0)
 
 
+def run_dir() -> Path:
+    """The running job's output directory (Hydra's, with sub-second digits; see _common_.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
 def _runs_jobs(flags: list[str]) -> bool:
     """Whether Hydra will run jobs with these flags, rather than print a config or help."""
     from cnnlab.hydra_internal import flags_parser

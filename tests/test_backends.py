@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnlab.backends import BACKENDS, get_backend, resolve_backends
+from cnnlab.compare import rel_error
 from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
-from cnnlab.gradcheck.numeric import rel_error
 
 NAMES = ("naive", "im2col", "torch")
 KERNELS = {name: BACKENDS[name].kernels() for name in NAMES}

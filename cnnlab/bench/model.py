@@ -15,7 +15,7 @@ import numpy as np
 from cnnlab.backends import Backend, BackendOptions
 from cnnlab.bench.run import Context, failed, record
 from cnnlab.bench.timing import measure, once
-from cnnlab.gradcheck.numeric import rel_error
+from cnnlab.compare import rel_error
 
 if TYPE_CHECKING:
     from cnnlab.train.engine import Engine

@@ -18,7 +18,7 @@ import numpy as np
 from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.bench.cases import BenchCase, Built
 from cnnlab.bench.timing import measure, once
-from cnnlab.gradcheck.numeric import rel_error
+from cnnlab.compare import rel_error
 from cnnlab.kernels.protocol import KernelSet
 
 log = logging.getLogger("cnnlab.bench")

@@ -10,7 +10,6 @@ and exits 1 if any backend's output differs from torch's.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import UsageError
@@ -60,13 +59,13 @@ def _threads(requested: int | None) -> int | None:
 def task(cfg: Any) -> int:
     """The Hydra task: measure every case on every backend, report, write the files."""
     import numpy as np
-    from hydra.core.hydra_config import HydraConfig
 
     from cnnlab.backends import BackendOptions, resolve_backends
     from cnnlab.bench import report
     from cnnlab.bench.cases import cases
     from cnnlab.bench.run import Context, bench_case, compare
     from cnnlab.bench.timing import matmul_gflops
+    from cnnlab.config import run_dir
     from cnnlab.provenance import provenance
     from cnnlab.runtime import use_threads
 
@@ -97,7 +96,7 @@ def task(cfg: Any) -> int:
     compare(rows)
     report.print_table(f"cnnlab bench {s.target}", rows, roofline)
     _log_staged_over_fused(rows)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    out_dir = run_dir()
     meta = {
         "target": s.target,
         "conventions": "seconds per call, median of bench.runs after bench.warmup; FLOPs: "
@@ -107,9 +106,9 @@ def task(cfg: Any) -> int:
         "winograd": bool(cfg.trainer.winograd),
         "provenance": provenance(cfg.trainer.threads, _device(backends)),
     }
-    report.write_json(run_dir / "bench.json", rows, meta)
-    report.write_csv(run_dir / "bench.csv", rows)
-    report.write_tensorboard(run_dir, rows)
+    report.write_json(out_dir / "bench.json", rows, meta)
+    report.write_csv(out_dir / "bench.csv", rows)
+    report.write_tensorboard(out_dir, rows)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

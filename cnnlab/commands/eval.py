@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import RunError, UsageError
@@ -40,11 +39,11 @@ def check_config(cfg: Any) -> None:
 def task(cfg: Any) -> int:
     """Rebuild the run's model and data, load the weights, evaluate one split."""
     import numpy as np
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
     from rich.console import Console
 
     from cnnlab.backends import BackendOptions, get_backend
+    from cnnlab.config import run_dir
     from cnnlab.data import load as load_data
     from cnnlab.models import build_net, init_state
     from cnnlab.train.checkpoint import find, load
@@ -87,7 +86,7 @@ def task(cfg: Any) -> int:
         "confusion": ev.confusion.tolist(),
         "classes": data.classes,
     }
-    out = Path(HydraConfig.get().runtime.output_dir) / "eval.json"
+    out = run_dir() / "eval.json"
     out.write_text(json.dumps(result, indent=1))
     log.info(
         "%s accuracy %.2f%% (loss %.4f) of %s at step %d on %s; written to %s",

@@ -10,7 +10,6 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from cnnlab.backends import BackendOptions
@@ -98,16 +97,16 @@ def _model_batches(
 
 def task(cfg: Any) -> int:
     """The Hydra task: run the checks, print the table, write gradcheck.json; exit code."""
-    from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
     from rich.progress import Progress
 
     from cnnlab.backends import resolve_backends
+    from cnnlab.config import run_dir
     from cnnlab.gradcheck.report import render, verdict
     from cnnlab.gradcheck.run import Thresholds
 
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    out_dir = run_dir()
     backends = resolve_backends(cfg.backends)
     g = cfg.gradcheck
     thresholds = Thresholds(g.step, g.rtol_numeric, g.rtol_torch, g.atol_zero)

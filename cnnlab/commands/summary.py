@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("cnnlab.summary")
@@ -35,10 +34,10 @@ def _si(n: float) -> str:
 
 def task(cfg: Any) -> int:
     """The Hydra task: print the table and write summary.json."""
-    from hydra.core.hydra_config import HydraConfig
     from rich.console import Console
     from rich.table import Table
 
+    from cnnlab.config import run_dir
     from cnnlab.models import build_net
     from cnnlab.ops.tree import summarize
 
@@ -71,7 +70,7 @@ def task(cfg: Any) -> int:
     table.add_section()
     table.add_row("total", "", "", f"{summary['total_params']:,}", _si(summary["total_flops"]))
     Console().print(table)
-    path = Path(HydraConfig.get().runtime.output_dir) / "summary.json"
+    path = run_dir() / "summary.json"
     path.write_text(json.dumps(summary, indent=1))
     log.info(
         "%s: %s parameters, %s FLOPs per sample; written to %s",

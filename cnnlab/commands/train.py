@@ -106,10 +106,10 @@ class Job:
 def task(cfg: Any) -> Any:
     """The Hydra task: train (on one process, or several with DDP), evaluate on test, write the
     outputs; returns the val accuracy."""
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from cnnlab.backends import get_backend
+    from cnnlab.config import run_dir
     from cnnlab.train import distributed
     from cnnlab.train.spawn import spawn
 
@@ -119,8 +119,8 @@ def task(cfg: Any) -> Any:
     # Checkpoints written before trainer.devices existed come from one process.
     devices = int(cfg.trainer.get("devices", 1))
     distributed.check(devices, backend)  # a resumed run's settings are checked only here
-    run_dir = meta["run_dir"] if meta else HydraConfig.get().runtime.output_dir
-    job = Job(OmegaConf.to_container(cfg, resolve=True), str(run_dir), resume, started)
+    out_dir = meta["run_dir"] if meta else str(run_dir())
+    job = Job(OmegaConf.to_container(cfg, resolve=True), out_dir, resume, started)
     if devices > 1 and distributed.launched() is None:
         return spawn(train, devices, job, backend.device, _logging_config())
     with distributed.joined(backend.device) as group:

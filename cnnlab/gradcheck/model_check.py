@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnlab.backends import BACKENDS, DEFAULT_OPTIONS, Backend, BackendOptions
-from cnnlab.gradcheck.numeric import Comparison, compare
+from cnnlab.compare import Comparison, compare
 from cnnlab.gradcheck.run import Record, Thresholds, compared
 from cnnlab.ops.tree import Node
 

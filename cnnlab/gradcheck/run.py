@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
-from cnnlab.gradcheck.numeric import Comparison, compare, numeric_gradient
+from cnnlab.compare import Comparison, compare
+from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.protocol import KernelSet
 from cnnlab.ops import LayerCase, layer_cases
 

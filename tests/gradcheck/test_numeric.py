@@ -1,10 +1,11 @@
-"""The numeric gradient and the relative error of :mod:`cnnlab.gradcheck.numeric`."""
+"""The numeric gradient (cnnlab.gradcheck.numeric) and the relative error (cnnlab.compare)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.gradcheck.numeric import compare, numeric_gradient
+from cnnlab.compare import compare
+from cnnlab.gradcheck.numeric import numeric_gradient
 
 
 def test_numeric_gradient_of_a_known_function():

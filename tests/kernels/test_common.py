@@ -13,8 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnlab.compare import rel_error
 from cnnlab.errors import ShapeError, UsageError
-from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
+from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.common import NumpyKernels, dropout_mask
 
 common = NumpyKernels()  # the kernels naive and im2col share

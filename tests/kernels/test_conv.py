@@ -1,7 +1,7 @@
 """conv2d on the numpy backends (naive, im2col) against torch, each other and numeric gradients.
 
 Oracle: ``torch.nn.functional.conv2d`` in float64, gradients by autograd with a random dout.
-Relative error per tensor: ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (cnnlab.gradcheck.numeric).
+Relative error per tensor: ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (cnnlab.compare).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from torch.nn.functional import conv2d as torch_conv2d
 
 import cnnlab.kernels.im2col.conv as im2col_conv
 import cnnlab.kernels.naive.conv as naive_conv
+from cnnlab.compare import rel_error
 from cnnlab.errors import ShapeError
-from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
+from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.geometry import pad_spatial, pair
 from cnnlab.kernels.im2col.columns import col2im, im2col, windows
 from cnnlab.kernels.torch import TorchKernels

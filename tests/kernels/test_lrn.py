@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cnnlab.compare import rel_error
 from cnnlab.errors import ShapeError, UsageError
-from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
+from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.common import NumpyKernels
 from cnnlab.kernels.im2col import Im2col
 from cnnlab.kernels.naive import Naive

@@ -1,6 +1,6 @@
 """Max and average pooling on the naive and im2col backends, with PyTorch (float64) as the oracle.
 
-Relative error throughout is ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (cnnlab.gradcheck.numeric).
+Relative error throughout is ``||a - b|| / max(||a|| + ||b||, 1e-12)`` (cnnlab.compare).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cnnlab.compare import rel_error
 from cnnlab.errors import ShapeError, UsageError
-from cnnlab.gradcheck.numeric import numeric_gradient, rel_error
+from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.im2col import pool as im2col_pool
 from cnnlab.kernels.naive import pool as naive_pool
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab.compare import compare
 from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
-from cnnlab.gradcheck.numeric import compare, numeric_gradient
+from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.torch import TorchKernels, cuda_available, ops
 
 H_STEP = 1e-6

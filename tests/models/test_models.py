@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from cnnlab.backends import BACKENDS
+from cnnlab.compare import rel_error
 from cnnlab.config import compose
 from cnnlab.errors import ShapeError, UsageError
-from cnnlab.gradcheck.numeric import rel_error
 from cnnlab.models import MODELS, build_net, init_state
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.backends import BACKENDS
-from cnnlab.gradcheck.numeric import rel_error
+from cnnlab.compare import rel_error
 from cnnlab.ops import layer_cases, layer_choices
 from cnnlab.ops.activation import LeakyReLU
 from cnnlab.ops.conv import Conv2d
