@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cnnlab.config import Outcome
 from cnnlab.errors import BackendUnavailableError, RunError, UsageError
 
 log = logging.getLogger("cnnlab.train")
@@ -137,56 +138,106 @@ def _logging_config() -> dict | None:
     return config if isinstance(config, dict) and "version" in config else None
 
 
-def train(job: Job, group: Any) -> Any:
+def train(job: Job, group: Any) -> Outcome:
     """One rank's share of a training run (all of it in one process); returns the task's
     :class:`~cnnlab.config.Outcome`. group: a :class:`cnnlab.train.distributed.Group`."""
-    import numpy as np
     from omegaconf import OmegaConf
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
     from cnnlab.backends import BackendOptions, get_backend
-    from cnnlab.config import Outcome as TaskOutcome
-    from cnnlab.data import load as load_data
-    from cnnlab.models import build_net, init_state
-    from cnnlab.train.checkpoint import load
-    from cnnlab.train.engine import make_engine
-    from cnnlab.train.loop import LoopState, Trainer
+    from cnnlab.train.loop import Trainer
     from cnnlab.train.tensorboard import TensorBoardWriter
 
     cfg = OmegaConf.create(job.config)
-    t, main = cfg.trainer, group.main
-    options = BackendOptions(group.threads(t.threads), t.winograd)
-    run_dir = Path(job.run_dir)
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    dtype = np.dtype(t.dtype)
-
-    # Rank 0 reads (and, if need be, downloads) the data first; the others read what it left.
-    if not main:
-        group.barrier()
-    data = load_data(cfg.data, int(t.seed))
-    if main:
-        group.barrier()
-    if dtype != np.float32:
-        data = data.astype(dtype)
-    in_shape = tuple(data.train.x.shape[1:])
+    main, run_dir = group.main, Path(job.run_dir)
+    options = BackendOptions(group.threads(cfg.trainer.threads), cfg.trainer.winograd)
     backend = get_backend(cfg.backend.name)
+    data = _load_data(cfg, group)
+    engine, loop = _start(cfg, data, backend, job, group, options)
+    tb = None
+    if main:
+        tb = TensorBoardWriter(run_dir, purge_step=loop.step if job.resume else None)
+    trainer = Trainer(cfg, data, engine, run_dir, tb, loop, group)
+    console = Console()
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    try:
+        with Progress(*_columns(), console=console, transient=True, disable=not main) as bar:
+            outcome = trainer.run(config_yaml, bar)
+    finally:
+        if tb is not None:
+            tb.flush()
+    loop.wall_s += time.perf_counter() - job.started
+    # results.json's fields known now (rank 0 writes it).
+    results = (
+        _results(cfg, backend, data, loop, run_dir, outcome.status, options.threads, group)
+        if main
+        else {}
+    )
+    if outcome.status != "completed":
+        return _stopped(outcome, results, loop, run_dir, tb, group)
+    test = trainer.evaluate("test")
+    if not main:
+        return Outcome(0, None)
+    per_class = {
+        c: (None if math.isnan(a) else float(a))
+        for c, a in zip(data.classes, test.per_class, strict=True)
+    }
+    results |= {
+        "test_acc": test.acc,
+        "test_loss": test.loss,
+        "per_class_acc": per_class,
+        "confusion": test.confusion.tolist(),
+        "classes": data.classes,
+    }
+    trainer.record(
+        "test", step=loop.step, test_loss=test.loss, test_acc=test.acc, per_class_acc=per_class
+    )
+    _write_results(run_dir, results)
+    _finish_outputs(cfg, run_dir, tb, results, test, data, console)
+    val_acc = loop.last_val.get("acc")
+    return Outcome(0, val_acc if val_acc is not None else test.acc)
+
+
+def _load_data(cfg: Any, group: Any) -> Any:
+    """The run's data in its dtype. Rank 0 reads (and, if need be, downloads) it first; the
+    other ranks read what it left."""
+    import numpy as np
+
+    from cnnlab.data import load as load_data
+
+    if not group.main:
+        group.barrier()
+    data = load_data(cfg.data, int(cfg.trainer.seed))
+    if group.main:
+        group.barrier()
+    dtype = np.dtype(cfg.trainer.dtype)
+    return data if dtype == np.float32 else data.astype(dtype)
+
+
+def _start(cfg: Any, data: Any, backend: Any, job: Job, group: Any, options: Any) -> tuple:
+    """The engine with its initial weights (drawn from the seed) or the checkpoint's state, and
+    the loop's position: ``(engine, loop)``."""
+    import numpy as np
+
+    from cnnlab.models import build_net, init_state
+    from cnnlab.train.checkpoint import load
+    from cnnlab.train.engine import make_engine
+    from cnnlab.train.loop import LoopState
+
+    t = cfg.trainer
+    in_shape = tuple(data.train.x.shape[1:])
     net = build_net(cfg.model, cfg.norm, in_shape)
-    params, buffers = init_state(net, in_shape, cfg.init, np.random.default_rng([t.seed, 0]), dtype)
+    rng = np.random.default_rng([t.seed, 0])
+    params, buffers = init_state(net, in_shape, cfg.init, rng, np.dtype(t.dtype))
     engine = make_engine(backend, net, params, buffers, cfg.optim, group, options)
     loop = LoopState()
     if job.resume is not None:
         state, meta = load(Path(job.resume))
         engine.load_state(state)
         loop = LoopState(**meta["loop"])
-        if main:
-            _truncate(run_dir / "metrics.jsonl", loop.metrics_lines)
+        if group.main:
+            _truncate(Path(job.run_dir) / "metrics.jsonl", loop.metrics_lines)
     per_rank = f" on each of {group.world} processes" if group.world > 1 else ""
     log.info(
         "train %s (%s params) on %s: %d train / %d val / %d test images, backend=%s, "
@@ -204,12 +255,14 @@ def train(job: Job, group: Any) -> Any:
         t.batch_size,
         per_rank,
     )
-    tb = None
-    if main:
-        tb = TensorBoardWriter(run_dir, purge_step=loop.step if job.resume else None)
-    trainer = Trainer(cfg, data, engine, run_dir, tb, loop, group)
-    console = Console()
-    columns = (
+    return engine, loop
+
+
+def _columns() -> tuple:
+    """The progress bar: epoch, bar, steps, loss and accuracy, images/s, time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    return (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -217,51 +270,23 @@ def train(job: Job, group: Any) -> Any:
         TextColumn("{task.fields[ips]:.0f} img/s"),
         TimeRemainingColumn(),
     )
-    try:
-        with Progress(*columns, console=console, transient=True, disable=not main) as progress:
-            outcome = trainer.run(config_yaml, progress)
-    finally:
-        if tb is not None:
-            tb.flush()
-    loop.wall_s += time.perf_counter() - job.started
-    val_acc = loop.last_val.get("acc")
-    if outcome.status != "completed":
-        if main:
-            results = _results(
-                cfg, backend, data, loop, run_dir, outcome.status, options.threads, group
-            )
-            _write_results(run_dir, results)
-            tb.close()
-        # No rank ends (and looks failed to the parent) before rank 0 has written its outputs.
-        group.barrier()
-        if outcome.status == "diverged":
-            if not main:
-                return TaskOutcome(1, None)  # rank 0 reports it
-            raise RunError(outcome.message)
-        if main:
-            log.warning("%s; resume with trainer.resume=%s", outcome.message, run_dir)
-        return TaskOutcome(130, val_acc)
-    test = trainer.evaluate("test")
-    if not main:
-        return TaskOutcome(0, None)
-    results = _results(cfg, backend, data, loop, run_dir, outcome.status, options.threads, group)
-    per_class = {
-        c: (None if math.isnan(a) else float(a))
-        for c, a in zip(data.classes, test.per_class, strict=True)
-    }
-    results |= {
-        "test_acc": test.acc,
-        "test_loss": test.loss,
-        "per_class_acc": per_class,
-        "confusion": test.confusion.tolist(),
-        "classes": data.classes,
-    }
-    trainer.record(
-        "test", step=loop.step, test_loss=test.loss, test_acc=test.acc, per_class_acc=per_class
-    )
-    _write_results(run_dir, results)
-    _finish_outputs(cfg, run_dir, tb, results, test, data, console)
-    return TaskOutcome(0, val_acc if val_acc is not None else test.acc)
+
+
+def _stopped(outcome: Any, results: dict, loop: Any, run_dir: Path, tb: Any, group: Any) -> Outcome:
+    """A run that did not complete (interrupted or diverged): rank 0 writes what it has; the
+    last checkpoint stays for trainer.resume."""
+    if group.main:
+        _write_results(run_dir, results)
+        tb.close()
+    # No rank ends (and looks failed to the parent) before rank 0 has written its outputs.
+    group.barrier()
+    if outcome.status == "diverged":
+        if not group.main:
+            return Outcome(1, None)  # rank 0 reports it
+        raise RunError(outcome.message)
+    if group.main:
+        log.warning("%s; resume with trainer.resume=%s", outcome.message, run_dir)
+    return Outcome(130, loop.last_val.get("acc"))
 
 
 def _results(
