@@ -67,9 +67,20 @@ class Backend:
             return cuda_available()
         return True, ""
 
+    def prepare(self, options: BackendOptions = DEFAULT_OPTIONS) -> None:
+        """Check that this backend can run here (BackendUnavailableError if not) and give
+        numpy's BLAS and torch the thread count of ``options``: the one place a kernel set,
+        a model or an engine of this backend has its threads set."""
+        from cnnlab.runtime import use_threads
+
+        ok, reason = self.availability()
+        if not ok:
+            raise BackendUnavailableError(f"backend={self.name} cannot run here: {reason}")
+        use_threads(options.threads)
+
     def kernels(self, options: BackendOptions = DEFAULT_OPTIONS) -> KernelSet:
         """The kernel set, made with ``options``."""
-        self._require()
+        self.prepare(options)
         return self.make(self, options)
 
     def model(
@@ -84,7 +95,6 @@ class Backend:
 
         params and buffers are numpy arrays; numpy backends use copies, torch copies them in.
         """
-        self._require()
         params = {k: v.copy() for k, v in params.items()}
         buffers = {k: v.copy() for k, v in buffers.items()}
         if self.framework == "numpy":
@@ -92,21 +102,15 @@ class Backend:
 
             return NumpyNet(net, self.kernels(options), params, buffers)
         from cnnlab.nn.torch_net import TorchModel
-        from cnnlab.runtime import use_threads
 
-        use_threads(options.threads)
+        self.prepare(options)
         return TorchModel(net, params, buffers, self.device)
-
-    def _require(self) -> None:
-        ok, reason = self.availability()
-        if not ok:
-            raise BackendUnavailableError(f"backend={self.name} cannot run here: {reason}")
 
 
 def _naive(backend: Backend, options: BackendOptions) -> KernelSet:
     from cnnlab.kernels.naive import Naive
 
-    return Naive(options.threads)
+    return Naive()
 
 
 def _im2col(backend: Backend, options: BackendOptions) -> KernelSet:
@@ -120,7 +124,7 @@ def _torch(backend: Backend, options: BackendOptions) -> KernelSet:
 
     # Its pairs are made from the torch ops at import, out of a type checker's sight;
     # tests/ops/test_registry.py checks each against the protocol.
-    return cast("KernelSet", TorchKernels(backend.device, options.threads))
+    return cast("KernelSet", TorchKernels(backend.device))
 
 
 BACKENDS: dict[str, Backend] = {

@@ -148,10 +148,9 @@ class TorchEngine:
         import torch
 
         from cnnlab.nn.torch_net import TorchNet
-        from cnnlab.runtime import use_threads
         from cnnlab.train.optim import torch_optimizer
 
-        use_threads(options.threads)
+        backend.prepare(options)
         self.torch = torch
         self.world = group.world
         self.device = torch.device(group.place(backend.device))

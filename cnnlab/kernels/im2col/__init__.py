@@ -15,7 +15,6 @@ from cnnlab.kernels.geometry import IntPair
 from cnnlab.kernels.im2col import conv, pool
 from cnnlab.kernels.im2col.chunks import Workers
 from cnnlab.kernels.protocol import Cache
-from cnnlab.runtime import use_threads
 
 
 class Im2col(NumpyKernels):
@@ -24,12 +23,11 @@ class Im2col(NumpyKernels):
     Args:
         winograd: let 3x3 stride-1 convs with 16+ channels use Winograd's algorithm
             (``trainer.winograd``); False computes every conv from columns.
-        threads: worker threads for the conv's chunks, and numpy's BLAS thread count
-            (``trainer.threads``); None uses every CPU this process may run on.
+        threads: worker threads for the conv's chunks (``trainer.threads``); None uses every CPU
+            this process may run on.
     """
 
     def __init__(self, winograd: bool = True, threads: int | None = None) -> None:
-        use_threads(threads)
         self.winograd = winograd
         self.workers = Workers(threads)
 

@@ -8,17 +8,10 @@ from __future__ import annotations
 
 from cnnlab.kernels.common import NumpyKernels
 from cnnlab.kernels.naive import conv, pool
-from cnnlab.runtime import use_threads
 
 
 class Naive(NumpyKernels):
-    """The ``naive`` backend's kernels.
-
-    threads: numpy's BLAS thread count (None leaves the library's default).
-    """
-
-    def __init__(self, threads: int | None = None) -> None:
-        use_threads(threads)
+    """The ``naive`` backend's kernels."""
 
     conv2d_forward = staticmethod(conv.conv2d_forward)
     conv2d_backward = staticmethod(conv.conv2d_backward)

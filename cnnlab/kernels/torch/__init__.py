@@ -26,7 +26,6 @@ import torch
 from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
 from cnnlab.kernels.choices import check_batchnorm_backward
 from cnnlab.kernels.torch import ops
-from cnnlab.runtime import use_threads
 
 __all__ = ["TorchKernels", "cuda_available", "ops"]
 
@@ -165,10 +164,9 @@ class TorchKernels:
 
     device: ``"cpu"`` (the ``torch`` backend) or ``"cuda"`` / ``"cuda:<index>"`` (``cuda``);
     a CUDA device that is not there raises BackendUnavailableError (no fallback to the CPU).
-    threads: torch's (and numpy's BLAS) thread count; None leaves the libraries' defaults.
     """
 
-    def __init__(self, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         try:
             dev = torch.device(device)
         except RuntimeError as e:
@@ -185,7 +183,6 @@ class TorchKernels:
         elif dev.type != "cpu":
             raise UsageError(f"unsupported torch device {device!r} (use 'cpu' or 'cuda')")
         self.device = dev
-        use_threads(threads)
 
     def __repr__(self) -> str:
         return f"TorchKernels(device={str(self.device)!r})"
