@@ -107,11 +107,9 @@ def _norm_schema(name: str, layer: object | None) -> type:
     return dataclasses.make_dataclass(f"{name.capitalize()}NormConfig", fields)
 
 
-def norm_schemas() -> dict[str, type]:
-    """Every ``norm=`` option's schema, by name."""
-    from cnnlab.ops.norm import NORMS
-
-    return {name: _norm_schema(name, layer) for name, layer in NORMS.items()}
+def _norm_node(name: str, layer: object | None) -> object:
+    """The config node of one ``norm=`` option, with its layer's values."""
+    return _norm_schema(name, layer)()
 
 
 @dataclass
@@ -284,9 +282,11 @@ def stored_groups() -> dict[str, dict[str, Callable[[], object]]]:
     (cnnlab.ops.norm.NORMS) and ``backend=`` (cnnlab.backends.BACKENDS)."""
     from cnnlab.backends import BACKENDS
     from cnnlab.ops import layer_choices
+    from cnnlab.ops.norm import NORMS
 
+    # Factories, not nodes: --help reads only the names.
     return {
         "layer": {name: partial(LayerChoice, name) for name in layer_choices()},
-        "norm": dict(norm_schemas()),
+        "norm": {name: partial(_norm_node, name, layer) for name, layer in NORMS.items()},
         "backend": {name: partial(BackendConfig, name) for name in BACKENDS},
     }
