@@ -61,7 +61,10 @@ def test_command_help_lists_its_groups(tmp_path):
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
-    result = cnnlab("gradcheck", *args, cwd=tmp_path)
+    assert_one_line_exit_2(cnnlab("gradcheck", *args, cwd=tmp_path), expected, tmp_path)
+
+
+def assert_one_line_exit_2(result, expected, tmp_path):
     assert result.returncode == 2, result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
@@ -140,11 +143,7 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
     ],
 )
 def test_train_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
-    result = cnnlab("train", *args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and expected in lines[0], result.stderr
-    assert not (tmp_path / "outputs").exists()
+    assert_one_line_exit_2(cnnlab("train", *args, cwd=tmp_path), expected, tmp_path)
 
 
 @pytest.mark.parametrize("command", ["train", "gradcheck", "summary", "bench"])
