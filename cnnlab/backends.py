@@ -144,11 +144,11 @@ BACKENDS: dict[str, Backend] = {
 
 
 def get_backend(name: str) -> Backend:
-    """Look a backend up by name; an unknown name is a :class:`UsageError`."""
+    """Look a backend up by name; an unknown name is a ValueError naming the backends."""
     try:
         return BACKENDS[name]
     except KeyError:
-        raise UsageError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}") from None
+        raise ValueError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}") from None
 
 
 def resolve_backends(spec: str | Sequence[str]) -> list[Backend]:

@@ -35,13 +35,36 @@ def config_dir() -> Path:
 
 def group_options(group: str) -> list[str]:
     """The option names of a config group, sorted: its files (``conf/<group>/*.yaml``), or the
-    options defined in code for the groups :func:`cnnlab.schema.stored_groups` names."""
-    from cnnlab.schema import stored_groups
-
+    options defined in code for the groups :func:`stored_groups` names."""
     stored = stored_groups()
     if group in stored:
         return sorted(stored[group])
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def stored_groups() -> dict[str, dict[str, Callable[[], object]]]:
+    """The config groups whose options are defined in code, not one YAML file each: option
+    name -> a factory of its config node, for gradcheck's ``layer=`` (the registered layer
+    kinds), ``norm=`` (cnnlab.ops.norm.NORMS) and ``backend=`` (cnnlab.backends.BACKENDS).
+
+    Factories, not nodes, and no import of the schemas: ``--help`` reads only the names.
+    """
+    from functools import partial
+
+    from cnnlab.backends import BACKENDS
+    from cnnlab.ops import layer_choices
+    from cnnlab.ops.norm import NORMS
+
+    def node(schema: str, *args: object) -> object:
+        import cnnlab.schema
+
+        return getattr(cnnlab.schema, schema)(*args)
+
+    return {
+        "layer": {name: partial(node, "LayerChoice", name) for name in layer_choices()},
+        "norm": {name: partial(node, "norm_node", name, layer) for name, layer in NORMS.items()},
+        "backend": {name: partial(node, "BackendConfig", name) for name in BACKENDS},
+    }
 
 
 def group_defaults(command: str) -> dict[str, str | None]:
@@ -150,13 +173,18 @@ def register_schemas() -> None:
 def compose(command: str, overrides: list[str], with_hydra: bool = False) -> Any:
     """Compose ``conf/<command>.yaml`` with overrides through Hydra's compose API.
 
-    Builds one config: no sweep, no run directory, no logging. For tests and read-only use.
-    Hydra errors become one-line :class:`UsageError` s.
+    Builds one config: no sweep, no run directory, no logging. Hydra's errors and values
+    outside the ranges the schemas declare (:func:`cnnlab.schema.check_bounds`) become
+    one-line :class:`UsageError` s.
     """
+    from cnnlab.schema import check_bounds
+
     try:
-        return _compose(command, overrides, with_hydra)
+        cfg = _compose(command, overrides, with_hydra)
     except Exception as exc:  # Hydra raises several unrelated types for user mistakes
         raise UsageError(explain(exc, command, overrides)) from exc
+    check_bounds(cfg)
+    return cfg
 
 
 def _compose(command: str, overrides: list[str], with_hydra: bool) -> Any:

@@ -24,11 +24,16 @@ class RunError(CnnlabError):
     exit_code = 1
 
 
-class ShapeError(UsageError, ValueError):
-    """Shapes that do not fit a layer (``Ho < 1``, channel mismatch, ...).
+class ArgumentError(UsageError, ValueError):
+    """An argument a layer or kernel cannot take (a dropout ``p`` of 1.5, a label >= K).
 
-    Also a ``ValueError`` so that library users can catch it the usual way.
+    Also a ``ValueError``, as NumPy and PyTorch raise for such arguments, so that library
+    users can catch it the usual way.
     """
+
+
+class ShapeError(ArgumentError):
+    """Shapes that do not fit a layer (``Ho < 1``, channel mismatch, ...)."""
 
 
 class BackendUnavailableError(UsageError):

@@ -26,11 +26,24 @@ from collections.abc import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from cnnlab.errors import ShapeError, UsageError
+from cnnlab.choice import Choice
+from cnnlab.errors import ShapeError
 from cnnlab.ops.tree import ParamSpec
 
-SCHEMES = ("xavier", "glorot", "kaiming")
-DISTRIBUTIONS = ("normal", "uniform")
+
+class Scheme(Choice):
+    """The weight initialisation schemes (``init=``), defined by :func:`weight_variance`."""
+
+    xavier = "xavier"
+    glorot = "glorot"
+    kaiming = "kaiming"
+
+
+class Distribution(Choice):
+    """The law a weight is drawn from (``init.distribution``), at the scheme's variance."""
+
+    normal = "normal"
+    uniform = "uniform"
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -51,24 +64,17 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def weight_variance(scheme: str, fan_in: int, fan_out: int) -> float:
-    """The variance of a weight under ``scheme``.
+    """The variance of a weight under ``scheme`` (a :class:`Scheme` or its name).
 
     ``xavier``: 1/fan_in; ``glorot``: 2/(fan_in + fan_out); ``kaiming``: 2/fan_in.
     """
-    if scheme == "xavier":
-        return 1.0 / fan_in
-    if scheme == "glorot":
-        return 2.0 / (fan_in + fan_out)
-    if scheme == "kaiming":
-        return 2.0 / fan_in
-    raise UsageError(f"init: unknown scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
-
-
-def _check_distribution(distribution: str) -> None:
-    if distribution not in DISTRIBUTIONS:
-        raise UsageError(
-            f"init: unknown distribution {distribution!r}; choose from {', '.join(DISTRIBUTIONS)}"
-        )
+    match Scheme(scheme):
+        case Scheme.xavier:
+            return 1.0 / fan_in
+        case Scheme.glorot:
+            return 2.0 / (fan_in + fan_out)
+        case Scheme.kaiming:
+            return 2.0 / fan_in
 
 
 def draw_weight(
@@ -84,9 +90,9 @@ def draw_weight(
     ``var = weight_variance(scheme, *fans(shape))``. The draw is made in float64 and then cast
     to ``dtype``, so float32 and float64 runs start from the same values up to rounding.
     """
-    _check_distribution(distribution)
+    normal = Distribution(distribution) == Distribution.normal
     var = weight_variance(scheme, *fans(shape))
-    if distribution == "normal":
+    if normal:
         w = math.sqrt(var) * rng.standard_normal(shape)
     else:
         a = math.sqrt(3.0 * var)
@@ -110,11 +116,11 @@ def init_params(
     """
     # Check the choices before drawing anything, so a bad config fails even for a weightless net.
     weight_variance(scheme, 1, 1)
-    _check_distribution(distribution)
+    Distribution(distribution)
     params: dict[str, np.ndarray] = {}
     for spec in specs:
-        if spec.name in params:
-            raise UsageError(f"init: parameter name {spec.name!r} appears twice")
+        if spec.name in params:  # a model that names two parameters alike: a bug in it
+            raise ValueError(f"init: parameter name {spec.name!r} appears twice")
         if spec.role == "weight":
             params[spec.name] = draw_weight(rng, spec.shape, scheme, distribution, dtype)
         elif spec.role == "gamma":

@@ -1,32 +1,139 @@
-"""Config schemas: a misspelt key or a value of the wrong type is an error, not a default.
+"""Config schemas: a misspelt key, a value of the wrong type, a choice that does not exist or a
+number out of its range is an error, not a default.
 
 Each command's primary config (``conf/<command>.yaml``) extends ``<command>_schema``, and each
 option of a config group extends its own (``conf/norm/batch.yaml`` extends ``batch_schema``),
-the pattern Hydra documents for schemas of config groups.
+the pattern Hydra documents for schemas of config groups. Choices are ``Enum`` s, which
+OmegaConf checks itself; ranges are declared beside their fields with :func:`bounded` and
+checked by :func:`check_bounds` once a config is composed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import partial
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from omegaconf import MISSING
+
+from cnnlab.backends import BACKENDS
+from cnnlab.choice import Choice
+from cnnlab.config import group_options
+from cnnlab.data import SOURCES
+from cnnlab.errors import UsageError
+from cnnlab.init import Distribution, Scheme
+from cnnlab.ops import layer_choices
+from cnnlab.ops.norm import NORMS
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+T = TypeVar("T")
+
+# -- ranges: declared beside each field, checked after composition ------------------------------
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a number, or each number of a list, must lie in (``ge <= value``,
+    ``gt < value``, ``value < lt``), and the length a list must have. None (where the field
+    allows it) is always in range."""
+
+    ge: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    length: int | None = None
+
+    def text(self) -> str:
+        """The range in words: ``>= 1``, ``> 0``, ``in [0, 1)``."""
+        if self.ge is not None and self.lt is not None:
+            return f"in [{self.ge:g}, {self.lt:g})"
+        parts = [(">=", self.ge), (">", self.gt), ("<", self.lt)]
+        return " and ".join(f"{op} {v:g}" for op, v in parts if v is not None)
+
+    def holds(self, value: float) -> bool:
+        # Negated comparisons would let NaN through: each test must be true.
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.lt is None or value < self.lt)
+        )
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with ``value``, or None if it is in range."""
+        if value is None:
+            return None
+        if isinstance(value, int | float):
+            return None if self.holds(value) else f"must be {self.text()}, got {value}"
+        items = list(value)  # type: ignore[call-overload]
+        if self.length is not None and len(items) != self.length:
+            return f"must hold {self.length} values, got {items}"
+        if not all(self.holds(v) for v in items):
+            return f"must hold values {self.text()}, got {items}"
+        return None
+
+
+def bounded(
+    default: T,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+) -> T:
+    """A schema field with ``default`` whose value must lie in the given range."""
+    return field(default=default, metadata={"bounds": Bounds(ge, gt, lt)})
+
+
+def bounded_list(
+    factory: Callable[[], list[T]],
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+    length: int | None = None,
+) -> list[T]:
+    """A list field whose items must lie in the given range (and which holds ``length``)."""
+    return field(default_factory=factory, metadata={"bounds": Bounds(ge, gt, lt, length)})
+
+
+def check_bounds(cfg: DictConfig, prefix: str = "") -> None:
+    """Raise a one-line UsageError for the first value outside the range its schema declares,
+    anywhere in ``cfg`` (Hydra's own ``hydra`` node aside). A value taken from another key
+    (``${data.num_classes}``) is checked there, where the user set it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.get_type(cfg)
+    if schema is not None and dataclasses.is_dataclass(schema):
+        for f in dataclasses.fields(schema):
+            bounds = f.metadata.get("bounds")
+            if bounds is None or OmegaConf.is_interpolation(cfg, f.name):
+                continue
+            problem = bounds.problem(cfg[f.name])
+            if problem is not None:
+                raise UsageError(f"{prefix}{f.name} {problem}")
+    for key, child in cfg.items_ex(resolve=False):
+        if isinstance(child, DictConfig) and not (prefix == "" and key == "hydra"):
+            check_bounds(child, f"{prefix}{key}.")
+
 
 # -- choices: one list each; Hydra rejects any other value with the list ----------------------
 
 
-class Dtype(StrEnum):
+def choices(name: str, values: Iterable[str]) -> type[Choice]:
+    """An enum of the names in ``values``, for a schema field whose choices are listed in code
+    elsewhere (the backends, the norms): the list stays where it is, Hydra checks against it."""
+    return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
+
+
+class Dtype(Choice):
     """The floating-point type of a run's data, weights and kernels (``trainer.dtype``)."""
 
     float32 = "float32"
     float64 = "float64"
 
 
-class Schedule(StrEnum):
+class Schedule(Choice):
     """Learning-rate schedules (``optim.schedule``): constant, step decay, cosine decay."""
 
     none = "none"
@@ -34,12 +141,35 @@ class Schedule(StrEnum):
     cosine = "cosine"
 
 
-class DataAction(StrEnum):
+class DataAction(Choice):
     """What ``cnnlab data`` does: fetch missing files, or say what is on disk."""
 
     download = "download"
     info = "info"
 
+
+class OptimName(Choice):
+    """The optimizers (``optim=``), each with its schema below and its update in
+    :mod:`cnnlab.train.optim`."""
+
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+
+
+class Split(Choice):
+    """The split ``cnnlab eval`` evaluates."""
+
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+BackendName = choices("BackendName", BACKENDS)
+LayerName = choices("LayerName", layer_choices())
+NormName = choices("NormName", NORMS)
+DataName = choices("DataName", SOURCES)
+BenchTarget = choices("BenchTarget", group_options("bench"))  # conf/bench/<target>.yaml
 
 # -- groups ------------------------------------------------------------------------------------
 
@@ -47,58 +177,67 @@ class DataAction(StrEnum):
 @dataclass
 class TrainerConfig:
     seed: int = 0
-    threads: int | None = None
-    epochs: int = 5
-    batch_size: int = 64
-    eval_batch_size: int = 500
+    threads: int | None = bounded(None, ge=1)  # None: every core
+    epochs: int = bounded(5, ge=1)
+    batch_size: int = bounded(64, ge=1)
+    eval_batch_size: int = bounded(500, ge=1)
     dtype: Dtype = Dtype.float32
-    max_steps: int | None = None
-    log_every: int = 50
-    checkpoint_every_steps: int = 0
+    max_steps: int | None = bounded(None, ge=1)  # None: every epoch to the end
+    log_every: int = bounded(50, ge=1)
+    checkpoint_every_steps: int = bounded(0, ge=0)  # 0: at the end of each epoch only
     resume: str | None = None
-    devices: int = 1  # data-parallel processes (DDP); batch_size is per process
+    devices: int = bounded(1, ge=1)  # data-parallel processes (DDP); batch_size is per process
     winograd: bool = True  # im2col: Winograd's algorithm for the 3x3 convs it fits
 
 
 @dataclass
 class BackendConfig:
-    name: str = "im2col"
+    name: BackendName = BackendName["im2col"]  # type: ignore[valid-type]
 
 
 @dataclass
 class LayerChoice:
-    name: str = "all"
+    name: LayerName = LayerName["all"]  # type: ignore[valid-type]
 
 
 @dataclass
 class DataConfig:
-    name: str = "shapes"
-    shape: list[int] = field(default_factory=lambda: [3, 32, 32])  # (C, H, W) of one sample
-    num_classes: int = 10
+    """The keys every data set has; ``shapes`` adds those of its generator."""
+
+    name: DataName = DataName["mnist"]  # type: ignore[valid-type]
+    shape: list[int] = bounded_list(lambda: [1, 28, 28], ge=1, length=3)  # (C, H, W) of a sample
+    num_classes: int = bounded(10, ge=1)
     root: str | None = None  # folder of the files (None: generated data)
     download: bool = True  # fetch missing files, checksum-verified
     classes: list[int] | None = None  # a subset of class indices, relabelled 0..k-1
-    val_fraction: float = 0.1  # share of the training set held out for validation
-    limit: int | None = None  # cap on every split
+    val_fraction: float = bounded(0.1, ge=0, lt=1)  # share of train held out for validation
+    limit: int | None = bounded(None, ge=1)  # cap on every split
     augment: bool = False  # random crops and flips of training batches
-    crop_pad: int = 4
+    crop_pad: int = bounded(4, ge=0)
     flip: bool = True
-    # Generated data (shapes) only:
-    train_size: int | None = None
-    test_size: int | None = None
-    noise: float | None = None
+
+
+@dataclass
+class ShapesDataConfig(DataConfig):
+    """Generated images of geometric shapes (:mod:`cnnlab.data.shapes`)."""
+
+    name: DataName = DataName["shapes"]  # type: ignore[valid-type]
+    shape: list[int] = bounded_list(lambda: [3, 32, 32], ge=1, length=3)
+    train_size: int = bounded(10000, ge=1)
+    test_size: int = bounded(2000, ge=1)
+    noise: float = bounded(0.1, ge=0)  # std of the Gaussian pixel noise
 
 
 @dataclass
 class InitConfig:
-    name: str = "kaiming"
-    distribution: str = "normal"
+    name: Scheme = Scheme.kaiming
+    distribution: Distribution = Distribution.normal
 
 
 def _norm_schema(name: str, layer: object | None) -> type:
     """The schema of one ``norm=`` option: ``name`` and the fields of the layer it puts in the
     norm slots, with that layer's values as defaults (:data:`cnnlab.ops.norm.NORMS`)."""
-    fields: list[tuple[str, type, object]] = [("name", str, name)]
+    fields: list[tuple[str, type, object]] = [("name", NormName, NormName(name))]
     if layer is not None:
         hints = get_type_hints(type(layer))
         fields += [
@@ -107,7 +246,7 @@ def _norm_schema(name: str, layer: object | None) -> type:
     return dataclasses.make_dataclass(f"{name.capitalize()}NormConfig", fields)
 
 
-def _norm_node(name: str, layer: object | None) -> object:
+def norm_node(name: str, layer: object | None) -> object:
     """The config node of one ``norm=`` option, with its layer's values."""
     return _norm_schema(name, layer)()
 
@@ -116,55 +255,59 @@ def _norm_node(name: str, layer: object | None) -> object:
 class OptimConfig:
     """Keys every optimizer has: the base learning rate, L2 weight decay and the schedule."""
 
-    name: str = "sgd"
-    lr: float = 0.01
-    weight_decay: float = 0.0  # L2: added to the gradient as weight_decay * p, as torch
+    name: OptimName = OptimName.sgd
+    lr: float = bounded(0.01, ge=0)
+    weight_decay: float = bounded(0.0, ge=0)  # L2: added to the gradient as wd * p, as torch
     schedule: Schedule = Schedule.none
-    step_size: int = 10  # step: epochs between drops
-    gamma: float = 0.1  # step: factor of each drop
-    min_lr: float = 0.0  # cosine: the learning rate at the last step
-    warmup_steps: int = 0  # linear warmup from lr/warmup_steps over the first steps
+    step_size: int = bounded(10, ge=1)  # step: epochs between drops
+    gamma: float = bounded(0.1, gt=0)  # step: factor of each drop
+    min_lr: float = bounded(0.0, ge=0)  # cosine: the learning rate at the last step
+    warmup_steps: int = bounded(0, ge=0)  # linear warmup from lr/warmup_steps over the first steps
 
 
 @dataclass
 class SGDConfig(OptimConfig):
-    name: str = "sgd"
+    name: OptimName = OptimName.sgd
 
 
 @dataclass
 class MomentumConfig(OptimConfig):
-    name: str = "momentum"
-    lr: float = 0.02
-    weight_decay: float = 5e-4
+    name: OptimName = OptimName.momentum
+    lr: float = bounded(0.02, ge=0)
+    weight_decay: float = bounded(5e-4, ge=0)
     schedule: Schedule = Schedule.cosine
-    warmup_steps: int = 100
-    momentum: float = 0.9
-    nesterov: bool = False
+    warmup_steps: int = bounded(100, ge=0)
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    nesterov: bool = False  # needs momentum > 0
 
 
 @dataclass
 class AdamConfig(OptimConfig):
-    name: str = "adam"
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    name: OptimName = OptimName.adam
+    lr: float = bounded(1e-3, ge=0)
+    betas: list[float] = bounded_list(lambda: [0.9, 0.999], ge=0, lt=1, length=2)
+    eps: float = bounded(1e-8, ge=0)
 
 
-OPTIM_SCHEMAS = {"sgd": SGDConfig, "momentum": MomentumConfig, "adam": AdamConfig}
+OPTIM_SCHEMAS = {
+    OptimName.sgd: SGDConfig,
+    OptimName.momentum: MomentumConfig,
+    OptimName.adam: AdamConfig,
+}
 
 # -- commands ----------------------------------------------------------------------------------
 
 
 @dataclass
 class GradcheckSettings:
-    step: float = 1e-6
-    rtol_numeric: float = 1e-8
-    rtol_torch: float = 1e-10
-    atol_zero: float = 1e-10
-    width_scale: float = 0.125  # model checks: layer widths times this
-    image_size: int | None = 16  # model checks: inputs resized to this (None: the data's)
-    batch_size: int = 2  # model checks: samples in the input batch
-    samples: int = 4  # model checks: coordinates per tensor checked numerically
+    step: float = bounded(1e-6, gt=0)
+    rtol_numeric: float = bounded(1e-8, gt=0)
+    rtol_torch: float = bounded(1e-10, gt=0)
+    atol_zero: float = bounded(1e-10, gt=0)
+    width_scale: float = bounded(0.125, gt=0)  # model checks: layer widths times this
+    image_size: int | None = bounded(16, ge=1)  # model checks: inputs resized (None: the data's)
+    batch_size: int = bounded(2, ge=1)  # model checks: samples in the input batch
+    samples: int = bounded(4, ge=1)  # model checks: coordinates per tensor checked numerically
 
 
 @dataclass
@@ -203,7 +346,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     checkpoint: str = MISSING  # a run directory or a .npz checkpoint
-    split: str = "test"
+    split: Split = Split.test
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     backend: Any = None  # evaluate on another backend than the run's
 
@@ -219,16 +362,16 @@ class DataCommandConfig:
 class BenchSettings:
     """``bench.*``: the target's cases (from ``conf/bench/<target>.yaml``) and the harness."""
 
-    target: str = "conv"
+    target: BenchTarget = BenchTarget["conv"]  # type: ignore[valid-type]
     cases: Any = field(default_factory=list)  # dicts: name, layer and the layer's shapes
-    runs: int = 5
-    warmup: int = 1
-    repeats: int = 1
-    naive_budget_s: float = 20.0
-    naive_probe_batch: int = 2
-    rtol: float = 1e-4
-    roofline_size: int = 1024
-    batch: int | None = None  # replaces every case's batch size
+    runs: int = bounded(5, ge=1)
+    warmup: int = bounded(1, ge=0)
+    repeats: int = bounded(1, ge=1)
+    naive_budget_s: float = bounded(20.0, ge=0)
+    naive_probe_batch: int = bounded(2, ge=1)
+    rtol: float = bounded(1e-4, gt=0)
+    roofline_size: int = bounded(1024, ge=1)
+    batch: int | None = bounded(None, ge=1)  # replaces every case's batch size
 
 
 @dataclass
@@ -258,6 +401,7 @@ def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    from cnnlab.config import stored_groups
     from cnnlab.data import register_resolvers
     from cnnlab.models import MODELS
 
@@ -270,23 +414,8 @@ def register() -> None:
     for name, schema in OPTIM_SCHEMAS.items():
         store.store(group="optim", name=f"{name}_schema", node=schema)
     store.store(group="data", name="data_schema", node=DataConfig)
+    store.store(group="data", name="shapes_schema", node=ShapesDataConfig)
     store.store(group="init", name="init_schema", node=InitConfig)
     for group, options in stored_groups().items():
         for name, node in options.items():
             store.store(group=group, name=name, node=node())
-
-
-def stored_groups() -> dict[str, dict[str, Callable[[], object]]]:
-    """The config groups whose options are defined in code, not one YAML file each: option
-    name -> its config node, for gradcheck's ``layer=`` (the registered layer kinds), ``norm=``
-    (cnnlab.ops.norm.NORMS) and ``backend=`` (cnnlab.backends.BACKENDS)."""
-    from cnnlab.backends import BACKENDS
-    from cnnlab.ops import layer_choices
-    from cnnlab.ops.norm import NORMS
-
-    # Factories, not nodes: --help reads only the names.
-    return {
-        "layer": {name: partial(LayerChoice, name) for name in layer_choices()},
-        "norm": {name: partial(_norm_node, name, layer) for name, layer in NORMS.items()},
-        "backend": {name: partial(BackendConfig, name) for name in BACKENDS},
-    }

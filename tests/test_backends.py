@@ -213,7 +213,7 @@ def test_registry_resolves_lists_and_all():
     assert [b.name for b in resolve_backends(["im2col", "naive", "im2col"])] == ["im2col", "naive"]
     with pytest.raises(UsageError, match="choose from naive, im2col, torch, cuda"):
         resolve_backends(["foo"])
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
         get_backend("nope")
 
 

@@ -140,6 +140,12 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
         (["trainer.epoch=3"], "trainer.epoch: no such key in the train config; did you mean"),
         (["trainer.dtype=float16"], "trainer.dtype: 'float16' is not an option; choose from"),
         (["optim.schedule=linear"], "'linear' is not an option; choose from none, step, cosine"),
+        (["backend.name=tpu"], "backend.name: 'tpu' is not an option; choose from naive, im2col"),
+        (["model=resnet18", "model.stem=x"], "model.stem: 'x' is not an option; choose from cifar"),
+        (["model=resnet18", "norm.backward=x"], "'x' is not an option; choose from staged, fused"),
+        (["trainer.threads=0"], "trainer.threads must be >= 1, got 0"),
+        (["model=lenet", "model.filters=[6]"], "model.filters must hold 2 values, got [6]"),
+        (["optim=adam", "optim.betas=[0.9,1.5]"], "optim.betas must hold values in [0, 1)"),
     ],
 )
 def test_train_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.errors import UsageError
-
 if TYPE_CHECKING:
     from cnnlab.backends import Backend
 
@@ -24,20 +22,9 @@ def check_config(cfg: Any) -> None:
     """Target, backends, harness settings and (for model) the model, before anything runs."""
     from cnnlab.backends import resolve_backends
     from cnnlab.bench.cases import cases
-    from cnnlab.config import group_options
 
     s = cfg.bench
-    if s.target not in group_options("bench"):  # the bench group's options are the targets
-        choices = ", ".join(group_options("bench"))
-        raise UsageError(f"bench target '{s.target}': choose from {choices}")
     resolve_backends(cfg.backends)
-    for key in ("runs", "repeats", "naive_probe_batch", "roofline_size"):
-        if s[key] < 1:
-            raise UsageError(f"bench.{key} must be >= 1, got {s[key]}")
-    if s.warmup < 0:
-        raise UsageError(f"bench.warmup must be >= 0, got {s.warmup}")
-    if s.batch is not None and s.batch < 1:
-        raise UsageError(f"bench.batch must be >= 1, got {s.batch}")
     if s.target == "model":
         from cnnlab.models import build_net
 

@@ -15,16 +15,12 @@ from cnnlab.errors import RunError, UsageError
 
 log = logging.getLogger("cnnlab.eval")
 
-SPLITS = ("test", "val", "train")
-
 
 def check_config(cfg: Any) -> None:
     from cnnlab.backends import get_backend
     from cnnlab.errors import BackendUnavailableError
     from cnnlab.train.checkpoint import find
 
-    if cfg.split not in SPLITS:
-        raise UsageError(f"split={cfg.split}: choose from {', '.join(SPLITS)}")
     try:
         find(cfg.checkpoint)
     except RunError as exc:

@@ -31,11 +31,6 @@ def check_config(cfg: Any) -> None:
     from cnnlab.train.distributed import check
 
     t = cfg.trainer
-    for key in ("epochs", "batch_size", "eval_batch_size", "devices"):
-        if t[key] < 1:
-            raise UsageError(f"trainer.{key} must be >= 1, got {t[key]}")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise UsageError(f"trainer.max_steps must be >= 1 or null, got {t.max_steps}")
     if t.resume:
         from cnnlab.train.checkpoint import find
 

@@ -114,7 +114,7 @@ def source(name: str) -> ModuleType:
     """The module that reads ``data.name``: it provides ``read(data, seed) -> Raw`` and, for
     data sets on disk, ``scan(data)`` and ``fetch(data)``."""
     if name not in SOURCES:
-        raise UsageError(f"data={name}: no such data set; choose from {', '.join(SOURCES)}")
+        raise ValueError(f"data={name}: no such data set; choose from {', '.join(SOURCES)}")
     return importlib.import_module(SOURCES[name][0])
 
 
@@ -148,12 +148,6 @@ def check_config(data: Any) -> None:
                 f"data.classes={classes}: give distinct class indices in 0..{total - 1} "
                 f"({data.name} has {total} classes), or null for all"
             )
-    if not 0.0 <= data.val_fraction < 1.0:
-        raise UsageError(f"data.val_fraction={data.val_fraction}: must be in [0, 1)")
-    if data.limit is not None and data.limit < 1:
-        raise UsageError(f"data.limit={data.limit}: must be a positive count, or null")
-    if data.crop_pad < 0:
-        raise UsageError(f"data.crop_pad={data.crop_pad}: must be >= 0")
     if data.name != "shapes" and not data.root:
         raise UsageError(f"data.root: {data.name} needs the folder of its files")
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from cnnlab.data import DATA_STREAM, Raw
-from cnnlab.errors import UsageError
 
 CLASSES = ["circle", "square", "triangle", "cross", "ring", "bar"]
 SIZE = 32  # images are SIZE × SIZE
@@ -108,11 +107,6 @@ def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
 def read(data: Any, seed: int) -> Raw:
     """Generate ``data.train_size`` training and ``data.test_size`` test images (noise
     ``data.noise``) from ``seed``: the same seed, the same images."""
-    for key in ("train_size", "test_size"):
-        if data[key] is None or data[key] < 1:
-            raise UsageError(f"data.{key}={data[key]}: shapes needs a positive image count")
-    if data.noise is None or data.noise < 0:
-        raise UsageError(f"data.noise={data.noise}: shapes needs a noise std >= 0")
     x_train, y_train = generate(data.train_size, seed, "train", data.noise)
     x_test, y_test = generate(data.test_size, seed, "test", data.noise)
     return Raw(list(CLASSES), x_train, y_train, x_test, y_test)

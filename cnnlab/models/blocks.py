@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cnnlab.errors import UsageError
 from cnnlab.kernels.geometry import IntPair
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.conv import Conv2d
@@ -18,8 +17,6 @@ def norm_layer(norm: Any) -> Layer | None:
 
     norm: the ``norm`` config node (``name`` and that option's keys, the layer's fields).
     """
-    if norm.name not in NORMS:
-        raise UsageError(f"norm={norm.name}: no such norm; choose from {', '.join(NORMS)}")
     default = NORMS[norm.name]
     if default is None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import UsageError
@@ -11,14 +11,15 @@ from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
 from cnnlab.ops.tree import Node
+from cnnlab.schema import bounded, bounded_list
 
 
 @dataclass
 class DeepConfig:
     name: str = "deep"
-    num_classes: int = 10
-    filters: list[int] = field(default_factory=lambda: [32, 32, 64, 64, 128, 128])
-    pool_after: list[int] = field(default_factory=lambda: [1, 3, 5])  # block indices, from 0
+    num_classes: int = bounded(10, ge=1)
+    filters: list[int] = bounded_list(lambda: [32, 32, 64, 64, 128, 128], ge=1)
+    pool_after: list[int] = bounded_list(lambda: [1, 3, 5], ge=0)  # block indices, from 0
 
 
 def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:

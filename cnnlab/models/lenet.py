@@ -7,7 +7,7 @@ maxpool 2 – linear 120 – ReLU – linear 84 – ReLU – linear K. 61,706 pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.models.blocks import conv_norm_relu, scaled
@@ -15,14 +15,15 @@ from cnnlab.ops.activation import ReLU
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
+from cnnlab.schema import bounded, bounded_list
 
 
 @dataclass
 class LeNetConfig:
     name: str = "lenet"
-    num_classes: int = 10
-    filters: list[int] = field(default_factory=lambda: [6, 16])
-    hidden: list[int] = field(default_factory=lambda: [120, 84])
+    num_classes: int = bounded(10, ge=1)
+    filters: list[int] = bounded_list(lambda: [6, 16], ge=1, length=2)
+    hidden: list[int] = bounded_list(lambda: [120, 84], ge=1, length=2)
 
 
 def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:

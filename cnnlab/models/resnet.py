@@ -8,9 +8,10 @@ stride-2 pad-1 max pool (11,689,512 parameters with 1000 classes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from cnnlab.choice import Choice
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
 from cnnlab.ops.activation import ReLU
@@ -18,17 +19,24 @@ from cnnlab.ops.linear import Linear
 from cnnlab.ops.pool import GlobalAvgPool, MaxPool2d
 from cnnlab.ops.structure import Residual, Sequential
 from cnnlab.ops.tree import Node
+from cnnlab.schema import bounded, bounded_list
 
-STEMS = ("cifar", "imagenet")
+
+class Stem(Choice):
+    """The first layers: ``cifar`` a 3x3 stride-1 conv for 32x32 inputs; ``imagenet`` the
+    paper's 7x7 stride-2 conv and 3x3 stride-2 max pool for 224x224."""
+
+    cifar = "cifar"
+    imagenet = "imagenet"
 
 
 @dataclass
 class ResNetConfig:
     name: str = "resnet18"
-    num_classes: int = 10
-    stem: str = "cifar"
-    widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
-    blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    num_classes: int = bounded(10, ge=1)
+    stem: Stem = Stem.cifar
+    widths: list[int] = bounded_list(lambda: [64, 128, 256, 512], ge=1)
+    blocks: list[int] = bounded_list(lambda: [2, 2, 2, 2], ge=1)
 
 
 def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> Residual:
@@ -48,8 +56,6 @@ def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> 
 
 
 def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
-    if cfg.stem not in STEMS:
-        raise UsageError(f"model.stem={cfg.stem}: choose from {', '.join(STEMS)}")
     if len(cfg.widths) != len(cfg.blocks):
         raise UsageError("model.widths and model.blocks must have the same length")
     widths = [scaled(w, width) for w in cfg.widths]

@@ -10,15 +10,16 @@ from cnnlab.ops.activation import ReLU
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
+from cnnlab.schema import bounded
 
 
 @dataclass
 class ThreeLayerConfig:
     name: str = "threelayer"
-    num_classes: int = 10
-    filters: int = 32
-    kernel: int = 7
-    hidden: int = 100
+    num_classes: int = bounded(10, ge=1)
+    filters: int = bounded(32, ge=1)
+    kernel: int = bounded(7, ge=1)
+    hidden: int = bounded(100, ge=1)
 
 
 def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:

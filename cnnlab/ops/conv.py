@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cnnlab.errors import UsageError
+from cnnlab.errors import ShapeError
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
 from cnnlab.ops.registry import Bench, Check, LayerKind, register
 from cnnlab.ops.tree import Layer, ParamSpec, Shape, image
@@ -64,7 +64,7 @@ def _from_spec(spec: dict[str, object], x: tuple[int, ...]) -> Conv2d:
     ``bias``."""
     w = [int(n) for n in spec.pop("w")]  # type: ignore[attr-defined]
     if len(w) != 4 or w[1] != x[1]:
-        raise UsageError(f"w {w} must be (F, C, HH, WW) with C = {x[1]}, x's channels")
+        raise ShapeError(f"w {w} must be (F, C, HH, WW) with C = {x[1]}, x's channels")
     return Conv2d(w[0], (w[2], w[3]), **spec)  # type: ignore[arg-type]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cnnlab.errors import ShapeError
+from cnnlab.kernels.choices import BatchNormBackward
 from cnnlab.ops.cases import spread, wide
 from cnnlab.ops.registry import Bench, Check, LayerKind, register
 from cnnlab.ops.tree import BufferSpec, Layer, ParamSpec, Shape, image
@@ -36,7 +37,7 @@ class BatchNorm(Layer):
     subtracts_mean = True
     eps: float = 1e-5
     momentum: float = 0.1
-    backward: str = "fused"
+    backward: BatchNormBackward = BatchNormBackward.fused
 
     def params(self, shape: Shape) -> list[ParamSpec]:
         return _affine(shape)
@@ -135,9 +136,16 @@ BATCHNORM = register(
         variant="backward",
         checks=(
             Check("spatial, train, fused", BatchNorm(), (4, 3, 3, 2), spread),
-            Check("spatial, train, staged", BatchNorm(backward="staged"), (4, 3, 3, 2), spread),
+            Check(
+                "spatial, train, staged",
+                BatchNorm(backward=BatchNormBackward.staged),
+                (4, 3, 3, 2),
+                spread,
+            ),
             Check("dense, train, fused", BatchNorm(), (6, 5), spread),
-            Check("dense, train, staged", BatchNorm(backward="staged"), (6, 5), spread),
+            Check(
+                "dense, train, staged", BatchNorm(backward=BatchNormBackward.staged), (6, 5), spread
+            ),
             Check("spatial, eval", BatchNorm(), (3, 3, 2, 2), spread, train=False),
         ),
         bench=(Bench("batchnorm", BatchNorm(), (64, 32, 16, 16), ("staged", "fused")),),

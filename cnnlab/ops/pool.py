@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnlab.kernels.choices import Ties
 from cnnlab.kernels.geometry import IntPair, pair, pool_geometry
 from cnnlab.ops.cases import distinct
 from cnnlab.ops.registry import Bench, Check, LayerKind, register
@@ -25,7 +26,7 @@ class MaxPool2d(Layer):
     kernel: IntPair
     stride: IntPair | None = None
     pad: IntPair = 0
-    ties: str = "first"
+    ties: Ties = Ties.first
 
     def out_shape(self, shape: Shape) -> Shape:
         C, H, W = image("MaxPool2d", shape)

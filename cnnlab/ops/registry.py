@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cnnlab.errors import UsageError
 from cnnlab.ops.tree import Branches, Chain, Layer, Node
 
 if TYPE_CHECKING:
@@ -238,7 +237,7 @@ def kind_of(node: Node) -> LayerKind:
     try:
         return _BY_CLASS[type(node)]
     except KeyError:
-        raise UsageError(f"{type(node).__name__} is not a registered layer kind") from None
+        raise TypeError(f"{type(node).__name__} is not a registered layer kind") from None
 
 
 def checked() -> list[LayerKind]:

@@ -21,11 +21,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from cnnlab.errors import ShapeError, UsageError
+from cnnlab.choice import Choice
+from cnnlab.errors import ShapeError
 
 Shape = tuple[int, ...]
 
-ROLES = ("weight", "bias", "gamma", "beta")
+
+class Role(Choice):
+    """What a parameter is to the init: ``weight`` is drawn by the init scheme, ``bias`` and
+    ``beta`` start at zeros, ``gamma`` at ones."""
+
+    weight = "weight"
+    bias = "bias"
+    gamma = "gamma"
+    beta = "beta"
 
 
 @dataclass(frozen=True)
@@ -35,20 +44,15 @@ class ParamSpec:
     Attributes:
         name: the parameter's name, e.g. ``"w"`` on a layer or ``"conv1.w"`` in a tree.
         shape: ``(F, C, HH, WW)`` or ``(D_out, D_in)`` for a weight; any shape otherwise.
-        role: ``"weight"`` (drawn by the init scheme), ``"bias"`` or ``"beta"`` (zeros),
-            ``"gamma"`` (ones).
+        role: a :class:`Role` or its name.
     """
 
     name: str
     shape: Shape
-    role: str
+    role: Role
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise UsageError(
-                f"parameter {self.name!r} has unknown role {self.role!r}; "
-                f"choose from {', '.join(ROLES)}"
-            )
+        object.__setattr__(self, "role", Role(self.role))
 
 
 @dataclass(frozen=True)

@@ -192,8 +192,6 @@ def launched() -> LaunchedBy | None:
 
 def check(devices: int, backend: Any) -> None:
     """One-line UsageErrors for a ``trainer.devices`` that cannot run here."""
-    if devices < 1:
-        raise UsageError(f"trainer.devices must be >= 1, got {devices}")
     env = launched()
     if env is not None and devices != env.world:
         raise UsageError(

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.errors import UsageError
+from cnnlab.errors import RunError, UsageError
+from cnnlab.schema import OptimName
 
 if TYPE_CHECKING:
     import torch
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+    from cnnlab.schema import OptimConfig
 
 # The state each optimizer keeps per parameter, named as torch names it.
 SLOTS: dict[str, tuple[str, ...]] = {
@@ -47,30 +48,12 @@ SLOTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _name(optim: Any) -> str:
-    name = optim.name
-    if name not in OPTIMIZERS:
-        raise UsageError(f"optim: unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    return name
-
-
-def _check(optim: Any) -> str:
-    """Check the hyperparameters of ``optim`` (ranges as torch checks them); returns its name."""
-    name = _name(optim)
-    if optim.lr < 0:
-        raise UsageError(f"optim.lr must be >= 0, got {optim.lr}")
-    if optim.weight_decay < 0:
-        raise UsageError(f"optim.weight_decay must be >= 0, got {optim.weight_decay}")
-    if name == "momentum":
-        if not 0 <= optim.momentum < 1:
-            raise UsageError(f"optim.momentum must be in [0, 1), got {optim.momentum}")
-        if optim.nesterov and optim.momentum == 0:
-            raise UsageError("optim.nesterov needs optim.momentum > 0")
-    if name == "adam":
-        if len(optim.betas) != 2 or not all(0 <= b < 1 for b in optim.betas):
-            raise UsageError(f"optim.betas must be two numbers in [0, 1), got {list(optim.betas)}")
-        if optim.eps < 0:
-            raise UsageError(f"optim.eps must be >= 0, got {optim.eps}")
+def _check(optim: OptimConfig) -> OptimName:
+    """The optimizer's name, once the one rule that joins two keys holds (the schema holds each
+    key's range, as torch checks them)."""
+    name = OptimName(optim.name)
+    if name == OptimName.momentum and optim.nesterov and optim.momentum == 0:
+        raise UsageError("optim.nesterov needs optim.momentum > 0")
     return name
 
 
@@ -94,8 +77,6 @@ def learning_rate(optim: Any, step: int, steps_per_epoch: int, total_steps: int)
     warmup keeps the first, largest gradients from killing ReLU units of wide layers.
     """
     warmup = int(optim.warmup_steps)
-    if warmup < 0:
-        raise UsageError(f"optim.warmup_steps must be >= 0, got {warmup}")
     scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
     return scale * _scheduled(optim, step, steps_per_epoch, total_steps)
 
@@ -106,8 +87,6 @@ def _scheduled(optim: Any, step: int, steps_per_epoch: int, total_steps: int) ->
     if schedule == "none":
         return lr
     if schedule == "step":
-        if optim.step_size < 1:
-            raise UsageError(f"optim.step_size must be >= 1 epoch, got {optim.step_size}")
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         epoch = step // steps_per_epoch
@@ -217,21 +196,21 @@ class NumpyOptimizer:
         """Restore what :meth:`state_dict` returned, bit for bit.
 
         The keys, shapes and dtypes must be those of this optimizer's own state (same
-        optimizer, same parameters); anything else is a :class:`UsageError` (a checkpoint
+        optimizer, same parameters); anything else is a :class:`RunError` (a checkpoint
         resumed with another optimizer or model).
         """
         expected = set(self.state) | {"step"}
         if set(state) != expected:
             missing = sorted(expected - set(state))
             extra = sorted(set(state) - expected)
-            raise UsageError(
+            raise RunError(
                 f"optimizer state does not fit optim={self.name}: "
                 f"missing {missing}, unexpected {extra}"
             )
         for key, value in self.state.items():
             saved = np.asarray(state[key])
             if saved.shape != value.shape or saved.dtype != value.dtype:
-                raise UsageError(
+                raise RunError(
                     f"optimizer state {key!r} is {saved.dtype}{list(saved.shape)}, "
                     f"expected {value.dtype}{list(value.shape)}"
                 )

@@ -79,13 +79,16 @@ def test_num_classes_follows_the_subset():
         (["data.classes=[3,3]"], "distinct class indices in 0..5"),
         (["data.classes=[6]"], "distinct class indices in 0..5"),
         (["data.classes=[]"], "distinct class indices"),
-        (["data.val_fraction=1.0"], "must be in"),
-        (["data.limit=0"], "positive count"),
-        (["data.crop_pad=-1"], ">= 0"),
+        (["data.val_fraction=1.0"], r"data\.val_fraction must be in \[0, 1\), got 1\.0"),
+        (["data.limit=0"], r"data\.limit must be >= 1, got 0"),
+        (["data.crop_pad=-1"], r"data\.crop_pad must be >= 0, got -1"),
+        (["data.noise=-0.5"], r"data\.noise must be >= 0"),
+        (["data.shape=[3,32]"], r"data\.shape must hold 3 values"),
         (["data=mnist", "data.root=null"], "needs the folder"),
     ],
 )
 def test_impossible_options_are_usage_errors(overrides, message):
+    # Ranges are refused as the config is composed, the rest by check_config.
     with pytest.raises(UsageError, match=message):
         check_config(compose("summary", overrides).data)
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cnnlab.compare import rel_error
-from cnnlab.errors import ShapeError, UsageError
+from cnnlab.errors import ShapeError
 from cnnlab.gradcheck.numeric import numeric_gradient
 from cnnlab.kernels.im2col import pool as im2col_pool
 from cnnlab.kernels.naive import pool as naive_pool
@@ -292,7 +292,7 @@ def test_numeric_gradient(backend, kind, x_shape, kernel, stride, pad):
 
 
 def _forward_error(backend, kind, x_shape, kernel, stride=None, pad=0, ties="first"):
-    with pytest.raises(UsageError) as info:
+    with pytest.raises(ValueError) as info:
         forward(backend, kind, np.zeros(x_shape), kernel, stride, pad, ties)
     return info.value
 
@@ -329,7 +329,7 @@ def test_x_not_4d_is_shape_error(backend, kind):
     assert "(3, 8, 8)" in str(err)
 
 
-def test_invalid_ties_is_usage_error_naming_choices():
+def test_invalid_ties_is_a_value_error_naming_choices():
     messages = set()
     for backend in BACKENDS:
         err = _forward_error(backend, "max", (1, 1, 4, 4), 2, ties="last")

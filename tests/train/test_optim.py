@@ -18,10 +18,9 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from cnnlab.errors import UsageError
-from cnnlab.schema import OPTIM_SCHEMAS, Schedule
+from cnnlab.errors import RunError, UsageError
+from cnnlab.schema import OPTIM_SCHEMAS, OptimName, Schedule, check_bounds
 from cnnlab.train.optim import (
-    OPTIMIZERS,
     NumpyOptimizer,
     learning_rate,
     set_torch_lr,
@@ -172,7 +171,7 @@ def test_state_dict_round_trip_continues_bit_for_bit(name, keys):
         assert np.array_equal(saved[k], straight[k]), k
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", list(OptimName))
 def test_state_dict_keys(name):
     expected_slots = {"sgd": [], "momentum": ["momentum_buffer"], "adam": ["exp_avg", "exp_avg_sq"]}
     state = NumpyOptimizer(make_config(name), make_params()).state_dict()
@@ -185,10 +184,10 @@ def test_state_dict_keys(name):
 
 def test_load_state_dict_refuses_another_optimizer_state():
     adam_state = NumpyOptimizer(make_config("adam"), make_params()).state_dict()
-    with pytest.raises(UsageError, match="optim=momentum"):
+    with pytest.raises(RunError, match="optim=momentum"):
         NumpyOptimizer(make_config("momentum"), make_params()).load_state_dict(adam_state)
     float32 = NumpyOptimizer(make_config("adam"), make_params(np.float32)).state_dict()
-    with pytest.raises(UsageError, match="float32"):
+    with pytest.raises(RunError, match="float32"):
         NumpyOptimizer(make_config("adam"), make_params()).load_state_dict(float32)
 
 
@@ -227,8 +226,8 @@ def test_warmup_scales_the_first_steps_linearly():
         0.3 * learning_rate(plain, 2, 10, 100)
     )
     assert learning_rate(cosine, 50, 10, 100) == learning_rate(plain, 50, 10, 100)
-    with pytest.raises(UsageError, match="warmup_steps"):
-        learning_rate(make_config("sgd", warmup_steps=-1), 0, 10, 100)
+    with pytest.raises(UsageError, match=r"optim\.warmup_steps must be >= 0, got -1"):
+        check_bounds(make_config("sgd", warmup_steps=-1), "optim.")
 
 
 def test_schedule_cosine_endpoints_and_midpoint():
@@ -248,11 +247,11 @@ def test_schedule_cosine_endpoints_and_midpoint():
 # -- errors ----------------------------------------------------------------------------------------
 
 
-def test_unknown_optimizer_is_a_usage_error():
-    cfg = make_config("sgd", name="rmsprop")
-    for build in (lambda: NumpyOptimizer(cfg, make_params()), lambda: torch_optimizer(cfg, [])):
-        with pytest.raises(UsageError, match=r"'rmsprop'.*sgd, momentum, adam"):
-            build()
+def test_unknown_optimizer_is_refused_with_the_choices():
+    with pytest.raises(ValidationError, match="rmsprop"):
+        make_config("sgd", name="rmsprop")
+    with pytest.raises(ValueError, match=r"'rmsprop'.*sgd, momentum, adam"):
+        OptimName("rmsprop")
 
 
 def test_the_schema_admits_only_the_known_schedules():
@@ -266,26 +265,30 @@ def test_the_schema_admits_only_the_known_schedules():
 @pytest.mark.parametrize(
     ("name", "keys", "message"),
     [
-        ("sgd", {"lr": -1.0}, "optim.lr"),
-        ("momentum", {"momentum": 1.5}, "optim.momentum"),
-        ("momentum", {"momentum": 0.0, "nesterov": True}, "nesterov"),
-        ("adam", {"betas": [0.9, 1.0]}, "optim.betas"),
+        ("sgd", {"lr": -1.0}, r"optim\.lr must be >= 0, got -1"),
+        ("sgd", {"step_size": 0}, r"optim\.step_size must be >= 1"),
+        ("momentum", {"momentum": 1.5}, r"optim\.momentum must be in \[0, 1\), got 1\.5"),
+        ("momentum", {"momentum": float("nan")}, "optim.momentum must be in"),
+        ("adam", {"betas": [0.9, 1.0]}, r"optim\.betas must hold values in \[0, 1\)"),
+        ("adam", {"betas": [0.9]}, r"optim\.betas must hold 2 values"),
     ],
 )
-def test_bad_hyperparameters_are_usage_errors(name, keys, message):
+def test_the_schemas_bound_each_hyperparameter(name, keys, message):
     with pytest.raises(UsageError, match=message):
-        NumpyOptimizer(make_config(name, **keys), make_params())
+        check_bounds(make_config(name, **keys), "optim.")
 
 
-def test_step_schedule_needs_a_positive_step_size():
-    with pytest.raises(UsageError, match=r"optim\.step_size"):
-        learning_rate(make_config("sgd", schedule="step", step_size=0), 0, 10, 100)
+def test_nesterov_needs_momentum():
+    cfg = make_config("momentum", momentum=0.0, nesterov=True)
+    for build in (lambda: NumpyOptimizer(cfg, make_params()), lambda: torch_optimizer(cfg, [])):
+        with pytest.raises(UsageError, match=r"nesterov needs optim\.momentum > 0"):
+            build()
 
 
 # -- config files ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", list(OptimName))
 def test_yaml_type_checks_against_its_schema(name):
     path = CONF / f"{name}.yaml"
     assert path.read_text().startswith("# "), "first line: a comment saying what the optimizer is"
@@ -301,7 +304,8 @@ def test_yaml_type_checks_against_its_schema(name):
     assert OmegaConf.to_container(cfg) == OmegaConf.to_container(
         OmegaConf.structured(OPTIM_SCHEMAS[name])
     )
-    NumpyOptimizer(cfg, make_params())  # the defaults pass the range checks
+    check_bounds(cfg)  # the defaults are in range
+    NumpyOptimizer(cfg, make_params())
     learning_rate(cfg, 0, 10, 100)
 
 
@@ -319,5 +323,5 @@ def test_schemas_are_registered():
 
     register()
     stored = ConfigStore.instance().list("optim")
-    for name in OPTIMIZERS:
+    for name in OptimName:
         assert f"{name}_schema.yaml" in stored

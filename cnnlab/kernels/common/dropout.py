@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.errors import ShapeError, UsageError
+from cnnlab.errors import ArgumentError, ShapeError
 
 
 def _check_p(p: float) -> None:
     # Written as a negated range test so that NaN is rejected too.
     if not 0.0 <= p < 1.0:
-        raise UsageError(f"dropout: p must be in [0, 1), got {p!r}")
+        raise ArgumentError(f"dropout: p must be in [0, 1), got {p!r}")
 
 
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.errors import ShapeError, UsageError
+from cnnlab.errors import ArgumentError, ShapeError
 
 
 def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -25,9 +25,9 @@ def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.
             f"softmax_cross_entropy: y must be ({N},) for logits {logits.shape}, got {y.shape}"
         )
     if not np.issubdtype(y.dtype, np.integer):
-        raise UsageError(f"softmax_cross_entropy: labels must be integers, got dtype {y.dtype}")
+        raise ArgumentError(f"softmax_cross_entropy: labels must be integers, got dtype {y.dtype}")
     if y.min() < 0 or y.max() >= K:
-        raise UsageError(
+        raise ArgumentError(
             f"softmax_cross_entropy: labels must be in [0, {K}), got min {y.min()} "
             f"and max {y.max()}"
         )

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab.errors import ShapeError, UsageError
+from cnnlab.errors import ArgumentError, ShapeError
 from cnnlab.kernels.geometry import check_dout
 
 
@@ -44,11 +44,11 @@ class LRNCache(NamedTuple):
 
 
 def check_lrn(x_shape: tuple[int, ...], size: int) -> None:
-    """Raise ShapeError unless x is (N, C, H, W), UsageError unless size is a positive int."""
+    """Raise ShapeError unless x is (N, C, H, W), ArgumentError unless size is a positive int."""
     if len(x_shape) != 4:
         raise ShapeError(f"lrn: x must be (N, C, H, W), got shape {tuple(x_shape)}")
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-        raise UsageError(f"lrn: size must be a positive int, got {size!r}")
+        raise ArgumentError(f"lrn: size must be a positive int, got {size!r}")
 
 
 def _channel_window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:

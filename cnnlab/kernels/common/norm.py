@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab.errors import ShapeError
-from cnnlab.kernels.choices import check_batchnorm_backward
+from cnnlab.kernels.choices import BatchNormBackward
 from cnnlab.kernels.geometry import check_batch_statistics
 
 
@@ -221,7 +221,7 @@ def batchnorm_backward(
     rounding. After an eval-mode forward the statistics are constants and both reduce to
     ``dx = dout * gamma * inv_std``.
     """
-    check_batchnorm_backward(mode)
+    mode = BatchNormBackward(mode)
     if mode == "fused" and cache.batch_stats:
         return _batchnorm_backward_fused(dout, cache)
     return _norm_backward(dout, cache, mode)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.kernels.choices import check_ties
+from cnnlab.kernels.choices import Ties
 from cnnlab.kernels.geometry import IntPair, check_dout, pad_spatial, pool_geometry
 from cnnlab.kernels.im2col.columns import offset_slices, windows
 
@@ -55,7 +55,7 @@ def maxpool2d_forward(
         where a window element receives that window's gradient.
     """
     kernel, stride, pad, _ = pool_geometry("maxpool2d", x.shape, kernel, stride, pad)
-    check_ties(ties)
+    ties = Ties(ties)
     cols = _window_columns(pad_spatial(x, pad, -np.inf), kernel, stride)  # (K, N, C, Ho, Wo)
     out = cols.max(axis=0)  # (N, C, Ho, Wo)
     mask = cols == out  # every maximum of each window

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.kernels.choices import check_ties
+from cnnlab.kernels.choices import Ties
 from cnnlab.kernels.geometry import IntPair, check_dout, pad_spatial, pool_geometry
 
 
@@ -38,7 +38,7 @@ def maxpool2d_forward(
         cache: ``(x, kernel, stride, pad, ties)`` with kernel, stride, pad as pairs.
     """
     kernel, stride, pad, (Ho, Wo) = pool_geometry("maxpool2d", x.shape, kernel, stride, pad)
-    check_ties(ties)
+    ties = Ties(ties)
     N, C, _, _ = x.shape
     (kh, kw), (sh, sw) = kernel, stride
     # -inf can never be the maximum of a window, and every window holds at least one real

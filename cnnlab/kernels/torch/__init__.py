@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.errors import BackendUnavailableError, ShapeError, UsageError
-from cnnlab.kernels.choices import check_batchnorm_backward
+from cnnlab.errors import ArgumentError, BackendUnavailableError, ShapeError
+from cnnlab.kernels.choices import BatchNormBackward
 from cnnlab.kernels.torch import ops
 
 __all__ = ["TorchKernels", "cuda_available", "ops"]
@@ -170,7 +170,7 @@ class TorchKernels:
         try:
             dev = torch.device(device)
         except RuntimeError as e:
-            raise UsageError(f"unknown torch device {device!r} (use 'cpu' or 'cuda')") from e
+            raise ArgumentError(f"unknown torch device {device!r} (use 'cpu' or 'cuda')") from e
         if dev.type == "cuda":
             ok, reason = cuda_available()
             if not ok:
@@ -181,7 +181,7 @@ class TorchKernels:
                     f"({torch.cuda.device_count()} visible)"
                 )
         elif dev.type != "cpu":
-            raise UsageError(f"unsupported torch device {device!r} (use 'cpu' or 'cuda')")
+            raise ArgumentError(f"unsupported torch device {device!r} (use 'cpu' or 'cuda')")
         self.device = dev
 
     def __repr__(self) -> str:
@@ -202,7 +202,7 @@ class TorchKernels:
         mode ("staged" or "fused") picks the numpy backends' formula; it is checked for the
         same errors, but here autograd computes the gradient either way.
         """
-        check_batchnorm_backward(mode)
+        mode = BatchNormBackward(mode)
         return self._batchnorm_backward(dout, cache)  # type: ignore[attr-defined]
 
     def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -19,8 +19,8 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 
-from cnnlab.errors import ShapeError, UsageError
-from cnnlab.kernels.choices import check_ties
+from cnnlab.errors import ArgumentError, ShapeError
+from cnnlab.kernels.choices import Ties
 from cnnlab.kernels.common.lrn import check_lrn
 from cnnlab.kernels.geometry import (
     IntPair,
@@ -93,7 +93,7 @@ def maxpool2d(
     ``ties="first"`` sends the gradient of a window to its first maximum in row-major order
     (PyTorch's ``max_pool2d``); ``ties="all"`` sends the full gradient to every maximum.
     """
-    check_ties(ties)
+    ties = Ties(ties)
     k, s, p, (Ho, Wo) = pool_geometry("maxpool2d", tuple(x.shape), kernel, stride, pad)
     if ties == "first":
         return F.max_pool2d(x, k, s, p)
@@ -200,7 +200,7 @@ def dropout(x: Tensor, mask: Tensor, p: float) -> Tensor:
             f"dropout: mask {tuple(mask.shape)} must have the shape of x {tuple(x.shape)}"
         )
     if not 0.0 <= p < 1.0:
-        raise UsageError(f"dropout: p must be in [0, 1), got {p}")
+        raise ArgumentError(f"dropout: p must be in [0, 1), got {p}")
     return x * mask / (1.0 - p)
 
 
