@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CnnlabError, UsageError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 # ---------------------------------------------------------------------------------------------
 # Where the configs are
@@ -361,7 +364,7 @@ def validate(
     return first
 
 
-def _check_sweepable(cfg: Any, overrides: list[str]) -> None:
+def _check_sweepable(cfg: DictConfig, overrides: list[str]) -> None:
     """An interval is a search space: Hydra's basic sweeper has no values to take from it."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import IntervalSweep
@@ -377,7 +380,7 @@ def _check_sweepable(cfg: Any, overrides: list[str]) -> None:
             )
 
 
-def sweeper_params(cfg: Any, overrides: list[str]) -> list[str]:
+def sweeper_params(cfg: DictConfig, overrides: list[str]) -> list[str]:
     """The sweeper's configured search space as overrides, less keys the command line sets."""
     from omegaconf import OmegaConf
 
@@ -446,7 +449,7 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
         clear_records(sweep_dir)
     codes: list[int] = []
 
-    def job(cfg: Any) -> Any:
+    def job(cfg: DictConfig) -> object:
         import logging
         import time
 
@@ -502,7 +505,7 @@ def _runs_jobs(flags: list[str]) -> bool:
     return not (parsed.cfg or parsed.info or parsed.hydra_help or parsed.shell_completion)
 
 
-def _sweep_dir(cfg: Any) -> Path | None:
+def _sweep_dir(cfg: DictConfig) -> Path | None:
     """The sweep directory of a composed config; None where it cannot be resolved yet."""
     from omegaconf.errors import OmegaConfBaseException
 

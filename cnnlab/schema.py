@@ -113,7 +113,8 @@ def check_bounds(cfg: DictConfig, prefix: str = "") -> None:
             if problem is not None:
                 raise UsageError(f"{prefix}{f.name} {problem}")
     for key, child in cfg.items_ex(resolve=False):
-        if isinstance(child, DictConfig) and not (prefix == "" and key == "hydra"):
+        # cfg[key] is None for a group the command leaves empty (gradcheck's model).
+        if isinstance(child, DictConfig) and cfg[key] is not None and f"{prefix}{key}" != "hydra":
             check_bounds(child, f"{prefix}{key}.")
 
 
@@ -234,16 +235,32 @@ class InitConfig:
     distribution: Distribution = Distribution.normal
 
 
+@dataclass
+class ModelConfig:
+    """Keys every architecture has; each extends it with its own (``cnnlab.models``)."""
+
+    name: str = MISSING
+    num_classes: int = bounded(10, ge=1)
+
+
+@dataclass
+class NormConfig:
+    """The ``norm=`` option's name; each option adds the fields of the layer it puts in the
+    norm slots."""
+
+    name: NormName = NormName["none"]  # type: ignore[valid-type]
+
+
 def _norm_schema(name: str, layer: object | None) -> type:
     """The schema of one ``norm=`` option: ``name`` and the fields of the layer it puts in the
     norm slots, with that layer's values as defaults (:data:`cnnlab.ops.norm.NORMS`)."""
-    fields: list[tuple[str, type, object]] = [("name", NormName, NormName(name))]
+    fields: list[tuple[str, type, object]] = [("name", NormName, NormName[name])]
     if layer is not None:
         hints = get_type_hints(type(layer))
         fields += [
             (f.name, hints[f.name], getattr(layer, f.name)) for f in dataclasses.fields(layer)
         ]  # type: ignore[arg-type]
-    return dataclasses.make_dataclass(f"{name.capitalize()}NormConfig", fields)
+    return dataclasses.make_dataclass(f"{name.capitalize()}NormConfig", fields, bases=(NormConfig,))
 
 
 def norm_node(name: str, layer: object | None) -> object:
@@ -317,30 +334,30 @@ class GradcheckConfig:
     backends: Any = "all"
     gradcheck: GradcheckSettings = field(default_factory=GradcheckSettings)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    # Group nodes are typed by their own schemas.
-    model: Any = None
-    norm: Any = None
-    data: Any = None
-    init: Any = None
+    # Group nodes: each option's schema extends the type given here.
+    model: ModelConfig | None = None
+    norm: NormConfig | None = None
+    data: DataConfig | None = None
+    init: InitConfig | None = None
 
 
 @dataclass
 class SummaryConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    model: Any = None
-    norm: Any = None
-    data: Any = None
+    model: ModelConfig | None = None
+    norm: NormConfig | None = None
+    data: DataConfig | None = None
 
 
 @dataclass
 class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    backend: Any = None
-    model: Any = None
-    norm: Any = None
-    data: Any = None
-    init: Any = None
-    optim: Any = None
+    backend: BackendConfig | None = None
+    model: ModelConfig | None = None
+    norm: NormConfig | None = None
+    data: DataConfig | None = None
+    init: InitConfig | None = None
+    optim: OptimConfig | None = None
 
 
 @dataclass
@@ -348,14 +365,14 @@ class EvalConfig:
     checkpoint: str = MISSING  # a run directory or a .npz checkpoint
     split: Split = Split.test
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    backend: Any = None  # evaluate on another backend than the run's
+    backend: BackendConfig | None = None  # evaluate on another backend than the run's
 
 
 @dataclass
 class DataCommandConfig:
     action: DataAction = DataAction.info
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    data: Any = None
+    data: DataConfig | None = None
 
 
 @dataclass
@@ -379,11 +396,11 @@ class BenchConfig:
     backends: Any = "all"  # a list of names or "all", as gradcheck's
     bench: BenchSettings = field(default_factory=BenchSettings)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    model: Any = None
-    norm: Any = None
-    data: Any = None
-    init: Any = None
-    optim: Any = None
+    model: ModelConfig | None = None
+    norm: NormConfig | None = None
+    data: DataConfig | None = None
+    init: InitConfig | None = None
+    optim: OptimConfig | None = None
 
 
 COMMANDS: dict[str, type] = {

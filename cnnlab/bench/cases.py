@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from cnnlab.kernels.protocol import KernelSet
 from cnnlab.ops import LayerKind, kinds
 from cnnlab.ops.cases import layer_case, with_variant
 from cnnlab.ops.tree import Layer, Node
+
+if TYPE_CHECKING:
+    from cnnlab.schema import BenchSettings
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def _defaults(batch: int | None) -> list[BenchCase]:
     ]
 
 
-def cases(settings: Any) -> list[BenchCase]:
+def cases(settings: BenchSettings) -> list[BenchCase]:
     """The target's cases from ``bench.cases`` (null: every kind's defaults), one per variant;
     ``bench.batch`` replaces every batch size (tests use it for tiny runs)."""
     from omegaconf import OmegaConf

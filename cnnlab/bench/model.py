@@ -18,13 +18,14 @@ from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
 
 if TYPE_CHECKING:
+    from cnnlab.schema import BenchConfig
     from cnnlab.train.engine import Engine
 
 
 class ModelBench:
     """The model, its initial state and a batch, shared by every backend."""
 
-    def __init__(self, cfg: Any, dtype: np.dtype, options: BackendOptions) -> None:
+    def __init__(self, cfg: BenchConfig, dtype: np.dtype, options: BackendOptions) -> None:
         from cnnlab.models import build_net, init_state
         from cnnlab.ops.tree import summarize
 

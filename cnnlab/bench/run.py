@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from cnnlab.bench.cases import BenchCase, Built
 from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
 from cnnlab.kernels.protocol import KernelSet
+
+if TYPE_CHECKING:
+    from cnnlab.schema import BenchSettings
 
 log = logging.getLogger("cnnlab.bench")
 
@@ -35,7 +38,7 @@ class Context:
     dtype: np.dtype
     threads: int | None
     seed: int
-    settings: Any  # bench.*
+    settings: BenchSettings
     roofline_gflops: float
     options: BackendOptions = DEFAULT_OPTIONS
     _refs: dict[tuple[str, str, int], tuple[Any, list[Any]]] = field(default_factory=dict)

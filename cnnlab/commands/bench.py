@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cnnlab.backends import Backend
+    from cnnlab.schema import BenchConfig
 
 log = logging.getLogger("cnnlab.bench")
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: BenchConfig) -> None:
     """Target, backends, harness settings and (for model) the model, before anything runs."""
     from cnnlab.backends import resolve_backends
     from cnnlab.bench.cases import cases
@@ -43,7 +44,7 @@ def _threads(requested: int | None) -> int | None:
     return pools[0] if pools else None
 
 
-def task(cfg: Any) -> int:
+def task(cfg: BenchConfig) -> int:
     """The Hydra task: measure every case on every backend, report, write the files."""
     import numpy as np
 

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import RunError
+
+if TYPE_CHECKING:
+    from cnnlab.schema import DataCommandConfig
 
 log = logging.getLogger("cnnlab.data")
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: DataCommandConfig) -> None:
     """The action and the data options, checked before anything runs."""
     from cnnlab.data import check_config as check_data
 
     check_data(cfg.data)
 
 
-def task(cfg: Any) -> int:
+def task(cfg: DataCommandConfig) -> int:
     """The Hydra task: download and/or report; the exit code says whether the data is usable."""
     from cnnlab.data import source
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import RunError, UsageError
+
+if TYPE_CHECKING:
+    from cnnlab.schema import EvalConfig
 
 log = logging.getLogger("cnnlab.eval")
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: EvalConfig) -> None:
     from cnnlab.backends import get_backend
     from cnnlab.errors import BackendUnavailableError
     from cnnlab.train.checkpoint import find
@@ -32,7 +35,7 @@ def check_config(cfg: Any) -> None:
             raise BackendUnavailableError(f"backend={backend.name} cannot run here: {reason}")
 
 
-def task(cfg: Any) -> int:
+def task(cfg: EvalConfig) -> int:
     """Rebuild the run's model and data, load the weights, evaluate one split."""
     import numpy as np
     from omegaconf import OmegaConf

@@ -10,15 +10,19 @@ import json
 import logging
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.backends import BackendOptions
 from cnnlab.errors import UsageError
 
+if TYPE_CHECKING:
+    from cnnlab.gradcheck.run import Thresholds
+    from cnnlab.schema import GradcheckConfig
+
 log = logging.getLogger("cnnlab.gradcheck")
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: GradcheckConfig) -> None:
     """What the schema cannot express, checked before anything runs: one line, exit 2."""
     from cnnlab.backends import resolve_backends
 
@@ -32,7 +36,7 @@ def check_config(cfg: Any) -> None:
 
 
 def _layer_batches(
-    cfg: Any, backends: list, thresholds: Any, options: BackendOptions
+    cfg: GradcheckConfig, backends: list, thresholds: Thresholds, options: BackendOptions
 ) -> tuple[int, Iterator[list]]:
     from cnnlab.gradcheck.run import check_layers
     from cnnlab.ops import layer_cases
@@ -49,7 +53,7 @@ def _layer_batches(
 
 
 def _model_batches(
-    cfg: Any, backends: list, thresholds: Any, options: BackendOptions
+    cfg: GradcheckConfig, backends: list, thresholds: Thresholds, options: BackendOptions
 ) -> tuple[int, Iterator[list]]:
     from cnnlab.gradcheck.model_check import check_model, make_problem
     from cnnlab.gradcheck.run import skipped_record
@@ -84,7 +88,7 @@ def _model_batches(
     return steps, batches()
 
 
-def task(cfg: Any) -> int:
+def task(cfg: GradcheckConfig) -> int:
     """The Hydra task: run the checks, print the table, write gradcheck.json; exit code."""
     from rich.console import Console
     from rich.progress import Progress

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cnnlab.schema import SummaryConfig
 
 log = logging.getLogger("cnnlab.summary")
 
 
-def input_shape(cfg: Any) -> tuple[int, ...]:
+def input_shape(cfg: SummaryConfig) -> tuple[int, ...]:
     """The per-sample input shape (C, H, W) that the data config states."""
     return tuple(int(n) for n in cfg.data.shape)
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: SummaryConfig) -> None:
     """Build the layer tree: an impossible model/data combination fails here, before running."""
     from cnnlab.models import build_net
 
@@ -32,7 +35,7 @@ def _si(n: float) -> str:
     return str(int(n))
 
 
-def task(cfg: Any) -> int:
+def task(cfg: SummaryConfig) -> int:
     """The Hydra task: print the table and write summary.json."""
     from rich.console import Console
     from rich.table import Table

@@ -16,15 +16,28 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.config import Outcome
 from cnnlab.errors import BackendUnavailableError, RunError, UsageError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cnnlab.backends import Backend, BackendOptions
+    from cnnlab.data import Dataset
+    from cnnlab.schema import TrainConfig
+    from cnnlab.train.distributed import Group
+    from cnnlab.train.engine import Engine
+    from cnnlab.train.loop import LoopState
+    from cnnlab.train.loop import Outcome as LoopOutcome
+    from cnnlab.train.metrics import Evaluation
+    from cnnlab.train.tensorboard import TensorBoardWriter
+
 log = logging.getLogger("cnnlab.train")
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: TrainConfig) -> None:
     """Everything that can be checked before data is read: a mistake is one line, exit 2."""
     from cnnlab.backends import get_backend
     from cnnlab.models import build_net
@@ -47,7 +60,7 @@ def check_config(cfg: Any) -> None:
     build_net(cfg.model, cfg.norm, tuple(cfg.data.shape))
 
 
-def launch_overrides(cfg: Any, multirun: bool) -> list[str]:
+def launch_overrides(cfg: TrainConfig, multirun: bool) -> list[str]:
     """A resumed run continues in its original run directory (not a new one). Under torchrun,
     ranks other than 0 get no run directory or log file of their own: they write nothing."""
     from cnnlab.train.distributed import launched
@@ -68,7 +81,7 @@ def launch_overrides(cfg: Any, multirun: bool) -> list[str]:
     return [f"hydra.run.dir={meta['run_dir']}"]
 
 
-def _resumed(cfg: Any) -> tuple[Any, str | None, dict | None]:
+def _resumed(cfg: TrainConfig) -> tuple[TrainConfig, str | None, dict | None]:
     """The config to train with, and (checkpoint path, meta) when resuming."""
     from omegaconf import OmegaConf
 
@@ -99,7 +112,7 @@ class Job:
     started: float
 
 
-def task(cfg: Any) -> Any:
+def task(cfg: TrainConfig) -> Outcome:
     """The Hydra task: train (on one process, or several with DDP), evaluate on test, write the
     outputs; returns the val accuracy."""
     from omegaconf import OmegaConf
@@ -133,7 +146,7 @@ def _logging_config() -> dict | None:
     return config if isinstance(config, dict) and "version" in config else None
 
 
-def train(job: Job, group: Any) -> Outcome:
+def train(job: Job, group: Group) -> Outcome:
     """One rank's share of a training run (all of it in one process); returns the task's
     :class:`~cnnlab.config.Outcome`. group: a :class:`cnnlab.train.distributed.Group`."""
     from omegaconf import OmegaConf
@@ -194,7 +207,7 @@ def train(job: Job, group: Any) -> Outcome:
     return Outcome(0, val_acc if val_acc is not None else test.acc)
 
 
-def _load_data(cfg: Any, group: Any) -> Any:
+def _load_data(cfg: TrainConfig, group: Group) -> Dataset:
     """The run's data in its dtype. Rank 0 reads (and, if need be, downloads) it first; the
     other ranks read what it left."""
     import numpy as np
@@ -210,7 +223,14 @@ def _load_data(cfg: Any, group: Any) -> Any:
     return data if dtype == np.float32 else data.astype(dtype)
 
 
-def _start(cfg: Any, data: Any, backend: Any, job: Job, group: Any, options: Any) -> tuple:
+def _start(
+    cfg: TrainConfig,
+    data: Dataset,
+    backend: Backend,
+    job: Job,
+    group: Group,
+    options: BackendOptions,
+) -> tuple[Engine, LoopState]:
     """The engine with its initial weights (drawn from the seed) or the checkpoint's state, and
     the loop's position: ``(engine, loop)``."""
     import numpy as np
@@ -267,7 +287,14 @@ def _columns() -> tuple:
     )
 
 
-def _stopped(outcome: Any, results: dict, loop: Any, run_dir: Path, tb: Any, group: Any) -> Outcome:
+def _stopped(
+    outcome: LoopOutcome,
+    results: dict,
+    loop: LoopState,
+    run_dir: Path,
+    tb: TensorBoardWriter | None,
+    group: Group,
+) -> Outcome:
     """A run that did not complete (interrupted or diverged): rank 0 writes what it has; the
     last checkpoint stays for trainer.resume."""
     if group.main:
@@ -285,14 +312,14 @@ def _stopped(outcome: Any, results: dict, loop: Any, run_dir: Path, tb: Any, gro
 
 
 def _results(
-    cfg: Any,
-    backend: Any,
-    data: Any,
-    loop: Any,
+    cfg: TrainConfig,
+    backend: Backend,
+    data: Dataset,
+    loop: LoopState,
     run_dir: Path,
     status: str,
     threads: int | None,
-    group: Any,
+    group: Group,
 ) -> dict:
     """results.json's fields known once training has ended."""
     from cnnlab.provenance import provenance
@@ -349,7 +376,13 @@ def _write_results(run_dir: Path, results: dict) -> None:
 
 
 def _finish_outputs(
-    cfg: Any, run_dir: Path, tb: Any, results: dict, test: Any, data: Any, console: Any
+    cfg: TrainConfig,
+    run_dir: Path,
+    tb: TensorBoardWriter,
+    results: dict,
+    test: Evaluation,
+    data: Dataset,
+    console: Console,
 ) -> None:
     """The summary a user reads at the end: console tables, plot, TensorBoard hparams."""
     from cnnlab.train.metrics import confusion_table

@@ -21,11 +21,14 @@ import importlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from cnnlab.schema import DataConfig
 
 DATA_STREAM = 0xDA7A  # the middle word of every seed drawn in cnnlab.data
 VAL_SPLIT_ID = 2  # shapes uses 0 (train) and 1 (test)
@@ -136,7 +139,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("cnnlab.class_count", class_count)
 
 
-def check_config(data: Any) -> None:
+def check_config(data: DataConfig) -> None:
     """Raise a one-line UsageError for data options that cannot work, before anything runs."""
     source(data.name)
     total = SOURCES[data.name][1]
@@ -157,7 +160,7 @@ def check_config(data: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def load(data: Any, seed: int) -> Dataset:
+def load(data: DataConfig, seed: int) -> Dataset:
     """The data set that the ``data`` config node describes, split and normalised.
 
     Reads (or generates) the official train and test splits, downloading missing files when

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from cnnlab.data import FileState, Raw
 from cnnlab.data.download import fetch as download
 from cnnlab.data.download import file_digest
 from cnnlab.errors import RunError
+
+if TYPE_CHECKING:
+    from cnnlab.schema import DataConfig
 
 SIDE = 32  # images are 3 × SIDE × SIDE
 
@@ -296,7 +299,7 @@ def _complete(root: Path, spec: CifarSet) -> bool:
     return _extracted(root, spec) or (root / spec.archive).is_file()
 
 
-def scan(data: Any) -> tuple[list[FileState], Raw | None]:
+def scan(data: DataConfig) -> tuple[list[FileState], Raw | None]:
     """What is in ``data.root``: one state per file, and the data if all are good.
 
     The extracted folder is used when complete, else the archive. Downloads and writes nothing.
@@ -308,7 +311,7 @@ def scan(data: Any) -> tuple[list[FileState], Raw | None]:
     return _scan_archive(archive, spec)
 
 
-def fetch(data: Any) -> list[Path]:
+def fetch(data: DataConfig) -> list[Path]:
     """Download the official archive unless the files are there; return what was fetched.
 
     Raises RunError saying which files to put where when the download fails.
@@ -326,7 +329,7 @@ def fetch(data: Any) -> list[Path]:
         raise RunError(f"{exc}; {_put_there(root, spec)}") from None
 
 
-def read(data: Any, seed: int) -> Raw:
+def read(data: DataConfig, seed: int) -> Raw:
     """The train and test splits in ``data.root``, downloading the archive if allowed.
 
     ``seed`` is unused. Raises RunError, one line, for files missing (and not downloadable) or
@@ -347,7 +350,7 @@ def read(data: Any, seed: int) -> Raw:
     return raw
 
 
-def _replace(data: Any, root: Path) -> str:
+def _replace(data: DataConfig, root: Path) -> str:
     return f"replace it (delete it, then `cnnlab data download data={data.name} data.root={root}`)"
 
 

@@ -14,13 +14,16 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnlab.data import FileState, Raw
 from cnnlab.data.download import fetch as download
 from cnnlab.errors import RunError
+
+if TYPE_CHECKING:
+    from cnnlab.schema import DataConfig
 
 CLASSES = [str(d) for d in range(10)]
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -120,7 +123,7 @@ def check_file(path: Path, file: IdxFile) -> tuple[FileState, np.ndarray | None]
     return FileState(path, "verified", f"{what}; sha256 of the content verified"), array
 
 
-def scan(data: Any) -> tuple[list[FileState], Raw | None]:
+def scan(data: DataConfig) -> tuple[list[FileState], Raw | None]:
     """What is in ``data.root``: one state per file, and the data if all are good.
 
     Downloads nothing and writes nothing.
@@ -162,7 +165,7 @@ def _mismatch(images: np.ndarray, labels: np.ndarray) -> str | None:
     return None
 
 
-def fetch(data: Any) -> list[Path]:
+def fetch(data: DataConfig) -> list[Path]:
     """Download the files missing from ``data.root`` (archives verified by md5); return them.
 
     Writes nothing when all four are present. Raises RunError saying which files to put
@@ -180,7 +183,7 @@ def fetch(data: Any) -> list[Path]:
     return fetched
 
 
-def read(data: Any, seed: int) -> Raw:
+def read(data: DataConfig, seed: int) -> Raw:
     """The train and test splits in ``data.root``, downloading missing files if allowed.
 
     ``seed`` is unused (the files are the files). Raises RunError, one line, for files missing

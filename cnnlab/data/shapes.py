@@ -14,11 +14,14 @@ expression per class. 10,000 images take about half a second, most of it the noi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnlab.data import DATA_STREAM, Raw
+
+if TYPE_CHECKING:
+    from cnnlab.schema import ShapesDataConfig
 
 CLASSES = ["circle", "square", "triangle", "cross", "ring", "bar"]
 SIZE = 32  # images are SIZE × SIZE
@@ -104,7 +107,7 @@ def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return fg.astype(np.float32), bg.astype(np.float32)
 
 
-def read(data: Any, seed: int) -> Raw:
+def read(data: ShapesDataConfig, seed: int) -> Raw:
     """Generate ``data.train_size`` training and ``data.test_size`` test images (noise
     ``data.noise``) from ``seed``: the same seed, the same images."""
     x_train, y_train = generate(data.train_size, seed, "train", data.noise)

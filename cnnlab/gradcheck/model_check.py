@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from cnnlab.ops.tree import Node
 if TYPE_CHECKING:
     from cnnlab.nn.numpy_net import NumpyNet
     from cnnlab.nn.torch_net import TorchModel
+    from cnnlab.schema import GradcheckConfig
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ModelProblem:
     dropout_seed: int
 
 
-def make_problem(cfg: Any) -> ModelProblem:
+def make_problem(cfg: GradcheckConfig) -> ModelProblem:
     """Build the scaled-down model, its float64 weights and a random batch from the config."""
     from cnnlab.models import build_net, init_state
     from cnnlab.ops.tree import param_specs

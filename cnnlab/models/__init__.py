@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from cnnlab.init import init_params
 from cnnlab.models import alexnet, deep, lenet, resnet, threelayer
 from cnnlab.ops.structure import Sequential
 from cnnlab.ops.tree import Shape, buffer_specs, leaves, param_specs
+
+if TYPE_CHECKING:
+    from cnnlab.schema import InitConfig, ModelConfig, NormConfig
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,9 @@ MODELS: dict[str, Model] = {
 }
 
 
-def build_net(model: Any, norm: Any, in_shape: Shape, width: float = 1.0) -> Sequential:
+def build_net(
+    model: ModelConfig, norm: NormConfig, in_shape: Shape, width: float = 1.0
+) -> Sequential:
     """The layer tree of ``model`` with ``norm`` in its norm slots, for inputs of ``in_shape``.
 
     Checks every layer's shapes now, so an impossible combination (feature maps that shrink to
@@ -56,7 +61,7 @@ def build_net(model: Any, norm: Any, in_shape: Shape, width: float = 1.0) -> Seq
 def init_state(
     net: Sequential,
     in_shape: Shape,
-    init: Any,
+    init: InitConfig,
     rng: np.random.Generator,
     dtype: np.dtype | type = np.float64,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

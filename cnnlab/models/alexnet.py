@@ -7,7 +7,7 @@ a max pool, and two dropout – linear – ReLU layers before the classifier. Wi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.models.blocks import conv_norm_relu, norm_layer, scaled
 from cnnlab.ops.activation import ReLU
@@ -16,19 +16,23 @@ from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
 from cnnlab.ops.tree import Node
-from cnnlab.schema import bounded, bounded_list
+from cnnlab.schema import ModelConfig, bounded, bounded_list
+
+if TYPE_CHECKING:
+    from cnnlab.schema import NormConfig
 
 
 @dataclass
-class AlexNetConfig:
+class AlexNetConfig(ModelConfig):
     name: str = "alexnet_lite"
-    num_classes: int = bounded(10, ge=1)
     filters: list[int] = bounded_list(lambda: [64, 192, 384, 256, 256], ge=1, length=5)
     hidden: list[int] = bounded_list(lambda: [1024, 1024], ge=1, length=2)
     dropout: float = bounded(0.5, ge=0, lt=1)
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
+def build(
+    cfg: AlexNetConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+) -> Sequential:
     """conv1 5x5, conv2 5x5 (pad 2), conv3-5 3x3 (pad 1); pools 3x3 stride 2 pad 1."""
     f = [scaled(n, width) for n in cfg.filters]
     h = [scaled(n, width) for n in cfg.hidden]

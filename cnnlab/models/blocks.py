@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.kernels.geometry import IntPair
 from cnnlab.ops.activation import ReLU
@@ -11,8 +11,11 @@ from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import NORMS
 from cnnlab.ops.tree import Layer, Node
 
+if TYPE_CHECKING:
+    from cnnlab.schema import NormConfig
 
-def norm_layer(norm: Any) -> Layer | None:
+
+def norm_layer(norm: NormConfig | None) -> Layer | None:
     """The layer a ``norm=`` choice puts in a norm slot, or None for ``none``.
 
     norm: the ``norm`` config node (``name`` and that option's keys, the layer's fields).
@@ -29,7 +32,7 @@ def conv_norm_relu(
     name: str,
     out_channels: int,
     kernel: IntPair,
-    norm: Any | None,
+    norm: NormConfig | None,
     stride: IntPair = 1,
     pad: IntPair = 0,
     bias: bool | None = None,

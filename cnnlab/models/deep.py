@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
@@ -11,18 +11,22 @@ from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
 from cnnlab.ops.tree import Node
-from cnnlab.schema import bounded, bounded_list
+from cnnlab.schema import ModelConfig, bounded_list
+
+if TYPE_CHECKING:
+    from cnnlab.schema import NormConfig
 
 
 @dataclass
-class DeepConfig:
+class DeepConfig(ModelConfig):
     name: str = "deep"
-    num_classes: int = bounded(10, ge=1)
     filters: list[int] = bounded_list(lambda: [32, 32, 64, 64, 128, 128], ge=1)
     pool_after: list[int] = bounded_list(lambda: [1, 3, 5], ge=0)  # block indices, from 0
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
+def build(
+    cfg: DeepConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+) -> Sequential:
     """One block per entry of ``filters``; a 2x2 max pool after each block in ``pool_after``."""
     bad = [i for i in cfg.pool_after if not 0 <= i < len(cfg.filters)]
     if bad:

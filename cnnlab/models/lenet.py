@@ -8,25 +8,29 @@ maxpool 2 – linear 120 – ReLU – linear 84 – ReLU – linear K. 61,706 pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.models.blocks import conv_norm_relu, scaled
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
-from cnnlab.schema import bounded, bounded_list
+from cnnlab.schema import ModelConfig, bounded_list
+
+if TYPE_CHECKING:
+    from cnnlab.schema import NormConfig
 
 
 @dataclass
-class LeNetConfig:
+class LeNetConfig(ModelConfig):
     name: str = "lenet"
-    num_classes: int = bounded(10, ge=1)
     filters: list[int] = bounded_list(lambda: [6, 16], ge=1, length=2)
     hidden: list[int] = bounded_list(lambda: [120, 84], ge=1, length=2)
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
+def build(
+    cfg: LeNetConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+) -> Sequential:
     """LeNet-5; the first conv pads a smaller input up to LeNet's 32x32."""
     pad = max(0, (32 - in_shape[1]) // 2)
     c1, c2 = (scaled(f, width) for f in cfg.filters)

@@ -9,7 +9,7 @@ stride-2 pad-1 max pool (11,689,512 parameters with 1000 classes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.choice import Choice
 from cnnlab.errors import UsageError
@@ -19,7 +19,10 @@ from cnnlab.ops.linear import Linear
 from cnnlab.ops.pool import GlobalAvgPool, MaxPool2d
 from cnnlab.ops.structure import Residual, Sequential
 from cnnlab.ops.tree import Node
-from cnnlab.schema import bounded, bounded_list
+from cnnlab.schema import ModelConfig, bounded_list
+
+if TYPE_CHECKING:
+    from cnnlab.schema import NormConfig
 
 
 class Stem(Choice):
@@ -31,15 +34,16 @@ class Stem(Choice):
 
 
 @dataclass
-class ResNetConfig:
+class ResNetConfig(ModelConfig):
     name: str = "resnet18"
-    num_classes: int = bounded(10, ge=1)
     stem: Stem = Stem.cifar
     widths: list[int] = bounded_list(lambda: [64, 128, 256, 512], ge=1)
     blocks: list[int] = bounded_list(lambda: [2, 2, 2, 2], ge=1)
 
 
-def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> Residual:
+def basic_block(
+    in_channels: int, out_channels: int, stride: int, norm: NormConfig | None
+) -> Residual:
     """conv3x3(stride) – norm – ReLU – conv3x3 – norm, plus the shortcut; ReLU follows outside."""
     body = Sequential(
         (
@@ -55,7 +59,9 @@ def basic_block(in_channels: int, out_channels: int, stride: int, norm: Any) -> 
     return Residual(body, shortcut)
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
+def build(
+    cfg: ResNetConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+) -> Sequential:
     if len(cfg.widths) != len(cfg.blocks):
         raise UsageError("model.widths and model.blocks must have the same length")
     widths = [scaled(w, width) for w in cfg.widths]

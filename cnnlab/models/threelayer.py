@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cnnlab.models.blocks import conv_norm_relu, scaled
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
-from cnnlab.schema import bounded
+from cnnlab.schema import ModelConfig, bounded
+
+if TYPE_CHECKING:
+    from cnnlab.schema import NormConfig
 
 
 @dataclass
-class ThreeLayerConfig:
+class ThreeLayerConfig(ModelConfig):
     name: str = "threelayer"
-    num_classes: int = bounded(10, ge=1)
     filters: int = bounded(32, ge=1)
     kernel: int = bounded(7, ge=1)
     hidden: int = bounded(100, ge=1)
 
 
-def build(cfg: Any, norm: Any, in_shape: tuple[int, ...], width: float = 1.0) -> Sequential:
+def build(
+    cfg: ThreeLayerConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+) -> Sequential:
     """The CS231n three-layer convnet; the conv keeps the spatial size (pad = kernel // 2)."""
     return Sequential(
         (

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from cnnlab.nn.numpy_net import NumpyNet
+    from cnnlab.schema import OptimConfig
 
 
 class Engine(Protocol):
@@ -77,7 +78,7 @@ class NumpyEngine:
         net: Node,
         params: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
-        optim: Any,
+        optim: OptimConfig,
         group: Group = SINGLE,
         options: BackendOptions = DEFAULT_OPTIONS,
     ) -> None:
@@ -141,7 +142,7 @@ class TorchEngine:
         net: Node,
         params: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
-        optim: Any,
+        optim: OptimConfig,
         group: Group = SINGLE,
         options: BackendOptions = DEFAULT_OPTIONS,
     ) -> None:
@@ -254,7 +255,7 @@ def make_engine(
     net: Node,
     params: dict[str, np.ndarray],
     buffers: dict[str, np.ndarray],
-    optim: Any,
+    optim: OptimConfig,
     group: Group = SINGLE,
     options: BackendOptions = DEFAULT_OPTIONS,
 ) -> Engine:

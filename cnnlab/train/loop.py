@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from cnnlab.train.distributed import SINGLE, Group
 from cnnlab.train.engine import Engine
 from cnnlab.train.metrics import Evaluation, evaluate
 from cnnlab.train.optim import learning_rate
+
+if TYPE_CHECKING:
+    from cnnlab.schema import TrainConfig
 
 log = logging.getLogger("cnnlab.train")
 
@@ -108,7 +111,7 @@ class Trainer:
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: TrainConfig,
         data: Dataset,
         engine: Engine,
         run_dir: Path,

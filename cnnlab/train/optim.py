@@ -28,7 +28,7 @@ step and hands to both engines:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def _check(optim: OptimConfig) -> OptimName:
 # -- schedules -----------------------------------------------------------------------------------
 
 
-def learning_rate(optim: Any, step: int, steps_per_epoch: int, total_steps: int) -> float:
+def learning_rate(optim: OptimConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
     """The learning rate of global step ``step`` (counted from 0) under ``optim.schedule``.
 
     Args:
@@ -81,7 +81,7 @@ def learning_rate(optim: Any, step: int, steps_per_epoch: int, total_steps: int)
     return scale * _scheduled(optim, step, steps_per_epoch, total_steps)
 
 
-def _scheduled(optim: Any, step: int, steps_per_epoch: int, total_steps: int) -> float:
+def _scheduled(optim: OptimConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
     schedule = optim.schedule
     lr = float(optim.lr)
     if schedule == "none":
@@ -119,7 +119,7 @@ class NumpyOptimizer:
     its steps. :meth:`state_dict` gives them as ``"<param name>/<slot>"`` plus ``"step"``.
     """
 
-    def __init__(self, optim: Any, params: dict[str, np.ndarray]) -> None:
+    def __init__(self, optim: OptimConfig, params: dict[str, np.ndarray]) -> None:
         self.name = _check(optim)
         self.params = params
         self.weight_decay = float(optim.weight_decay)
@@ -222,7 +222,7 @@ class NumpyOptimizer:
 # -- torch -----------------------------------------------------------------------------------------
 
 
-def torch_optimizer(optim: Any, params: list) -> torch.optim.Optimizer:
+def torch_optimizer(optim: OptimConfig, params: list) -> torch.optim.Optimizer:
     """The ``torch.optim`` optimizer of ``optim`` over ``params`` (one parameter group).
 
     ``sgd`` and ``momentum`` give ``torch.optim.SGD`` (momentum 0, or μ with dampening 0 and
