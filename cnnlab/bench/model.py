@@ -26,16 +26,15 @@ class ModelBench:
     """The model, its initial state and a batch, shared by every backend."""
 
     def __init__(self, cfg: BenchConfig, dtype: np.dtype, options: BackendOptions) -> None:
-        from cnnlab.models import build_net, init_state
+        from cnnlab.models import INIT_STREAM, instantiate
         from cnnlab.ops.tree import summarize
 
         self.cfg = cfg
         self.shape = tuple(int(n) for n in cfg.data.shape)
         self.batch = int(cfg.bench.batch or cfg.trainer.batch_size)
-        self.net = build_net(cfg.model, cfg.norm, self.shape)
-        rng = np.random.default_rng(cfg.trainer.seed)
-        self.params, self.buffers = init_state(self.net, self.shape, cfg.init, rng, dtype)
-        self.flops = float(summarize(self.net, self.shape)["total_flops"])
+        rng = np.random.default_rng([cfg.trainer.seed, INIT_STREAM])  # as cnnlab train draws
+        self.model = instantiate(cfg.model, cfg.norm, cfg.init, self.shape, rng, dtype)
+        self.flops = float(summarize(self.model.net, self.shape)["total_flops"])
         self.dtype = dtype
         self.options = options
         self._ref: dict[int, np.ndarray] = {}
@@ -53,8 +52,7 @@ class ModelBench:
     def engine(self, backend: Backend) -> Engine:
         from cnnlab.train.engine import make_engine
 
-        net, optim = self.net, self.cfg.optim
-        return make_engine(backend, net, self.params, self.buffers, optim, options=self.options)
+        return make_engine(backend, self.model, self.cfg.optim, options=self.options)
 
     def step(self, engine: Engine, n: int) -> np.ndarray:
         x, y = self.batch_of(n)

@@ -44,7 +44,7 @@ def task(cfg: EvalConfig) -> int:
     from cnnlab.backends import BackendOptions, get_backend
     from cnnlab.config import run_dir
     from cnnlab.data import load as load_data
-    from cnnlab.models import build_net, init_state
+    from cnnlab.models import INIT_STREAM, instantiate
     from cnnlab.train.checkpoint import find, load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.metrics import confusion_table, evaluate
@@ -53,15 +53,13 @@ def task(cfg: EvalConfig) -> int:
     state, meta = load(path)
     run = OmegaConf.create(meta["config"])
     backend = get_backend(cfg.backend.name if cfg.backend is not None else run.backend.name)
-    data = load_data(run.data, int(run.trainer.seed))
     dtype = np.dtype(run.trainer.dtype)
-    if dtype != np.float32:
-        data = data.astype(dtype)
+    data = load_data(run.data, int(run.trainer.seed), dtype)
     in_shape = tuple(data.train.x.shape[1:])
-    net = build_net(run.model, run.norm, in_shape)
-    params, buffers = init_state(net, in_shape, run.init, np.random.default_rng(0), dtype)
+    rng = np.random.default_rng([run.trainer.seed, INIT_STREAM])  # replaced by the checkpoint's
+    model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype)
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
-    engine = make_engine(backend, net, params, buffers, run.optim, options=options)
+    engine = make_engine(backend, model, run.optim, options=options)
     engine.load_weights(state)
     split = getattr(data, cfg.split)
     ev = evaluate(engine, split.x, split.y, int(cfg.trainer.eval_batch_size), len(data.classes))

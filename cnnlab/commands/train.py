@@ -210,17 +210,14 @@ def train(job: Job, group: Group) -> Outcome:
 def _load_data(cfg: TrainConfig, group: Group) -> Dataset:
     """The run's data in its dtype. Rank 0 reads (and, if need be, downloads) it first; the
     other ranks read what it left."""
-    import numpy as np
-
     from cnnlab.data import load as load_data
 
     if not group.main:
         group.barrier()
-    data = load_data(cfg.data, int(cfg.trainer.seed))
+    data = load_data(cfg.data, int(cfg.trainer.seed), cfg.trainer.dtype)
     if group.main:
         group.barrier()
-    dtype = np.dtype(cfg.trainer.dtype)
-    return data if dtype == np.float32 else data.astype(dtype)
+    return data
 
 
 def _start(
@@ -235,17 +232,16 @@ def _start(
     the loop's position: ``(engine, loop)``."""
     import numpy as np
 
-    from cnnlab.models import build_net, init_state
+    from cnnlab.models import INIT_STREAM, instantiate
     from cnnlab.train.checkpoint import load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.loop import LoopState
 
     t = cfg.trainer
     in_shape = tuple(data.train.x.shape[1:])
-    net = build_net(cfg.model, cfg.norm, in_shape)
-    rng = np.random.default_rng([t.seed, 0])
-    params, buffers = init_state(net, in_shape, cfg.init, rng, np.dtype(t.dtype))
-    engine = make_engine(backend, net, params, buffers, cfg.optim, group, options)
+    rng = np.random.default_rng([t.seed, INIT_STREAM])
+    model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, np.dtype(t.dtype))
+    engine = make_engine(backend, model, cfg.optim, group, options)
     loop = LoopState()
     if job.resume is not None:
         state, meta = load(Path(job.resume))
@@ -258,7 +254,7 @@ def _start(
         "train %s (%s params) on %s: %d train / %d val / %d test images, backend=%s, "
         "optim=%s lr=%g, %d epochs of batch %d%s",
         cfg.model.name,
-        f"{sum(p.size for p in params.values()):,}",
+        f"{sum(p.size for p in model.params.values()):,}",
         data.name,
         len(data.train.y),
         len(data.val.y),

@@ -160,12 +160,18 @@ def check_config(data: DataConfig) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def load(data: DataConfig, seed: int) -> Dataset:
-    """The data set that the ``data`` config node describes, split and normalised.
+def load(data: DataConfig, seed: int, dtype: np.dtype | type = np.float32) -> Dataset:
+    """The data set that the ``data`` config node describes, split and normalised, its images
+    in ``dtype``.
 
     Reads (or generates) the official train and test splits, downloading missing files when
     ``data.download`` allows; raises RunError (one line) for files missing or corrupt.
     """
+    dataset = _load(data, seed)
+    return dataset if np.dtype(dtype) == np.float32 else dataset.astype(dtype)
+
+
+def _load(data: DataConfig, seed: int) -> Dataset:
     check_config(data)
     raw = source(data.name).read(data, seed)
     names, (x_train, y_train), (x_test, y_test) = _subset(raw, data.classes)

@@ -49,16 +49,16 @@ class ModelProblem:
 
 def make_problem(cfg: GradcheckConfig) -> ModelProblem:
     """Build the scaled-down model, its float64 weights and a random batch from the config."""
-    from cnnlab.models import build_net, init_state
+    from cnnlab.models import instantiate
     from cnnlab.ops.tree import param_specs
 
     g = cfg.gradcheck
     channels, height, width = (int(n) for n in cfg.data.shape)
     size = (g.image_size, g.image_size) if g.image_size else (height, width)
     in_shape = (channels, *size)
-    net = build_net(cfg.model, cfg.norm, in_shape, g.width_scale)
     rng = np.random.default_rng([cfg.trainer.seed, 1])
-    initial, buffers = init_state(net, in_shape, cfg.init, rng, np.float64)
+    model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, np.float64, g.width_scale)
+    net, initial, buffers = model.net, model.params, model.buffers
     params = _off_init(initial, param_specs(net, in_shape), rng)
     x = rng.standard_normal((g.batch_size, *in_shape))
     y = rng.integers(0, cfg.model.num_classes, size=g.batch_size)

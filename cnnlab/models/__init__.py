@@ -58,6 +58,38 @@ def build_net(
     return net
 
 
+# A run's initial weights are drawn from default_rng([trainer.seed, INIT_STREAM]): the same
+# weights wherever the run's model is rebuilt (train, eval, bench model).
+INIT_STREAM = 0
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A model ready to run: its layer tree for inputs of ``in_shape`` and its initial
+    parameters and buffers (numpy arrays, copied into whichever backend runs it)."""
+
+    net: Sequential
+    in_shape: Shape
+    params: dict[str, np.ndarray]
+    buffers: dict[str, np.ndarray]
+
+
+def instantiate(
+    model: ModelConfig,
+    norm: NormConfig,
+    init: InitConfig,
+    in_shape: Shape,
+    rng: np.random.Generator,
+    dtype: np.dtype | type = np.float64,
+    width: float = 1.0,
+) -> Instance:
+    """The net of ``model`` (widths times ``width``) with weights drawn by ``init`` from
+    ``rng``: what train, eval, ``bench model`` and ``gradcheck model=`` all start from."""
+    net = build_net(model, norm, in_shape, width)
+    params, buffers = init_state(net, in_shape, init, rng, dtype)
+    return Instance(net, tuple(in_shape), params, buffers)
+
+
 def init_state(
     net: Sequential,
     in_shape: Shape,

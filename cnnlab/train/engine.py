@@ -24,6 +24,7 @@ from cnnlab.train.distributed import SINGLE, Group
 if TYPE_CHECKING:
     import torch
 
+    from cnnlab.models import Instance
     from cnnlab.nn.numpy_net import NumpyNet
     from cnnlab.schema import OptimConfig
 
@@ -252,14 +253,13 @@ ENGINES: dict[str, Callable[..., Engine]] = {"numpy": NumpyEngine, "torch": Torc
 
 def make_engine(
     backend: Backend,
-    net: Node,
-    params: dict[str, np.ndarray],
-    buffers: dict[str, np.ndarray],
+    model: Instance,
     optim: OptimConfig,
     group: Group = SINGLE,
     options: BackendOptions = DEFAULT_OPTIONS,
 ) -> Engine:
-    """The engine of ``backend``'s framework, starting from numpy ``params`` and ``buffers``;
-    group: this process's place in a data-parallel run (torch backends only); options: how
-    the backend runs (threads, Winograd)."""
-    return ENGINES[backend.framework](backend, net, params, buffers, optim, group, options)
+    """The engine of ``backend``'s framework, starting from ``model``'s parameters and
+    buffers; group: this process's place in a data-parallel run (torch backends only);
+    options: how the backend runs (threads, Winograd)."""
+    engine = ENGINES[backend.framework]
+    return engine(backend, model.net, model.params, model.buffers, optim, group, options)
