@@ -67,15 +67,20 @@ class Backend:
             return cuda_available()
         return True, ""
 
-    def prepare(self, options: BackendOptions = DEFAULT_OPTIONS) -> None:
-        """Check that this backend can run here (BackendUnavailableError if not) and give
-        numpy's BLAS and torch the thread count of ``options``: the one place a kernel set,
-        a model or an engine of this backend has its threads set."""
-        from cnnlab.runtime import use_threads
-
+    def require(self) -> Backend:
+        """This backend, if it can run here; a one-line BackendUnavailableError if not."""
         ok, reason = self.availability()
         if not ok:
             raise BackendUnavailableError(f"backend={self.name} cannot run here: {reason}")
+        return self
+
+    def prepare(self, options: BackendOptions = DEFAULT_OPTIONS) -> None:
+        """Check that this backend can run here (:meth:`require`) and give numpy's BLAS and
+        torch the thread count of ``options``: the one place a kernel set, a model or an
+        engine of this backend has its threads set."""
+        from cnnlab.runtime import use_threads
+
+        self.require()
         use_threads(options.threads)
 
     def kernels(self, options: BackendOptions = DEFAULT_OPTIONS) -> KernelSet:

@@ -340,12 +340,13 @@ def validate(
     command: str,
     overrides: list[str],
     multirun: bool = False,
-    check: Callable[[Any], None] | None = None,
-) -> Any:
+    check: Callable[[Any], object] | None = None,
+) -> tuple[DictConfig, object]:
     """Compose every candidate override set and run the command's own ``check`` on each.
 
     Raises a one-line UsageError on the first mistake, before anything runs; returns the
-    config of the first candidate (the run itself, when there is no sweep). A sweep also
+    config of the first candidate (the run itself, when there is no sweep) and what ``check``
+    returned for it (its plan: see :mod:`cnnlab.commands`). A sweep also
     checks the search space that its sweeper's config holds (``hydra.sweeper.params``, as in
     ``hparams_search=optuna``), which would otherwise fail only in the jobs.
     """
@@ -355,12 +356,12 @@ def validate(
         first_cfg = compose(command, first_set, with_hydra=True)
         _check_sweepable(first_cfg, overrides)
         searched = sweeper_params(first_cfg, overrides)
-    first = None
+    first: tuple[DictConfig, object] | None = None
     for candidate in candidate_override_sets([*overrides, *searched], multirun):
         cfg = compose(command, candidate, with_hydra=True)
-        if check is not None:
-            check(cfg)
-        first = cfg if first is None else first
+        plan = check(cfg) if check is not None else None
+        first = (cfg, plan) if first is None else first
+    assert first is not None  # candidate_override_sets yields at least one set
     return first
 
 
@@ -418,10 +419,12 @@ def _argv(argv: list[str]) -> Iterator[None]:
 def launch(command: str, module: Any, args: list[str], multirun: bool = False) -> int:
     """Validate the arguments, then run the command's task under ``hydra.main``.
 
-    module: the command's module, with ``task(cfg)`` returning an exit code or an
-    :class:`Outcome`, ``check_config(cfg)`` raising UsageError for what composition cannot
-    catch, and optionally ``launch_overrides(cfg, multirun)`` adding Hydra overrides (a
-    resumed run goes back to its own run directory). Errors of type :class:`CnnlabError`
+    module: the command's module (see :mod:`cnnlab.commands`): ``check_config(cfg)`` raising
+    UsageError for what composition cannot catch and returning its plan, ``task(cfg, plan)``
+    returning an exit code or an :class:`Outcome`, and optionally ``launch_overrides(cfg,
+    plan, multirun)`` adding Hydra overrides (a resumed run goes back to its own run
+    directory). A single run's task gets the plan made here; a sweep's jobs, which may run in
+    other processes, get None and make their own. Errors of type :class:`CnnlabError`
     raised by the task end that job with one logged line and their exit code. Returns the
     worst exit code of all jobs.
 
@@ -433,9 +436,10 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
     import hydra
 
     flags, overrides = split_args(args)
-    cfg = validate(command, overrides, multirun, module.check_config)
+    cfg, plan = validate(command, overrides, multirun, module.check_config)
     if hasattr(module, "launch_overrides"):
-        overrides = [*overrides, *module.launch_overrides(cfg, multirun)]
+        overrides = [*overrides, *module.launch_overrides(cfg, plan, multirun)]
+    job_plan = None if multirun else plan
     if multirun and not _runs_jobs(flags):
         # Hydra prints no config of a sweep (--cfg with --multirun is an error): the first job's.
         overrides, multirun = next(candidate_override_sets(overrides, multirun)), False
@@ -459,7 +463,7 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
         started = time.perf_counter()
         code, error = 1, None
         try:
-            result = module.task(cfg)
+            result = module.task(cfg, job_plan)
             outcome = result if isinstance(result, Outcome) else Outcome(int(result))
             code = outcome.code
             return outcome.value  # what Hydra's sweepers optimise

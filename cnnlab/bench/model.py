@@ -18,6 +18,7 @@ from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
 
 if TYPE_CHECKING:
+    from cnnlab.models import Instance
     from cnnlab.schema import BenchConfig
     from cnnlab.train.engine import Engine
 
@@ -25,17 +26,15 @@ if TYPE_CHECKING:
 class ModelBench:
     """The model, its initial state and a batch, shared by every backend."""
 
-    def __init__(self, cfg: BenchConfig, dtype: np.dtype, options: BackendOptions) -> None:
-        from cnnlab.models import INIT_STREAM, instantiate
+    def __init__(self, cfg: BenchConfig, model: Instance, options: BackendOptions) -> None:
         from cnnlab.ops.tree import summarize
 
         self.cfg = cfg
-        self.shape = tuple(int(n) for n in cfg.data.shape)
+        self.model = model
+        self.shape = model.in_shape
         self.batch = int(cfg.bench.batch or cfg.trainer.batch_size)
-        rng = np.random.default_rng([cfg.trainer.seed, INIT_STREAM])  # as cnnlab train draws
-        self.model = instantiate(cfg.model, cfg.norm, cfg.init, self.shape, rng, dtype)
-        self.flops = float(summarize(self.model.net, self.shape)["total_flops"])
-        self.dtype = dtype
+        self.flops = float(summarize(model.net, self.shape)["total_flops"])
+        self.dtype = np.dtype(cfg.trainer.dtype)
         self.options = options
         self._ref: dict[int, np.ndarray] = {}
         self._batches: dict[int, tuple[np.ndarray, np.ndarray]] = {}

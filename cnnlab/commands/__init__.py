@@ -1,6 +1,9 @@
 """One module per ``cnnlab`` command, each with the same two steps.
 
-``check_config(cfg)`` checks a composed config and raises a one-line ``UsageError`` before
-anything runs; ``task(cfg)`` runs the command (under ``hydra.main``) and returns its exit code.
-``cnnlab.cli`` lists them in one table; ``cnnlab.config.launch`` runs them.
+``check_config(cfg) -> plan`` checks a composed config, raising a one-line ``UsageError``
+before anything runs, and returns what it built on the way (the resolved backends, the net,
+the checkpoint it read): the command's plan. ``task(cfg, plan)`` runs the command (under
+``hydra.main``) from that plan and returns its exit code; given None (a sweep's job, which may
+run in another process), it checks its own config first. ``cnnlab.cli`` lists the commands in
+one table; ``cnnlab.config.launch`` runs them.
 """

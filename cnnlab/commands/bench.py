@@ -10,28 +10,44 @@ and exits 1 if any backend's output differs from torch's.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cnnlab.backends import Backend
+    from cnnlab.bench.cases import BenchCase
+    from cnnlab.models import Instance
     from cnnlab.schema import BenchConfig
 
 log = logging.getLogger("cnnlab.bench")
 
 
-def check_config(cfg: BenchConfig) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """The backends, and the target's cases or (``bench model``) the model with its weights."""
+
+    backends: list[Backend]
+    cases: list[BenchCase]
+    model: Instance | None
+
+
+def check_config(cfg: BenchConfig) -> Plan:
     """Target, backends, harness settings and (for model) the model, before anything runs."""
+    import numpy as np
+
     from cnnlab.backends import resolve_backends
     from cnnlab.bench.cases import cases
 
     s = cfg.bench
-    resolve_backends(cfg.backends)
-    if s.target == "model":
-        from cnnlab.models import build_net
+    backends = resolve_backends(cfg.backends)
+    if s.target != "model":
+        return Plan(backends, cases(s), None)
+    from cnnlab.models import INIT_STREAM, instantiate
 
-        build_net(cfg.model, cfg.norm, tuple(int(n) for n in cfg.data.shape))
-    else:
-        cases(s)
+    shape = tuple(int(n) for n in cfg.data.shape)
+    rng = np.random.default_rng([cfg.trainer.seed, INIT_STREAM])  # as cnnlab train draws
+    dtype = np.dtype(cfg.trainer.dtype)
+    return Plan(backends, [], instantiate(cfg.model, cfg.norm, cfg.init, shape, rng, dtype))
 
 
 def _threads(requested: int | None) -> int | None:
@@ -44,39 +60,39 @@ def _threads(requested: int | None) -> int | None:
     return pools[0] if pools else None
 
 
-def task(cfg: BenchConfig) -> int:
+def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
     """The Hydra task: measure every case on every backend, report, write the files."""
     import numpy as np
 
-    from cnnlab.backends import BackendOptions, resolve_backends
+    from cnnlab.backends import BackendOptions
     from cnnlab.bench import report
-    from cnnlab.bench.cases import cases
     from cnnlab.bench.run import Context, bench_case, compare
     from cnnlab.bench.timing import matmul_gflops
     from cnnlab.config import run_dir
     from cnnlab.provenance import provenance
     from cnnlab.runtime import use_threads
 
+    plan = plan or check_config(cfg)
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
     # Before the roofline, which is measured at the thread count the kernels will run with.
     use_threads(options.threads)
     s = cfg.bench
     dtype = np.dtype(cfg.trainer.dtype)
-    backends = resolve_backends(cfg.backends)
+    backends = plan.backends
     roofline = matmul_gflops(int(s.roofline_size), dtype)
     log.info("roofline: numpy a @ b (%d²) at %.1f GFLOP/s", s.roofline_size, roofline)
     threads = _threads(cfg.trainer.threads)
     ctx = Context(s.target, dtype, threads, int(cfg.trainer.seed), s, roofline, options)
     rows: list[dict[str, Any]] = []
-    if s.target == "model":
+    if plan.model is not None:
         from cnnlab.bench.model import ModelBench, bench_model
 
-        mb = ModelBench(cfg, dtype, options)
+        mb = ModelBench(cfg, plan.model, options)
         for backend in backends:
             rows.append(bench_model(ctx, mb, backend))
             log.info("%s on %s: %s", mb.cfg.model.name, backend.name, rows[-1]["status"])
     else:
-        for case in cases(s):
+        for case in plan.cases:
             for backend in backends:
                 rows.append(bench_case(ctx, case, backend))
                 name = f"{case.name} {case.variant}".strip()

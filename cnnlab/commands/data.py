@@ -27,8 +27,9 @@ def check_config(cfg: DataCommandConfig) -> None:
     check_data(cfg.data)
 
 
-def task(cfg: DataCommandConfig) -> int:
+def task(cfg: DataCommandConfig, plan: None = None) -> int:
     """The Hydra task: download and/or report; the exit code says whether the data is usable."""
+    check_config(cfg)  # nothing built to share: checked again, at no cost
     from cnnlab.data import source
 
     data = cfg.data

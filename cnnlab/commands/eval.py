@@ -9,50 +9,50 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cnnlab.errors import RunError, UsageError
-
 if TYPE_CHECKING:
+    from cnnlab.backends import Backend
     from cnnlab.schema import EvalConfig
+    from cnnlab.train.checkpoint import Checkpoint
 
 log = logging.getLogger("cnnlab.eval")
 
 
-def check_config(cfg: EvalConfig) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """The checkpoint, read once, and the backend that evaluates its weights."""
+
+    checkpoint: Checkpoint
+    backend: Backend
+
+
+def check_config(cfg: EvalConfig) -> Plan:
+    """The checkpoint exists and reads, and the backend can run here."""
     from cnnlab.backends import get_backend
-    from cnnlab.errors import BackendUnavailableError
-    from cnnlab.train.checkpoint import find
+    from cnnlab.train.checkpoint import read
 
-    try:
-        find(cfg.checkpoint)
-    except RunError as exc:
-        raise UsageError(f"checkpoint: {exc}") from None
-    if cfg.backend is not None:
-        backend = get_backend(cfg.backend.name)
-        ok, reason = backend.availability()
-        if not ok:
-            raise BackendUnavailableError(f"backend={backend.name} cannot run here: {reason}")
+    checkpoint = read(cfg.checkpoint, "checkpoint")
+    name = cfg.backend.name if cfg.backend is not None else checkpoint.config.backend.name
+    return Plan(checkpoint, get_backend(name).require())
 
 
-def task(cfg: EvalConfig) -> int:
+def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
     """Rebuild the run's model and data, load the weights, evaluate one split."""
     import numpy as np
-    from omegaconf import OmegaConf
     from rich.console import Console
 
-    from cnnlab.backends import BackendOptions, get_backend
+    from cnnlab.backends import BackendOptions
     from cnnlab.config import run_dir
     from cnnlab.data import load as load_data
     from cnnlab.models import INIT_STREAM, instantiate
-    from cnnlab.train.checkpoint import find, load
     from cnnlab.train.engine import make_engine
     from cnnlab.train.metrics import confusion_table, evaluate
 
-    path = find(cfg.checkpoint)
-    state, meta = load(path)
-    run = OmegaConf.create(meta["config"])
-    backend = get_backend(cfg.backend.name if cfg.backend is not None else run.backend.name)
+    plan = plan or check_config(cfg)
+    checkpoint, backend = plan.checkpoint, plan.backend
+    path, meta, run = checkpoint.path, checkpoint.meta, checkpoint.config
     dtype = np.dtype(run.trainer.dtype)
     data = load_data(run.data, int(run.trainer.seed), dtype)
     in_shape = tuple(data.train.x.shape[1:])
@@ -60,7 +60,7 @@ def task(cfg: EvalConfig) -> int:
     model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype)
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
     engine = make_engine(backend, model, run.optim, options=options)
-    engine.load_weights(state)
+    engine.load_weights(checkpoint.state)
     split = getattr(data, cfg.split)
     ev = evaluate(engine, split.x, split.y, int(cfg.trainer.eval_batch_size), len(data.classes))
     Console().print(

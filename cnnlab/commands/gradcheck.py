@@ -10,38 +10,51 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cnnlab.backends import BackendOptions
 from cnnlab.errors import UsageError
 
 if TYPE_CHECKING:
+    from cnnlab.backends import Backend
+    from cnnlab.gradcheck.model_check import ModelProblem
     from cnnlab.gradcheck.run import Thresholds
     from cnnlab.schema import GradcheckConfig
 
 log = logging.getLogger("cnnlab.gradcheck")
 
 
-def check_config(cfg: GradcheckConfig) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """The backends to check and, with ``model=``, the model problem (net, weights, batch)."""
+
+    backends: list[Backend]
+    problem: ModelProblem | None
+
+
+def check_config(cfg: GradcheckConfig) -> Plan:
     """What the schema cannot express, checked before anything runs: one line, exit 2."""
     from cnnlab.backends import resolve_backends
 
-    resolve_backends(cfg.backends)
-    if cfg.model is not None:
-        from cnnlab.gradcheck.model_check import make_problem
+    backends = resolve_backends(cfg.backends)
+    if cfg.model is None:
+        return Plan(backends, None)
+    from cnnlab.gradcheck.model_check import make_problem
 
-        if cfg.layer.name != "all":
-            raise UsageError("give layer= or model=, not both: model= checks the whole model")
-        make_problem(cfg)  # an impossible model/data combination fails here
+    if cfg.layer.name != "all":
+        raise UsageError("give layer= or model=, not both: model= checks the whole model")
+    return Plan(backends, make_problem(cfg))  # an impossible model/data fails here
 
 
 def _layer_batches(
-    cfg: GradcheckConfig, backends: list, thresholds: Thresholds, options: BackendOptions
+    cfg: GradcheckConfig, plan: Plan, thresholds: Thresholds, options: BackendOptions
 ) -> tuple[int, Iterator[list]]:
     from cnnlab.gradcheck.run import check_layers
     from cnnlab.ops import layer_cases
 
     cases = layer_cases(cfg.layer.name)
+    backends = plan.backends
     log.info(
         "gradcheck layer=%s on %s: %d cases, float64, step h=%g",
         cfg.layer.name,
@@ -53,12 +66,13 @@ def _layer_batches(
 
 
 def _model_batches(
-    cfg: GradcheckConfig, backends: list, thresholds: Thresholds, options: BackendOptions
+    cfg: GradcheckConfig, plan: Plan, thresholds: Thresholds, options: BackendOptions
 ) -> tuple[int, Iterator[list]]:
-    from cnnlab.gradcheck.model_check import check_model, make_problem
+    from cnnlab.gradcheck.model_check import check_model
     from cnnlab.gradcheck.run import skipped_record
 
-    problem = make_problem(cfg)
+    backends, problem = plan.backends, plan.problem
+    assert problem is not None  # model= given
     usable = [b for b in backends if b.availability()[0]]
     log.info(
         "gradcheck model=%s (%s) on %s: float64, step h=%g, %d coordinates per tensor",
@@ -88,23 +102,22 @@ def _model_batches(
     return steps, batches()
 
 
-def task(cfg: GradcheckConfig) -> int:
+def task(cfg: GradcheckConfig, plan: Plan | None = None) -> int:
     """The Hydra task: run the checks, print the table, write gradcheck.json; exit code."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from cnnlab.backends import resolve_backends
     from cnnlab.config import run_dir
     from cnnlab.gradcheck.report import render, verdict
     from cnnlab.gradcheck.run import Thresholds
 
+    plan = plan or check_config(cfg)
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
     out_dir = run_dir()
-    backends = resolve_backends(cfg.backends)
     g = cfg.gradcheck
     thresholds = Thresholds(g.step, g.rtol_numeric, g.rtol_torch, g.atol_zero)
-    plan = _layer_batches if cfg.model is None else _model_batches
-    total, batches = plan(cfg, backends, thresholds, options)
+    batches_of = _layer_batches if plan.problem is None else _model_batches
+    total, batches = batches_of(cfg, plan, thresholds, options)
     console = Console()
     records: list = []
     interrupted = False

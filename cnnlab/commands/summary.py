@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cnnlab.ops.structure import Sequential
     from cnnlab.schema import SummaryConfig
 
 log = logging.getLogger("cnnlab.summary")
@@ -21,11 +22,11 @@ def input_shape(cfg: SummaryConfig) -> tuple[int, ...]:
     return tuple(int(n) for n in cfg.data.shape)
 
 
-def check_config(cfg: SummaryConfig) -> None:
-    """Build the layer tree: an impossible model/data combination fails here, before running."""
+def check_config(cfg: SummaryConfig) -> Sequential:
+    """The layer tree (the plan): an impossible model/data combination fails here."""
     from cnnlab.models import build_net
 
-    build_net(cfg.model, cfg.norm, input_shape(cfg))
+    return build_net(cfg.model, cfg.norm, input_shape(cfg))
 
 
 def _si(n: float) -> str:
@@ -35,17 +36,16 @@ def _si(n: float) -> str:
     return str(int(n))
 
 
-def task(cfg: SummaryConfig) -> int:
+def task(cfg: SummaryConfig, net: Sequential | None = None) -> int:
     """The Hydra task: print the table and write summary.json."""
     from rich.console import Console
     from rich.table import Table
 
     from cnnlab.config import run_dir
-    from cnnlab.models import build_net
     from cnnlab.ops.tree import summarize
 
     in_shape = input_shape(cfg)
-    net = build_net(cfg.model, cfg.norm, in_shape)
+    net = net or check_config(cfg)
     summary = {"model": cfg.model.name, "norm": cfg.norm.name, "data": cfg.data.name}
     summary |= summarize(net, in_shape)
     table = Table(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.config import Outcome
-from cnnlab.errors import BackendUnavailableError, RunError, UsageError
+from cnnlab.errors import RunError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cnnlab.backends import Backend, BackendOptions
     from cnnlab.data import Dataset
     from cnnlab.schema import TrainConfig
+    from cnnlab.train.checkpoint import Checkpoint
     from cnnlab.train.distributed import Group
     from cnnlab.train.engine import Engine
     from cnnlab.train.loop import LoopState
@@ -37,30 +38,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("cnnlab.train")
 
 
-def check_config(cfg: TrainConfig) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """What the check found: the backend and, with ``trainer.resume``, the checkpoint (read
+    once) whose run continues, with the config it was started with."""
+
+    backend: Backend
+    resume: Checkpoint | None
+
+
+def check_config(cfg: TrainConfig) -> Plan:
     """Everything that can be checked before data is read: a mistake is one line, exit 2."""
     from cnnlab.backends import get_backend
     from cnnlab.models import build_net
     from cnnlab.train.distributed import check
 
-    t = cfg.trainer
-    if t.resume:
-        from cnnlab.train.checkpoint import find
+    resume = None
+    if cfg.trainer.resume:
+        from cnnlab.train.checkpoint import read
 
-        try:
-            find(t.resume)
-        except RunError as exc:
-            raise UsageError(f"trainer.resume: {exc}") from None
-        return  # the run's own config is used, checked when it started (devices: in task)
-    backend = get_backend(cfg.backend.name)
-    ok, reason = backend.availability()
-    if not ok:
-        raise BackendUnavailableError(f"backend={backend.name} cannot run here: {reason}")
-    check(int(t.devices), backend)
+        resume = read(cfg.trainer.resume, "trainer.resume")
+        cfg = resume.config  # the run's own config
+    backend = get_backend(cfg.backend.name).require()
+    # Checkpoints written before trainer.devices existed come from one process.
+    check(int(cfg.trainer.get("devices", 1)), backend)
     build_net(cfg.model, cfg.norm, tuple(cfg.data.shape))
+    return Plan(backend, resume)
 
 
-def launch_overrides(cfg: TrainConfig, multirun: bool) -> list[str]:
+def launch_overrides(cfg: TrainConfig, plan: Plan, multirun: bool) -> list[str]:
     """A resumed run continues in its original run directory (not a new one). Under torchrun,
     ranks other than 0 get no run directory or log file of their own: they write nothing."""
     from cnnlab.train.distributed import launched
@@ -71,29 +77,11 @@ def launch_overrides(cfg: TrainConfig, multirun: bool) -> list[str]:
             raise UsageError("under torchrun, cnnlab train runs one job: sweep (-m) without it")
         if env.rank != 0:
             return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"]
-    if not cfg.trainer.resume:
+    if plan.resume is None:
         return []
     if multirun:
         raise UsageError("trainer.resume continues one run; it cannot be swept with -m")
-    from cnnlab.train.checkpoint import find, load
-
-    _, meta = load(find(cfg.trainer.resume))
-    return [f"hydra.run.dir={meta['run_dir']}"]
-
-
-def _resumed(cfg: TrainConfig) -> tuple[TrainConfig, str | None, dict | None]:
-    """The config to train with, and (checkpoint path, meta) when resuming."""
-    from omegaconf import OmegaConf
-
-    from cnnlab.train.checkpoint import find, load
-
-    if not cfg.trainer.resume:
-        return cfg, None, None
-    path = find(cfg.trainer.resume)
-    _, meta = load(path)
-    saved = OmegaConf.create(meta["config"])
-    log.info("resuming %s from %s (step %d)", meta["run_dir"], path, meta["loop"]["step"])
-    return saved, str(path), meta
+    return [f"hydra.run.dir={plan.resume.meta['run_dir']}"]
 
 
 @dataclass(frozen=True)
@@ -112,29 +100,31 @@ class Job:
     started: float
 
 
-def task(cfg: TrainConfig) -> Outcome:
+def task(cfg: TrainConfig, plan: Plan | None = None) -> Outcome:
     """The Hydra task: train (on one process, or several with DDP), evaluate on test, write the
     outputs; returns the val accuracy."""
     from omegaconf import OmegaConf
 
-    from cnnlab.backends import get_backend
     from cnnlab.config import run_dir
     from cnnlab.train import distributed
     from cnnlab.train.spawn import spawn
 
     started = time.perf_counter()
-    cfg, resume, meta = _resumed(cfg)
-    backend = get_backend(cfg.backend.name)
-    # Checkpoints written before trainer.devices existed come from one process.
+    plan = plan or check_config(cfg)
+    backend, resume = plan.backend, plan.resume
+    out_dir = str(run_dir())
+    if resume is not None:
+        cfg, out_dir = resume.config, resume.meta["run_dir"]
+        log.info("resuming %s from %s (step %d)", out_dir, resume.path, resume.step)
     devices = int(cfg.trainer.get("devices", 1))
-    distributed.check(devices, backend)  # a resumed run's settings are checked only here
-    out_dir = meta["run_dir"] if meta else str(run_dir())
-    job = Job(OmegaConf.to_container(cfg, resolve=True), out_dir, resume, started)
+    path = str(resume.path) if resume is not None else None
+    job = Job(OmegaConf.to_container(cfg, resolve=True), out_dir, path, started)
     if devices > 1 and distributed.launched() is None:
+        # Each process reads the checkpoint itself.
         return spawn(train, devices, job, backend.device, _logging_config())
     with distributed.joined(backend.device) as group:
         # Under torchrun only rank 0 has a run directory (see launch_overrides).
-        return train(replace(job, run_dir=group.broadcast(job.run_dir)), group)
+        return train(replace(job, run_dir=group.broadcast(job.run_dir)), group, resume)
 
 
 def _logging_config() -> dict | None:
@@ -146,9 +136,10 @@ def _logging_config() -> dict | None:
     return config if isinstance(config, dict) and "version" in config else None
 
 
-def train(job: Job, group: Group) -> Outcome:
+def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     """One rank's share of a training run (all of it in one process); returns the task's
-    :class:`~cnnlab.config.Outcome`. group: a :class:`cnnlab.train.distributed.Group`."""
+    :class:`~cnnlab.config.Outcome`. resume: ``job.resume`` already read (else it is read
+    here, as each spawned process does)."""
     from omegaconf import OmegaConf
     from rich.console import Console
     from rich.progress import Progress
@@ -162,7 +153,7 @@ def train(job: Job, group: Group) -> Outcome:
     options = BackendOptions(group.threads(cfg.trainer.threads), cfg.trainer.winograd)
     backend = get_backend(cfg.backend.name)
     data = _load_data(cfg, group)
-    engine, loop = _start(cfg, data, backend, job, group, options)
+    engine, loop = _start(cfg, data, backend, job, group, options, resume)
     tb = None
     if main:
         tb = TensorBoardWriter(run_dir, purge_step=loop.step if job.resume else None)
@@ -227,13 +218,14 @@ def _start(
     job: Job,
     group: Group,
     options: BackendOptions,
+    resume: Checkpoint | None,
 ) -> tuple[Engine, LoopState]:
     """The engine with its initial weights (drawn from the seed) or the checkpoint's state, and
     the loop's position: ``(engine, loop)``."""
     import numpy as np
 
     from cnnlab.models import INIT_STREAM, instantiate
-    from cnnlab.train.checkpoint import load
+    from cnnlab.train.checkpoint import read
     from cnnlab.train.engine import make_engine
     from cnnlab.train.loop import LoopState
 
@@ -244,9 +236,9 @@ def _start(
     engine = make_engine(backend, model, cfg.optim, group, options)
     loop = LoopState()
     if job.resume is not None:
-        state, meta = load(Path(job.resume))
-        engine.load_state(state)
-        loop = LoopState(**meta["loop"])
+        resume = resume or read(job.resume, "trainer.resume")
+        engine.load_state(resume.state)
+        loop = LoopState(**resume.meta["loop"])
         if group.main:
             _truncate(Path(job.run_dir) / "metrics.jsonl", loop.metrics_lines)
     per_rank = f" on each of {group.world} processes" if group.world > 1 else ""

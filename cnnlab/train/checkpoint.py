@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.errors import RunError
+from cnnlab.errors import RunError, UsageError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 META = "__meta__"
 FORMAT = 1
@@ -64,3 +68,37 @@ def find(target: str | Path) -> Path:
     if not path.is_file():
         raise RunError(f"no checkpoint at {path} (give a run directory or a .npz checkpoint)")
     return path.resolve()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read once: its file, the engine state and the metadata record."""
+
+    path: Path
+    state: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @property
+    def config(self) -> DictConfig:
+        """The composed config of the run that wrote it."""
+        from omegaconf import OmegaConf
+
+        return OmegaConf.create(self.meta["config"])
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["loop"]["step"])
+
+
+def read(target: str | Path, key: str) -> Checkpoint:
+    """The checkpoint ``target`` names (a file, or a run directory's last one), read once.
+
+    key: the option that gave ``target`` (``trainer.resume``, ``checkpoint``). Nothing there is
+    a one-line UsageError naming it; a file that cannot be read stays a RunError.
+    """
+    try:
+        path = find(target)
+    except RunError as exc:
+        raise UsageError(f"{key}: {exc}") from None
+    state, meta = load(path)
+    return Checkpoint(path, state, meta)

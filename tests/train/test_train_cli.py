@@ -267,6 +267,36 @@ def test_sweep_runs_one_job_per_combination(tmp_path):
     )
 
 
+# cnnlab's CLI with numpy's checkpoint reader counted: the count goes to stderr at exit.
+COUNTING_LOADS = """
+import atexit, sys
+import cnnlab.train.checkpoint as checkpoint
+from cnnlab.cli import main
+
+reads = []
+load = checkpoint.load
+checkpoint.load = lambda path: reads.append(path) or load(path)
+atexit.register(lambda: print(f"checkpoint reads: {len(reads)}", file=sys.stderr))
+sys.argv = ["cnnlab", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_resumed_run_reads_its_checkpoint_once(tmp_path):
+    assert cnnlab("train", *SMALL, "trainer.max_steps=3", cwd=tmp_path).returncode == 0
+    out = run_dir(tmp_path)
+    resumed = subprocess.run(
+        [sys.executable, "-c", COUNTING_LOADS, "train", f"trainer.resume={out}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.splitlines()[-1] == "checkpoint reads: 1"
+
+
 def test_resume_of_nothing_is_a_usage_error(tmp_path):
     result = cnnlab("train", f"trainer.resume={tmp_path / 'nope'}", cwd=tmp_path)
     assert result.returncode == 2
