@@ -454,32 +454,7 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
     codes: list[int] = []
 
     def job(cfg: DictConfig) -> object:
-        import logging
-        import time
-
-        # Hydra's joblib and submitit launchers carry the ConfigStore and OmegaConf resolvers
-        # into their workers; this covers a launcher that does not.
-        register_schemas()
-        started = time.perf_counter()
-        code, error = 1, None
-        try:
-            result = module.task(cfg, job_plan)
-            outcome = result if isinstance(result, Outcome) else Outcome(int(result))
-            code = outcome.code
-            return outcome.value  # what Hydra's sweepers optimise
-        except CnnlabError as exc:
-            logging.getLogger("cnnlab").error(str(exc))
-            code, error = exc.exit_code, str(exc)
-            return None
-        except KeyboardInterrupt:
-            code, error = 130, "interrupted"
-            raise
-        except Exception as exc:  # a bug: Hydra reports it; the sweep's table shows it too
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            codes.append(code)
-            _record_job(code, error, time.perf_counter() - started)
+        return _run_task(module, cfg, job_plan, codes)
 
     main = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=command)(job)
     register_schemas()
@@ -492,6 +467,37 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
 
             codes.append(summarize(sweep_dir))
     return max(codes, default=0)
+
+
+def _run_task(module: Any, cfg: DictConfig, plan: object, codes: list[int]) -> object:
+    """One job: the command's task, its exit code appended to ``codes`` and, in a sweep, its
+    record written; returns the value Hydra's sweepers optimise."""
+    import logging
+    import time
+
+    # Hydra's joblib and submitit launchers carry the ConfigStore and OmegaConf resolvers
+    # into their workers; this covers a launcher that does not.
+    register_schemas()
+    started = time.perf_counter()
+    code, error = 1, None
+    try:
+        result = module.task(cfg, plan)
+        outcome = result if isinstance(result, Outcome) else Outcome(int(result))
+        code = outcome.code
+        return outcome.value
+    except CnnlabError as exc:
+        logging.getLogger("cnnlab").error(str(exc))
+        code, error = exc.exit_code, str(exc)
+        return None
+    except KeyboardInterrupt:
+        code, error = 130, "interrupted"
+        raise
+    except Exception as exc:  # a bug: Hydra reports it; the sweep's table shows it too
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        codes.append(code)
+        _record_job(code, error, time.perf_counter() - started)
 
 
 def run_dir() -> Path:
