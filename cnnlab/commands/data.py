@@ -51,12 +51,11 @@ def task(cfg: DataCommandConfig, plan: None = None) -> int:
     states, raw = module.scan(data)
     _print_table(f"{data.name} in {root}", states, root)
     if raw is None:
-        problems = [s for s in states if not s.usable]
+        if cfg.action == "download":  # the line that training would end with
+            raise RunError(module.explain(data, states))
         missing = sum(s.status == "missing" for s in states)
-        bad = len(problems) - missing
+        bad = sum(not s.usable for s in states) - missing
         message = f"{data.name} in {root} is not usable: {missing} file(s) missing, {bad} bad"
-        if cfg.action == "download":
-            raise RunError(f"{message} ({problems[0].path}: {problems[0].detail})")
         hint = "; `cnnlab data download` fetches missing files" if missing else ""
         log.error("%s%s", message, hint)
         return 1
@@ -78,13 +77,14 @@ def _print_table(title: str, states: list[Any], root: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cnnlab.data import shown_path
+
     colour = {"verified": "green", "valid": "cyan", "missing": "yellow", "bad": "red"}
     table = Table(title=title, title_justify="left")
     for column in ("file", "status", "detail"):
         table.add_column(column)
     for state in states:
         style = colour.get(state.status, "")
-        path = state.path.resolve()
-        name = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        name = shown_path(state.path, root)
         table.add_row(name, f"[{style}]{state.status}[/{style}]", state.detail)
     Console().print(table)

@@ -18,6 +18,8 @@ augmentations.
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -113,9 +115,27 @@ class FileState:
         return self.status in ("verified", "valid")
 
 
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` as reports show it: relative to ``root`` (resolved) when it lies inside it."""
+    path = path.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def describe_unusable(title: str, root: Path, states: Iterable[FileState]) -> str:
+    """``<title> files missing or bad in <root>: <file> <status> (<detail>); ...``: one line
+    naming every file of ``states`` that is not usable, as ``cnnlab data info`` lists them, so
+    that one attempt shows everything there is to fix."""
+    root = root.expanduser().resolve()
+    problems = (
+        f"{shown_path(s.path, root)} {s.status} ({s.detail})" for s in states if not s.usable
+    )
+    return f"{title} files missing or bad in {root}: {'; '.join(problems)}"
+
+
 def source(name: str) -> ModuleType:
     """The module that reads ``data.name``: it provides ``read(data, seed) -> Raw`` and, for
-    data sets on disk, ``scan(data)`` and ``fetch(data)``."""
+    data sets on disk, ``scan(data)``, ``fetch(data)`` and ``explain(data, states)`` (the
+    RunError line for files that ``scan`` found missing or bad)."""
     if name not in SOURCES:
         raise ValueError(f"data={name}: no such data set; choose from {', '.join(SOURCES)}")
     return importlib.import_module(SOURCES[name][0])
@@ -151,8 +171,37 @@ def check_config(data: DataConfig) -> None:
                 f"data.classes={classes}: give distinct class indices in 0..{total - 1} "
                 f"({data.name} has {total} classes), or null for all"
             )
-    if data.name != "shapes" and not data.root:
+    if data.name != "shapes":
+        _check_root(data)
+
+
+def _check_root(data: DataConfig) -> None:
+    """``data.root`` must be a folder, or a path where downloads can make one.
+
+    Otherwise every file would look missing (``cnnlab data info`` would advise a download) and
+    a download would fail on the folder it cannot make, so this is said first, in one line.
+    """
+    if not data.root:
         raise UsageError(f"data.root: {data.name} needs the folder of its files")
+    blocker = _non_folder(Path(data.root).expanduser())
+    if blocker is not None:
+        what = "a file, not a folder" if os.path.isfile(blocker) else "not a folder"
+        where = str(blocker.absolute())  # the full path, unless data.root already says it
+        subject = f"data.root={data.root}" + ("" if where == data.root else f": {where}")
+        raise UsageError(f"{subject} is {what}; give the folder of the {data.name} files")
+
+
+def _non_folder(path: Path) -> Path | None:
+    """The nearest of ``path`` and its parents that exists, if it is not a folder: then no
+    folder ``path`` can be read or made. None when ``path`` is a folder or can become one.
+
+    ``os.path.lexists`` counts a broken symlink as existing (it blocks a folder there too);
+    the ``os.path`` tests take a path that cannot be inspected as absent, so this never raises.
+    """
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return None if os.path.isdir(candidate) else candidate
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.data import FileState, Raw
+from cnnlab.data import FileState, Raw, describe_unusable
 from cnnlab.data.download import fetch as download
 from cnnlab.data.download import file_digest
 from cnnlab.errors import RunError
@@ -333,7 +333,7 @@ def read(data: DataConfig, seed: int) -> Raw:
     """The train and test splits in ``data.root``, downloading the archive if allowed.
 
     ``seed`` is unused. Raises RunError, one line, for files missing (and not downloadable) or
-    bad.
+    bad, naming every bad one.
     """
     del seed
     spec, root = SETS[data.name], Path(data.root).expanduser()
@@ -345,13 +345,23 @@ def read(data: DataConfig, seed: int) -> Raw:
         fetch(data)
     states, raw = scan(data)
     if raw is None:
-        bad = next(s for s in states if not s.usable)
-        raise RunError(f"{bad.path}: {bad.status}: {bad.detail}; {_replace(data, root)}")
+        raise RunError(explain(data, states))
     return raw
 
 
-def _replace(data: DataConfig, root: Path) -> str:
-    return f"replace it (delete it, then `cnnlab data download data={data.name} data.root={root}`)"
+def explain(data: DataConfig, states: list[FileState]) -> str:
+    """The RunError line for ``states`` from :func:`scan` that are not all usable: every file
+    missing or bad, then how to replace them.
+
+    A file missing here is one the archive lacks (:func:`read` reports a missing archive and
+    folder before scanning), so the remedy for both kinds is a new copy of the files.
+    """
+    root = Path(data.root).expanduser().resolve()
+    return (
+        f"{describe_unusable(data.name, root, states)}; replace them (delete the bad files, or the "
+        f"archive that holds them, then `cnnlab data download data={data.name} "
+        f"data.root={root}`)"
+    )
 
 
 def _put_there(root: Path, spec: CifarSet) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnlab.data import FileState, Raw
+from cnnlab.data import FileState, Raw, describe_unusable
 from cnnlab.data.download import fetch as download
 from cnnlab.errors import RunError
 
@@ -139,14 +139,17 @@ def scan(data: DataConfig) -> tuple[list[FileState], Raw | None]:
         state, array = check_file(path, file)
         states.append(state)
         arrays.append(array)
+    # Each pair (train, test) whose two files read is checked as a pair, even when another
+    # file is bad, so that every problem is reported at once.
+    for i in (0, 2):
+        images, labels = arrays[i], arrays[i + 1]
+        problem = None if images is None or labels is None else _mismatch(images, labels)
+        if problem:
+            states[i + 1] = FileState(states[i + 1].path, "bad", problem)
+            arrays[i + 1] = None
     if any(a is None for a in arrays):
         return states, None
     x_train, y_train, x_test, y_test = arrays
-    for images, labels, i in ((x_train, y_train, 0), (x_test, y_test, 2)):
-        problem = _mismatch(images, labels)
-        if problem:
-            states[i + 1] = FileState(states[i + 1].path, "bad", problem)
-            return states, None
     return states, Raw(
         CLASSES,
         x_train[:, None],  # (N, 1, 28, 28)
@@ -186,26 +189,32 @@ def fetch(data: DataConfig) -> list[Path]:
 def read(data: DataConfig, seed: int) -> Raw:
     """The train and test splits in ``data.root``, downloading missing files if allowed.
 
-    ``seed`` is unused (the files are the files). Raises RunError, one line, for files missing
-    (and not downloadable) or bad.
+    ``seed`` is unused (the files are the files). Raises RunError, one line naming every file
+    missing (and not downloadable) or bad.
     """
     del seed
     root = Path(data.root).expanduser()
-    missing = [f for f in FILES if locate(root, f) is None]
-    if missing and not data.download:
-        raise RunError(
-            f"MNIST files missing; {_put_there(root, missing)}, or set data.download=true"
-        )
-    if missing:
+    if data.download and any(locate(root, f) is None for f in FILES):
         fetch(data)
     states, raw = scan(data)
     if raw is None:
-        bad = next(s for s in states if not s.usable)
-        raise RunError(
-            f"{bad.path}: {bad.status}: {bad.detail}; replace it (delete it, then "
+        raise RunError(explain(data, states))
+    return raw
+
+
+def explain(data: DataConfig, states: list[FileState]) -> str:
+    """The RunError line for ``states`` from :func:`scan` that are not all usable: every file
+    missing or bad, then what to do about each kind."""
+    root = Path(data.root).expanduser().resolve()
+    remedies = []
+    if any(s.status == "missing" for s in states):
+        remedies.append(f"put the missing ones in {root}, or set data.download=true")
+    if any(s.status == "bad" for s in states):
+        remedies.append(
+            "replace the bad ones (delete them, then "
             f"`cnnlab data download data=mnist data.root={root}`)"
         )
-    return raw
+    return "; ".join([describe_unusable("MNIST", root, states), *remedies])
 
 
 def _put_there(root: Path, missing: list[IdxFile]) -> str:

@@ -22,6 +22,11 @@ from cnnlab.data import cifar, mnist
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist"
 
+needs_real_mnist = pytest.mark.skipif(
+    not all((SHARED_MNIST / f"{f.stem}.gz").is_file() for f in mnist.FILES),
+    reason=f"real MNIST not in {SHARED_MNIST}",
+)
+
 
 def data_node(name: str, root: Path | None, **keys):
     """A ``data`` config node as the yamls compose it, for calling the data modules directly."""

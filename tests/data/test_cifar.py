@@ -83,10 +83,14 @@ def test_archive_with_wrong_md5_is_a_run_error(tmp_path):
         load(data_node("cifar10", tmp_path), seed=0)
 
 
-def test_extracted_file_with_wrong_md5_is_a_run_error(tmp_path):
+def test_extracted_files_with_wrong_md5_are_all_named(tmp_path):
     write_cifar_folder(tmp_path, "cifar10", fake_cifar("cifar10"))  # official md5s apply
-    with pytest.raises(RunError, match="data_batch_1: bad: md5 is not the official one"):
+    with pytest.raises(RunError) as info:
         load(data_node("cifar10", tmp_path), seed=0)
+    message = str(info.value)
+    assert message.startswith(f"cifar10 files missing or bad in {tmp_path.resolve()}: ")
+    for member in [*cifar.SETS["cifar10"].train, "test_batch", "batches.meta"]:
+        assert f"cifar-10-batches-py/{member} bad (md5 is not the official one" in message
 
 
 class Evil:
@@ -109,7 +113,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path, unknown_cifar_checksums):
     assert plain.exists()
     write_cifar_folder(tmp_path, "cifar10", files)
     with pytest.raises(
-        RunError, match=r"data_batch_3: .*refused to load global (posix|nt)\.system"
+        RunError, match=r"data_batch_3 bad \(.*refused to load global (posix|nt)\.system"
     ):
         load(data_node("cifar10", tmp_path), seed=0)
     assert not marker.exists()
@@ -158,7 +162,7 @@ def test_truncated_batch_is_a_run_error(tmp_path, unknown_cifar_checksums):
     files = fake_cifar("cifar10")
     files["data_batch_1"] = files["data_batch_1"][:500]
     write_cifar_folder(tmp_path, "cifar10", files)
-    with pytest.raises(RunError, match=r"data_batch_1: .*not a readable pickle"):
+    with pytest.raises(RunError, match=r"data_batch_1 bad \(.*not a readable pickle"):
         load(data_node("cifar10", tmp_path), seed=0)
 
 

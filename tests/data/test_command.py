@@ -8,10 +8,11 @@ import pytest
 
 from cnnlab.commands import data as command
 from cnnlab.config import compose
-from cnnlab.data import mnist
+from cnnlab.data import load, mnist
+from cnnlab.errors import RunError
 from tests.cli import run_cnnlab
 
-from .conftest import SHARED_MNIST, fake_mnist
+from .conftest import SHARED_MNIST, fake_mnist, write_mnist
 from .test_download import serve_mnist
 
 
@@ -75,6 +76,21 @@ def test_info_task_reports_a_bad_file(tmp_path, monkeypatch):
     assert command.task(cfg) == 1
     # Reported, left as it was.
     assert (tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes() == b"garbage"
+
+
+def test_download_task_names_every_bad_file_as_training_does(tmp_path, unknown_mnist_checksums):
+    contents = fake_mnist()
+    for stem in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        contents[stem] = contents[stem][:-3]
+    write_mnist(tmp_path, contents)
+    cfg = compose("data", ["action=download", f"data.root={tmp_path}"])
+    with pytest.raises(RunError) as info:
+        command.task(cfg)
+    with pytest.raises(RunError) as training:
+        load(cfg.data, seed=0)
+    assert str(info.value) == str(training.value)
+    assert "train-images-idx3-ubyte.gz bad" in str(info.value)
+    assert "t10k-labels-idx1-ubyte.gz bad" in str(info.value)
 
 
 def test_shapes_has_nothing_to_fetch(tmp_path):

@@ -3,6 +3,8 @@ normalisation, and the config that states the class count."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,24 @@ def test_every_data_option_composes_with_its_keys():
         assert data.augment == name.startswith("cifar")
         assert (data.root is None) == (name == "shapes")
         check_config(data)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100"])
+@pytest.mark.parametrize("root", ["f", "f/inside"])
+def test_data_root_in_place_of_a_file_is_a_usage_error(tmp_path, monkeypatch, name, root):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("x\n")
+    data = compose("summary", [f"data={name}", f"data.root={root}"]).data
+    expected = f"data.root={root}: {tmp_path.resolve() / 'f'} is a file, not a folder"
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        check_config(data)
+    with pytest.raises(UsageError, match=re.escape(expected)):  # before any file is read
+        load(data, seed=0)
+
+
+def test_data_root_may_be_a_folder_still_to_make(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    check_config(compose("summary", ["data=mnist", "data.root=new/mnist"]).data)
+    with pytest.raises(UsageError, match=r"data\.root=dangling/mnist: .*dangling is not a folder"):
+        check_config(compose("summary", ["data=mnist", "data.root=dangling/mnist"]).data)

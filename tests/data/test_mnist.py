@@ -10,16 +10,11 @@ import pytest
 from cnnlab.data import load, mnist
 from cnnlab.errors import RunError
 
-from .conftest import SHARED_MNIST, data_node, fake_mnist, write_mnist
+from .conftest import SHARED_MNIST, data_node, fake_mnist, needs_real_mnist, write_mnist
 
 # Per-class counts of the real files (datasets/README.md).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-needs_real_mnist = pytest.mark.skipif(
-    not all((SHARED_MNIST / f"{f.stem}.gz").is_file() for f in mnist.FILES),
-    reason=f"real MNIST not in {SHARED_MNIST}",
-)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +113,7 @@ def test_truncated_gzip_is_a_run_error(tmp_path, unknown_mnist_checksums):
         load(data_node("mnist", tmp_path), seed=0)
 
 
-def test_missing_files_without_download_say_what_to_put_where(tmp_path):
+def test_missing_files_without_download_say_what_to_put_where(tmp_path, unknown_mnist_checksums):
     contents = fake_mnist()
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
         gzip.compress(contents["train-labels-idx1-ubyte"])
@@ -130,3 +125,21 @@ def test_missing_files_without_download_say_what_to_put_where(tmp_path):
     assert "train-labels-idx1-ubyte.gz" not in message  # present: not asked for
     assert str(tmp_path.resolve()) in message and "data.download=true" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train-labels-idx1-ubyte.gz"]
+
+
+def test_every_missing_or_bad_file_is_named(tmp_path, unknown_mnist_checksums):
+    contents = fake_mnist(n_train=50)
+    contents["train-labels-idx1-ubyte"] = fake_mnist(n_train=40)["train-labels-idx1-ubyte"]
+    contents["t10k-images-idx3-ubyte"] = contents["t10k-images-idx3-ubyte"][:-5]
+    del contents["t10k-labels-idx1-ubyte"]
+    write_mnist(tmp_path, contents)
+    with pytest.raises(RunError) as info:
+        load(data_node("mnist", tmp_path, download=False), seed=0)
+    message = str(info.value)
+    assert message.startswith(f"MNIST files missing or bad in {tmp_path.resolve()}: ")
+    assert "train-labels-idx1-ubyte.gz bad (40 labels for 50 images)" in message
+    assert "t10k-images-idx3-ubyte.gz bad (not an MNIST IDX file: " in message
+    assert "t10k-labels-idx1-ubyte.gz missing" in message
+    assert "train-images-idx3-ubyte.gz" not in message  # the one good file
+    assert "data.download=true" in message and "delete them, then `cnnlab data download" in message
+    assert "\n" not in message
