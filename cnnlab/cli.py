@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from cnnlab import __version__, runtime
+from cnnlab.console import wide_when_piped
 from cnnlab.errors import CnnlabError
 
 # Groups whose options differ in ways a name does not tell: --help shows each one's description.
@@ -255,7 +256,8 @@ def _run(command: Command, args: list[str] | None, multirun: bool, verbose: bool
         os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         module = importlib.import_module(command.module)
-        code = launch(command.name, module, list(args or []), multirun)
+        with wide_when_piped():
+            code = launch(command.name, module, list(args or []), multirun)
     except CnnlabError as exc:
         if verbose:
             raise

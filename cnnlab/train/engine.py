@@ -99,8 +99,11 @@ class NumpyEngine:
         rng: np.random.Generator,
         rows: Rows | None = None,
     ) -> tuple[float, np.ndarray]:
-        loss, self._grads, logits = self.model.loss(x, y, True, rng)
-        self.optimizer.step(self._grads, lr)
+        # A diverging run overflows in the loss and the update; the loop stops it on the
+        # non-finite loss with one line, so numpy's warnings would only say the same, noisily.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            loss, self._grads, logits = self.model.loss(x, y, True, rng)
+            self.optimizer.step(self._grads, lr)
         return loss, logits
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -62,18 +62,50 @@ def evaluate(
     )
 
 
+# The header of the first column, which names each row's true class.
+CORNER = "true \\ predicted"
+
+
+def _accuracy(acc: float) -> str:
+    return "–" if np.isnan(acc) else f"{acc:.1%}"
+
+
 def confusion_table(ev: Evaluation, classes: list[str], title: str) -> Any:
     """A rich table: the confusion matrix with each class's accuracy as the last column."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("true \\ predicted", justify="left")
+    # "default" justification: the title is not padded with spaces to the table's width.
+    table = Table(title=title, title_justify="default")
+    table.add_column(CORNER, justify="left")
     short = [c[:8] for c in classes]
     for name in short:
         table.add_column(name, justify="right")
     table.add_column("accuracy", justify="right")
     for i, row in enumerate(ev.confusion):
         cells = [f"[b]{n}[/b]" if j == i else str(n) for j, n in enumerate(row)]
-        acc = ev.per_class[i]
-        table.add_row(classes[i], *cells, "–" if np.isnan(acc) else f"{acc:.1%}")
+        table.add_row(classes[i], *cells, _accuracy(ev.per_class[i]))
     return table
+
+
+def confusion_text(ev: Evaluation, classes: list[str], title: str) -> str:
+    """The confusion matrix as plain text, for a log file: the title, then a header of the
+    predicted classes and a row per true class with its counts and its accuracy.
+
+    No markup and no escape codes; full class names; counts right-aligned under their class,
+    two spaces between columns, no trailing spaces.
+    """
+    header = [CORNER, *classes, "accuracy"]
+    rows = [
+        [name, *(str(n) for n in counts), _accuracy(acc)]
+        for name, counts, acc in zip(classes, ev.confusion, ev.per_class, strict=True)
+    ]
+    table = [header, *rows]
+    widths = [max(len(cell) for cell in column) for column in zip(*table, strict=True)]
+    return "\n".join([title, *(_text_row(row, widths) for row in table)])
+
+
+def _text_row(cells: list[str], widths: list[int]) -> str:
+    """One row: the first cell (the class name) left-aligned, the others right-aligned."""
+    first, *rest = cells
+    aligned = [c.rjust(w) for c, w in zip(rest, widths[1:], strict=True)]
+    return "  ".join([first.ljust(widths[0]), *aligned])
