@@ -22,6 +22,8 @@ from cnnlab.errors import CnnlabError, UsageError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from cnnlab.rundir import RunLock
+
 # ---------------------------------------------------------------------------------------------
 # Where the configs are
 # ---------------------------------------------------------------------------------------------
@@ -398,6 +400,19 @@ def sweeper_params(cfg: DictConfig, overrides: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """What a command takes before Hydra runs its single job: overrides for Hydra (its pinned
+    run directory) and the lock that keeps that directory its own until the job ends."""
+
+    overrides: list[str]
+    lock: RunLock | None = None
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a task may return: its exit code and the value Hydra hands to sweepers
     (``cnnlab train`` returns its validation accuracy)."""
@@ -421,10 +436,11 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
 
     module: the command's module (see :mod:`cnnlab.commands`): ``check_config(cfg)`` raising
     UsageError for what composition cannot catch and returning its plan, ``task(cfg, plan)``
-    returning an exit code or an :class:`Outcome`, and optionally ``launch_overrides(cfg,
-    plan, multirun)`` adding Hydra overrides (a resumed run goes back to its own run
-    directory). A single run's task gets the plan made here; a sweep's jobs, which may run in
-    other processes, get None and make their own. Errors of type :class:`CnnlabError`
+    returning an exit code or an :class:`Outcome`, and optionally ``claim(cfg, plan,
+    multirun)`` returning the :class:`Claim` it takes before jobs run (``cnnlab train`` pins
+    and locks its run directory). A single run's task gets the plan made here; a sweep's
+    jobs, which may run in other processes, get None and make their own. Errors of type
+    :class:`CnnlabError`
     raised by the task end that job with one logged line and their exit code. Returns the
     worst exit code of all jobs.
 
@@ -437,8 +453,10 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
 
     flags, overrides = split_args(args)
     cfg, plan = validate(command, overrides, multirun, module.check_config)
-    if hasattr(module, "launch_overrides"):
-        overrides = [*overrides, *module.launch_overrides(cfg, plan, multirun)]
+    claim = Claim([])
+    if hasattr(module, "claim") and _runs_jobs(flags):
+        claim = module.claim(cfg, plan, multirun)
+    overrides = [*overrides, *claim.overrides]
     job_plan = None if multirun else plan
     if multirun and not _runs_jobs(flags):
         # Hydra prints no config of a sweep (--cfg with --multirun is an error): the first job's.
@@ -449,7 +467,7 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
 
         # Its name holds the time it is resolved at: fix it, so this process reads where the
         # jobs write.
-        overrides = [*overrides, f"hydra.sweep.dir={_quoted(str(sweep_dir))}"]
+        overrides = [*overrides, f"hydra.sweep.dir={quoted(str(sweep_dir))}"]
         clear_records(sweep_dir)
     codes: list[int] = []
 
@@ -462,6 +480,7 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
         with _argv(["cnnlab", *flags, *overrides, *(["--multirun"] if multirun else [])]):
             main()
     finally:
+        claim.release()
         if sweep_dir is not None:
             from cnnlab.sweep import summarize
 
@@ -525,7 +544,7 @@ def _sweep_dir(cfg: DictConfig) -> Path | None:
         return None
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     """A value as a quoted override value (paths may hold spaces, commas or '=')."""
     return "'" + value.replace("'", "\\'") + "'"
 

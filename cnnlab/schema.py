@@ -187,6 +187,7 @@ class TrainerConfig:
     log_every: int = bounded(50, ge=1)
     checkpoint_every_steps: int = bounded(0, ge=0)  # 0: at the end of each epoch only
     resume: str | None = None
+    overwrite: bool = False  # a new run may replace the run its hydra.run.dir already holds
     devices: int = bounded(1, ge=1)  # data-parallel processes (DDP); batch_size is per process
     winograd: bool = True  # im2col: Winograd's algorithm for the 3x3 convs it fits
 
@@ -361,11 +362,17 @@ class TrainConfig:
 
 
 @dataclass
+class EvalData:
+    root: str | None = None  # the data's folder, if it is not where the run read it
+
+
+@dataclass
 class EvalConfig:
     checkpoint: str = MISSING  # a run directory or a .npz checkpoint
     split: Split = Split.test
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     backend: BackendConfig | None = None  # evaluate on another backend than the run's
+    data: EvalData = field(default_factory=EvalData)
 
 
 @dataclass

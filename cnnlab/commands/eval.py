@@ -12,9 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cnnlab.errors import UsageError
+
 if TYPE_CHECKING:
     from cnnlab.backends import Backend
-    from cnnlab.schema import EvalConfig
+    from cnnlab.schema import EvalConfig, TrainConfig
     from cnnlab.train.checkpoint import Checkpoint
 
 log = logging.getLogger("cnnlab.eval")
@@ -22,20 +24,30 @@ log = logging.getLogger("cnnlab.eval")
 
 @dataclass(frozen=True)
 class Plan:
-    """The checkpoint, read once, and the backend that evaluates its weights."""
+    """The checkpoint (read once, and checked against its model), the run's config (with
+    ``data.root`` if given) and the backend that evaluates its weights."""
 
     checkpoint: Checkpoint
+    run: TrainConfig
     backend: Backend
 
 
 def check_config(cfg: EvalConfig) -> Plan:
-    """The checkpoint exists and reads, and the backend can run here."""
-    from cnnlab.backends import get_backend
-    from cnnlab.train.checkpoint import read
+    """The checkpoint exists, reads and fits its model, and the backend can run here."""
+    from omegaconf import OmegaConf
 
+    from cnnlab.backends import get_backend
+    from cnnlab.train.checkpoint import model_of, read
+
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise UsageError("checkpoint: give the run to evaluate, checkpoint=<run dir or .npz>")
     checkpoint = read(cfg.checkpoint, "checkpoint")
-    name = cfg.backend.name if cfg.backend is not None else checkpoint.config.backend.name
-    return Plan(checkpoint, get_backend(name).require())
+    run = checkpoint.config
+    if cfg.data.root is not None:
+        OmegaConf.update(run, "data.root", cfg.data.root, force_add=True)
+    model_of(checkpoint, run)
+    name = cfg.backend.name if cfg.backend is not None else run.backend.name
+    return Plan(checkpoint, run, get_backend(name).require())
 
 
 def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
@@ -51,8 +63,8 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
     from cnnlab.train.metrics import confusion_table, evaluate
 
     plan = plan or check_config(cfg)
-    checkpoint, backend = plan.checkpoint, plan.backend
-    path, meta, run = checkpoint.path, checkpoint.meta, checkpoint.config
+    checkpoint, backend, run = plan.checkpoint, plan.backend, plan.run
+    path, meta = checkpoint.path, checkpoint.meta
     dtype = np.dtype(run.trainer.dtype)
     data = load_data(run.data, int(run.trainer.seed), dtype)
     in_shape = tuple(data.train.x.shape[1:])

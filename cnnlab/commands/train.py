@@ -25,12 +25,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cnnlab.backends import Backend, BackendOptions
+    from cnnlab.config import Claim
     from cnnlab.data import Dataset
     from cnnlab.schema import TrainConfig
     from cnnlab.train.checkpoint import Checkpoint
     from cnnlab.train.distributed import Group
     from cnnlab.train.engine import Engine
-    from cnnlab.train.loop import LoopState
+    from cnnlab.train.loop import LoopState, Trainer
     from cnnlab.train.loop import Outcome as LoopOutcome
     from cnnlab.train.metrics import Evaluation
     from cnnlab.train.tensorboard import TensorBoardWriter
@@ -41,34 +42,56 @@ log = logging.getLogger("cnnlab.train")
 @dataclass(frozen=True)
 class Plan:
     """What the check found: the backend and, with ``trainer.resume``, the checkpoint (read
-    once) whose run continues, with the config it was started with."""
+    once and checked against its model), the resumed run's config (its own, with the changes
+    allowed) and the run directory it continues in (None: a new one, for a loose file)."""
 
     backend: Backend
-    resume: Checkpoint | None
+    resume: Checkpoint | None = None
+    config: TrainConfig | None = None
+    run_dir: Path | None = None
 
 
 def check_config(cfg: TrainConfig) -> Plan:
-    """Everything that can be checked before data is read: a mistake is one line, exit 2."""
+    """Everything that can be checked before data is read: a mistake is one line, exit 2
+    (1 for a checkpoint that cannot be used)."""
     from cnnlab.backends import get_backend
+    from cnnlab.data import check_config as check_data
     from cnnlab.models import build_net
     from cnnlab.train.distributed import check
 
-    resume = None
     if cfg.trainer.resume:
-        from cnnlab.train.checkpoint import read
-
-        resume = read(cfg.trainer.resume, "trainer.resume")
-        cfg = resume.config  # the run's own config
+        return _check_resume(cfg)
     backend = get_backend(cfg.backend.name).require()
-    # Checkpoints written before trainer.devices existed come from one process.
-    check(int(cfg.trainer.get("devices", 1)), backend)
+    check(int(cfg.trainer.devices), backend)
+    check_data(cfg.data)
     build_net(cfg.model, cfg.norm, tuple(cfg.data.shape))
-    return Plan(backend, resume)
+    return Plan(backend)
 
 
-def launch_overrides(cfg: TrainConfig, plan: Plan, multirun: bool) -> list[str]:
-    """A resumed run continues in its original run directory (not a new one). Under torchrun,
-    ranks other than 0 get no run directory or log file of their own: they write nothing."""
+def _check_resume(cfg: TrainConfig) -> Plan:
+    from cnnlab.backends import get_backend
+    from cnnlab.data import check_config as check_data
+    from cnnlab.train.checkpoint import model_of, read
+    from cnnlab.train.distributed import check
+    from cnnlab.train.resume import resumed_config, run_dir_of
+
+    resume = read(cfg.trainer.resume, "trainer.resume")
+    run = resumed_config(cfg, resume)
+    model_of(resume, run)
+    check_data(run.data)
+    backend = get_backend(run.backend.name).require()
+    # Checkpoints written before trainer.devices existed come from one process.
+    check(int(run.trainer.get("devices", 1)), backend)
+    return Plan(backend, resume, run, run_dir_of(resume))
+
+
+def claim(cfg: TrainConfig, plan: Plan, multirun: bool) -> Claim:
+    """Take the run directory before Hydra writes into it: pinned (``hydra.run.dir``) and
+    locked for this process; one that holds another run is refused unless
+    ``trainer.overwrite``. A resumed run continues in its own directory. Under torchrun, ranks
+    other than 0 get no run directory or log file of their own: they write nothing."""
+    from cnnlab.config import Claim, quoted
+    from cnnlab.rundir import RunLock, clear, holds_run
     from cnnlab.train.distributed import launched
 
     env = launched()
@@ -76,12 +99,28 @@ def launch_overrides(cfg: TrainConfig, plan: Plan, multirun: bool) -> list[str]:
         if multirun:
             raise UsageError("under torchrun, cnnlab train runs one job: sweep (-m) without it")
         if env.rank != 0:
-            return ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"]
-    if plan.resume is None:
-        return []
+            return Claim(["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"])
     if multirun:
-        raise UsageError("trainer.resume continues one run; it cannot be swept with -m")
-    return [f"hydra.run.dir={plan.resume.meta['run_dir']}"]
+        if plan.resume is not None:
+            raise UsageError("trainer.resume continues one run; it cannot be swept with -m")
+        return Claim([])
+    run_dir = (plan.run_dir or Path(str(cfg.hydra.run.dir))).expanduser().absolute()
+    lock = RunLock(run_dir)
+    try:
+        if plan.run_dir is None and holds_run(run_dir):
+            if not cfg.trainer.overwrite:
+                raise UsageError(
+                    f"hydra.run.dir: {run_dir} already holds a run; continue it with "
+                    f"trainer.resume={run_dir}, or replace it with trainer.overwrite=true"
+                )
+            clear(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    overrides = [f"hydra.run.dir={quoted(str(run_dir))}"]
+    if plan.run_dir is not None:  # the run's own .hydra/ record stays as it started
+        overrides.append("hydra.output_subdir=null")
+    return Claim(overrides, lock)
 
 
 @dataclass(frozen=True)
@@ -100,6 +139,15 @@ class Job:
     started: float
 
 
+def _absolute_paths(config: dict) -> dict:
+    """The run's config with its data folder absolute, so that eval or a resume started from
+    another working directory finds the files."""
+    root = config["data"].get("root")
+    if root:
+        config["data"]["root"] = str(Path(root).expanduser().absolute())
+    return config
+
+
 def task(cfg: TrainConfig, plan: Plan | None = None) -> Outcome:
     """The Hydra task: train (on one process, or several with DDP), evaluate on test, write the
     outputs; returns the val accuracy."""
@@ -113,17 +161,18 @@ def task(cfg: TrainConfig, plan: Plan | None = None) -> Outcome:
     plan = plan or check_config(cfg)
     backend, resume = plan.backend, plan.resume
     out_dir = str(run_dir())
-    if resume is not None:
-        cfg, out_dir = resume.config, resume.meta["run_dir"]
+    if resume is not None and plan.config is not None:
+        cfg = plan.config
         log.info("resuming %s from %s (step %d)", out_dir, resume.path, resume.step)
     devices = int(cfg.trainer.get("devices", 1))
     path = str(resume.path) if resume is not None else None
-    job = Job(OmegaConf.to_container(cfg, resolve=True), out_dir, path, started)
+    config = _absolute_paths(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    job = Job(config, out_dir, path, started)
     if devices > 1 and distributed.launched() is None:
         # Each process reads the checkpoint itself.
         return spawn(train, devices, job, backend.device, _logging_config())
     with distributed.joined(backend.device) as group:
-        # Under torchrun only rank 0 has a run directory (see launch_overrides).
+        # Under torchrun only rank 0 has a run directory (see claim).
         return train(replace(job, run_dir=group.broadcast(job.run_dir)), group, resume)
 
 
@@ -142,7 +191,6 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     here, as each spawned process does)."""
     from omegaconf import OmegaConf
     from rich.console import Console
-    from rich.progress import Progress
 
     from cnnlab.backends import BackendOptions, get_backend
     from cnnlab.train.loop import Trainer
@@ -157,22 +205,17 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     tb = None
     if main:
         tb = TensorBoardWriter(run_dir, purge_step=loop.step if job.resume else None)
-    trainer = Trainer(cfg, data, engine, run_dir, tb, loop, group)
+    trainer = Trainer(cfg, data, engine, run_dir, tb, loop, group, job.started)
     console = Console()
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    try:
-        with Progress(*_columns(), console=console, transient=True, disable=not main) as bar:
-            outcome = trainer.run(config_yaml, bar)
-    finally:
-        if tb is not None:
-            tb.flush()
+    outcome = _run(trainer, OmegaConf.to_yaml(cfg, resolve=True), console, tb)
     loop.wall_s += time.perf_counter() - job.started
     # results.json's fields known now (rank 0 writes it).
-    results = (
-        _results(cfg, backend, data, loop, run_dir, outcome.status, options.threads, group)
-        if main
-        else {}
-    )
+    results = {}
+    if main:
+        results = _results(
+            cfg, backend, data, loop, run_dir, outcome.status, options.threads, group
+        )
+        results["resumed_from"] = job.resume
     if outcome.status != "completed":
         return _stopped(outcome, results, loop, run_dir, tb, group)
     test = trainer.evaluate("test")
@@ -196,6 +239,30 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     _finish_outputs(cfg, run_dir, tb, results, test, data, console)
     val_acc = loop.last_val.get("acc")
     return Outcome(0, val_acc if val_acc is not None else test.acc)
+
+
+def _run(
+    trainer: Trainer, config_yaml: str, console: Console, tb: TensorBoardWriter | None
+) -> LoopOutcome:
+    """The training loop under a progress bar; an output that cannot be written (a full disk)
+    ends the run as ``failed``, its last good checkpoint intact (checkpoints are written to a
+    temporary file first)."""
+    from rich.progress import Progress
+
+    from cnnlab.train.loop import Outcome as LoopOutcome
+
+    try:
+        hidden = not trainer.group.main
+        with Progress(*_columns(), console=console, transient=True, disable=hidden) as bar:
+            return trainer.run(config_yaml, bar)
+    except OSError as exc:
+        what = exc.filename or "an output"
+        message = f"could not write {what}: {exc.strerror or exc}; stopped at step "
+        message += f"{trainer.state.step}, the last checkpoint written is kept"
+        return LoopOutcome("failed", trainer.state, message)
+    finally:
+        if tb is not None:
+            tb.flush()
 
 
 def _load_data(cfg: TrainConfig, group: Group) -> Dataset:
@@ -283,14 +350,17 @@ def _stopped(
     tb: TensorBoardWriter | None,
     group: Group,
 ) -> Outcome:
-    """A run that did not complete (interrupted or diverged): rank 0 writes what it has; the
-    last checkpoint stays for trainer.resume."""
+    """A run that did not complete (interrupted, diverged, or failed to write): rank 0 writes
+    what it still can; the last checkpoint stays for trainer.resume."""
     if group.main:
-        _write_results(run_dir, results)
-        tb.close()
+        try:
+            _write_results(run_dir, results)
+            tb.close()
+        except OSError:  # the disk that stopped the run: the one-line error says so
+            pass
     # No rank ends (and looks failed to the parent) before rank 0 has written its outputs.
     group.barrier()
-    if outcome.status == "diverged":
+    if outcome.status in ("diverged", "failed"):
         if not group.main:
             return Outcome(1, None)  # rank 0 reports it
         raise RunError(outcome.message)
@@ -373,10 +443,13 @@ def _finish_outputs(
     console: Console,
 ) -> None:
     """The summary a user reads at the end: console tables, plot, TensorBoard hparams."""
-    from cnnlab.train.metrics import confusion_table
+    from cnnlab.train.metrics import confusion_table, confusion_text
     from cnnlab.train.plot import plot_history
 
-    console.print(confusion_table(test, data.classes, f"Test confusion matrix ({data.name})"))
+    title = f"Test confusion matrix ({data.name})"
+    console.print(confusion_table(test, data.classes, title))
+    # train.log gets it as text: the console's table would reach it as rich's markup.
+    logging.getLogger("cnnlab.file").info("%s", confusion_text(test, data.classes, title))
     plot_history(_epochs(run_dir / "metrics.jsonl"), run_dir / "history.png")
     hparams = {
         "model": cfg.model.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,10 @@ from cnnlab.errors import RunError, UsageError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from cnnlab.ops.structure import Sequential
+    from cnnlab.ops.tree import Node, Shape
+    from cnnlab.schema import TrainConfig
+
 META = "__meta__"
 FORMAT = 1
 
@@ -28,7 +33,9 @@ FORMAT = 1
 def save(path: Path, state: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write a checkpoint atomically: a temporary file in the same folder, then a rename.
 
-    A crash (or SIGKILL) mid-write leaves the previous checkpoint intact.
+    A crash (or SIGKILL) mid-write, or a write that fails (disk full), leaves the previous
+    checkpoint intact. The file gets the permissions of any other output (the umask's), not
+    the owner-only ones of a temporary file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.dumps({"format": FORMAT, **meta}).encode()
@@ -39,25 +46,52 @@ def save(path: Path, state: dict[str, np.ndarray], meta: dict[str, Any]) -> None
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file-size limit: name the checkpoint, not the tmp
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read ``(state, meta)``; a missing or unreadable file is one RunError line."""
+    """Read ``(state, meta)``; a missing, incomplete or foreign file is one RunError line."""
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
+    except ValueError:  # not an .npz, or arrays that would need pickle: not ours either way
+        raise RunError(f"{path} is not a cnnlab checkpoint (not a numpy .npz file)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunError(f"{path} is incomplete or damaged ({_reason(exc)})") from None
+    if META not in arrays:
+        raise RunError(f"{path} is not a cnnlab checkpoint (no {META} record)")
+    try:
         meta = json.loads(arrays.pop(META).tobytes())
-    except (OSError, ValueError, KeyError) as exc:
-        raise RunError(f"{path} is not a readable cnnlab checkpoint ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise RunError(f"{path}: checkpoint format {meta.get('format')} is not {FORMAT}")
+    except (ValueError, UnicodeDecodeError):
+        raise RunError(f"{path}: its {META} record is not readable JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise RunError(f"{path}: checkpoint format {found} is not {FORMAT}")
+    for key in ("loop", "config"):
+        if key not in meta:
+            raise RunError(f"{path}: its {META} record has no {key!r}")
     return arrays, meta
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def find(target: str | Path) -> Path:
@@ -80,10 +114,16 @@ class Checkpoint:
 
     @property
     def config(self) -> DictConfig:
-        """The composed config of the run that wrote it."""
-        from omegaconf import OmegaConf
+        """The composed config of the run that wrote it (a new copy on each call)."""
+        from omegaconf import DictConfig, OmegaConf
 
-        return OmegaConf.create(self.meta["config"])
+        try:
+            config = OmegaConf.create(self.meta["config"])
+        except Exception as exc:  # OmegaConf and YAML raise several types
+            raise RunError(f"{self.path}: its config does not parse ({_reason(exc)})") from None
+        if not isinstance(config, DictConfig):
+            raise RunError(f"{self.path}: its config is not a mapping")
+        return config
 
     @property
     def step(self) -> int:
@@ -102,3 +142,51 @@ def read(target: str | Path, key: str) -> Checkpoint:
         raise UsageError(f"{key}: {exc}") from None
     state, meta = load(path)
     return Checkpoint(path, state, meta)
+
+
+def verify(checkpoint: Checkpoint, net: Node, in_shape: Shape, dtype: np.dtype) -> None:
+    """Raise one RunError line unless ``checkpoint`` holds every parameter and buffer of
+    ``net`` (for inputs of ``in_shape``) with its shape and ``dtype``, optimizer state only
+    for those parameters, and nothing else."""
+    from cnnlab.ops.tree import buffer_specs, param_specs
+
+    expected = {f"param/{s.name}": s.shape for s in param_specs(net, in_shape)}
+    expected |= {f"buffer/{b.name}": b.shape for b in buffer_specs(net, in_shape)}
+    params = {key.removeprefix("param/") for key in expected if key.startswith("param/")}
+    state = checkpoint.state
+    problems = [f"{key} missing" for key in expected if key not in state]
+    for key, shape in expected.items():
+        value = state.get(key)
+        if value is not None and (value.shape != tuple(shape) or value.dtype != dtype):
+            problems.append(
+                f"{key} is {value.dtype}{list(value.shape)}, expected {dtype}{list(shape)}"
+            )
+    for key in state:
+        owner = key.removeprefix("optim/").rpartition("/")[0]
+        if key not in expected and key != "optim/step" and owner not in params:
+            problems.append(f"{key} unexpected")
+    if problems:
+        shown = "; ".join(problems[:4]) + (
+            f"; and {len(problems) - 4} more" if problems[4:] else ""
+        )
+        raise RunError(f"{checkpoint.path} does not fit its run's model: {shown}")
+
+
+def model_of(checkpoint: Checkpoint, run: TrainConfig) -> Sequential:
+    """The net that ``run`` (the checkpoint's config, possibly with a new data folder)
+    describes, once the checkpoint is known to fit it: one RunError line naming the file when
+    the config does not describe a model or the state does not fit it."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cnnlab.errors import CnnlabError
+    from cnnlab.models import build_net
+
+    try:
+        in_shape = tuple(int(n) for n in run.data.shape)
+        net = build_net(run.model, run.norm, in_shape)
+        dtype = np.dtype(str(run.trainer.dtype))
+    except (OmegaConfBaseException, CnnlabError, KeyError, TypeError, ValueError) as exc:
+        problem = f"its config does not describe a model ({_reason(exc)})"
+        raise RunError(f"{checkpoint.path}: {problem}") from None
+    verify(checkpoint, net, in_shape, dtype)
+    return net

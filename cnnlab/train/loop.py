@@ -107,6 +107,8 @@ class Trainer:
         tb: a TensorBoardWriter (None on ranks other than 0).
         state: where to start (a fresh LoopState, or the one from a checkpoint).
         group: this process's place in a data-parallel run (one process by default).
+        started: ``time.perf_counter()`` at the start of this session (default: now); the
+            checkpoints' wall time counts from it.
     """
 
     def __init__(
@@ -118,8 +120,11 @@ class Trainer:
         tb: Any,
         state: LoopState,
         group: Group = SINGLE,
+        started: float | None = None,
     ) -> None:
         self.cfg, self.data, self.engine, self.run_dir, self.tb = cfg, data, engine, run_dir, tb
+        # time.perf_counter() when this session started (the process's launch, in train).
+        self.started = time.perf_counter() if started is None else started
         self.state, self.group = state, group
         t = cfg.trainer
         # trainer.batch_size is per process; the ranks together take a batch this big.
@@ -131,6 +136,8 @@ class Trainer:
         self.stop = StopSignal()
         # Ranks stop at the same step: the signal one of them received, once all agree on it.
         self.agreed_stop: int | None = None
+        # The step of the last checkpoint this session saved (None: none yet), for messages.
+        self.saved_step: int | None = None
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -145,9 +152,17 @@ class Trainer:
         """Checkpoint ``name`` (rank 0 writes it; the ranks hold the same state)."""
         path = self.run_dir / "checkpoints" / f"{name}.npz"
         if self.group.main:
-            meta = {"loop": asdict(self.state), "config": config_yaml, "run_dir": str(self.run_dir)}
+            # The wall time so far, this session's included: a run killed after this
+            # checkpoint and resumed still counts the time it spent.
+            loop = asdict(self.state) | {"wall_s": self.state.wall_s + self._session_s()}
+            meta = {"loop": loop, "config": config_yaml, "run_dir": str(self.run_dir)}
             checkpoint.save(path, self.engine.state(), meta)
+        if name == "last":
+            self.saved_step = self.state.step
         return path
+
+    def _session_s(self) -> float:
+        return time.perf_counter() - self.started
 
     def evaluate(self, split: str) -> Evaluation:
         """Loss, accuracy and confusion matrix over a split (in eval mode).
@@ -234,12 +249,7 @@ class Trainer:
             s.train_s += time.perf_counter() - start
             if not math.isfinite(loss):
                 progress.remove_task(task)
-                return Outcome(
-                    "diverged",
-                    s,
-                    f"loss became {loss} at step {s.step + 1} (epoch {s.epoch + 1}); stopped, "
-                    "the last good checkpoint is kept (try a lower optim.lr)",
-                )
+                return self._diverged(loss)
             s.loss_sum += loss_sum
             s.correct += correct
             s.seen += seen
@@ -258,6 +268,26 @@ class Trainer:
                 self.save("last", config_yaml)
         progress.remove_task(task)
         self._end_epoch(config_yaml)
+        return None
+
+    def _diverged(self, loss: float) -> Outcome:
+        """A non-finite loss: stop, naming the checkpoint there is to go back to, if any."""
+        s = self.state
+        stopped = f"loss became {loss} at step {s.step + 1} (epoch {s.epoch + 1}); stopped"
+        kept = self._kept_checkpoint()
+        if kept is None:
+            message = f"{stopped} before any checkpoint was saved (try a lower optim.lr)"
+        else:
+            message = f"{stopped} (try a lower optim.lr); {kept}"
+        return Outcome("diverged", s, message)
+
+    def _kept_checkpoint(self) -> str | None:
+        """What says which checkpoint a stopped run keeps, or None where it has none."""
+        last = self.run_dir / "checkpoints" / "last.npz"
+        if self.saved_step is not None:
+            return f"the checkpoint of step {self.saved_step} is kept: {last}"
+        if last.is_file():  # a resumed run's, saved by an earlier session
+            return f"the last checkpoint is kept: {last}"
         return None
 
     def _end_epoch(self, config_yaml: str) -> None:

@@ -62,7 +62,10 @@ def test_train_writes_every_output(tmp_path):
         out / "checkpoints" / "best.npz"
     ).is_file()
     assert (out / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "test accuracy" in (out / "train.log").read_text()
+    log_text = (out / "train.log").read_text()
+    assert "test accuracy" in log_text
+    # The console's final confusion table is in the log too, as plain text.
+    assert "Test confusion matrix (shapes)" in log_text and "\x1b[" not in log_text
     assert (out / ".hydra" / "config.yaml").is_file()
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -125,35 +128,6 @@ RESUMABLE = [
     "trainer.checkpoint_every_steps=7",
     "trainer.seed=3",
 ]
-
-
-def test_killed_run_resumes_bit_for_bit(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    straight.mkdir(), killed.mkdir()
-    assert cnnlab("train", *RESUMABLE, cwd=straight).returncode == 0
-
-    proc = _start(killed, RESUMABLE)
-    _wait_for_mid_epoch_checkpoint(killed, proc)
-    proc.send_signal(signal.SIGKILL)  # no chance to save anything more
-    proc.wait(timeout=60)
-    out = run_dir(killed)
-    assert not (out / "results.json").exists()
-    resumed = cnnlab("train", f"trainer.resume={out}", cwd=killed)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert run_dir(killed) == out  # continued in its own directory, no new one
-
-    a = params(run_dir(straight) / "checkpoints" / "last.npz")
-    b = params(out / "checkpoints" / "last.npz")
-    assert a.keys() == b.keys()
-    assert all(np.array_equal(a[k], b[k]) for k in a), "weights differ after resume"
-    assert untimed(run_dir(straight) / "metrics.jsonl") == untimed(out / "metrics.jsonl")
-    r1 = json.loads((run_dir(straight) / "results.json").read_text())
-    r2 = json.loads((out / "results.json").read_text())
-    assert (r1["test_acc"], r1["val_acc"], r1["steps"]) == (
-        r2["test_acc"],
-        r2["val_acc"],
-        r2["steps"],
-    )
 
 
 def test_sigint_checkpoints_and_stops_cleanly(tmp_path):
