@@ -17,14 +17,25 @@ if TYPE_CHECKING:  # numpy loads with the kernels, not with the layer descriptio
 IntPair = int | tuple[int, int]
 
 
+def _is_int(v: object) -> bool:
+    """A Python or numpy integer (``np.int64(2)`` from an array's shape), not a bool."""
+    return isinstance(v, int | _np_integer()) and not isinstance(v, bool)
+
+
+def _np_integer() -> type:
+    import numpy as np  # only when called: layer descriptions import this module numpy-free
+
+    return np.integer
+
+
 def pair(v: IntPair, name: str = "value") -> tuple[int, int]:
-    """Return ``(v, v)`` for an int, or the two ints of a pair."""
-    if isinstance(v, int):
-        return (v, v)
-    a, b = v
-    if not (isinstance(a, int) and isinstance(b, int)):
-        raise ShapeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return (int(a), int(b))
+    """Return ``(v, v)`` for an int, or the two ints of a pair; anything else (1.5, a bool, a
+    triple) is a ShapeError naming the argument."""
+    if _is_int(v):
+        return (int(v), int(v))  # type: ignore[call-overload]
+    if isinstance(v, tuple | list) and len(v) == 2 and all(_is_int(a) for a in v):
+        return (int(v[0]), int(v[1]))
+    raise ShapeError(f"{name} must be an int or a pair of ints, got {v!r}")
 
 
 def window_output_size(
@@ -135,6 +146,18 @@ def check_dout(layer: str, dout: np.ndarray, out_shape: tuple[int, ...]) -> None
         )
 
 
+def check_groups(groups: object, x_shape: tuple[int, ...]) -> int:
+    """Group norm's ``groups`` as an int: a positive divisor of x's channels, else a
+    ShapeError (the same words on every backend)."""
+    C = x_shape[1]
+    if not _is_int(groups) or int(groups) < 1 or C % int(groups):  # type: ignore[call-overload]
+        raise ShapeError(
+            f"groupnorm: groups ({groups!r}) must be a positive divisor of the C={C} channels "
+            f"of x {tuple(x_shape)}"
+        )
+    return int(groups)  # type: ignore[call-overload]
+
+
 def check_batch_statistics(x_shape: tuple[int, ...]) -> None:
     """Batch norm in training needs more than one value per channel, as in torch.
 
@@ -142,7 +165,7 @@ def check_batch_statistics(x_shape: tuple[int, ...]) -> None:
     variance is 0 and its unbiased estimate, kept for eval, is undefined.
     """
     values = x_shape[0] * math.prod(x_shape[2:])
-    if values < 2:
+    if values == 1:  # none at all (an empty batch) is allowed: there is nothing to normalise
         raise ShapeError(
             f"batchnorm: training needs more than 1 value per channel, got x {tuple(x_shape)} "
             "(use a batch of 2 or more, or eval mode)"

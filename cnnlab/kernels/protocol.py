@@ -4,9 +4,11 @@
 it on numpy, ``torch`` and ``cuda`` (:class:`cnnlab.kernels.torch.TorchKernels`) through PyTorch
 ops and autograd. Arrays go in and come out as numpy arrays; kernels keep the input dtype
 (float32 or float64) and never promote. Each forward returns ``(out, cache)``; the cache is the
-backend's own and means nothing to anyone but its backward. Layer kinds name their kernels in
-their registration (:mod:`cnnlab.ops`), and a test checks that every backend has every
-registered kernel.
+backend's own and means nothing to anyone but its backward. The input contract every set
+keeps alike (float arrays of one dtype, bool masks, empty batches, dout of the output's shape,
+caches that hold references to the caller's arrays) is :mod:`cnnlab.kernels.contract`. Layer
+kinds name their kernels in their registration (:mod:`cnnlab.ops`), and a test checks that
+every backend has every registered kernel.
 
 Geometry, as in PyTorch: layout NCHW, conv weights (F, C, HH, WW), convolution is
 cross-correlation, ``Ho = 1 + (H + 2*pad - HH) // stride`` (likewise Wo) and ``Ho < 1`` is a
@@ -181,3 +183,7 @@ class KernelSet(Protocol):
     def add_backward(self, dout: Array, cache: Cache) -> Grads2:
         """-> (da, db)."""
         ...
+
+
+# The layers with a forward/backward pair (softmax cross-entropy is one function).
+PAIRS = tuple(n.removesuffix("_forward") for n in vars(KernelSet) if n.endswith("_forward"))

@@ -14,7 +14,8 @@ from cnnlab.kernels.common.loss import LossKernels
 from cnnlab.kernels.common.lrn import LRNKernels
 from cnnlab.kernels.common.norm import NormKernels
 from cnnlab.kernels.common.pool_global import GlobalPoolKernels
-from cnnlab.kernels.protocol import KernelSet
+from cnnlab.kernels.contract import install
+from cnnlab.kernels.protocol import PAIRS, KernelSet
 
 __all__ = ["NumpyKernels", "dropout_mask"]
 
@@ -31,6 +32,11 @@ class NumpyKernels(
 ):
     """The shared half of a numpy kernel set (see :class:`~cnnlab.kernels.protocol.KernelSet`):
     every kernel of this package's modules. ``Naive`` and ``Im2col`` add conv and pooling."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # Every numpy kernel set keeps the input contract (cnnlab.kernels.contract).
+        super().__init_subclass__(**kwargs)
+        install(cls, PAIRS)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

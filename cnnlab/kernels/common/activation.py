@@ -17,11 +17,11 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
     """ReLU backward.
 
-    dout: upstream gradient of out's shape. Returns dx; at ``x == 0`` the gradient is 0, as in
-    PyTorch.
+    dout: upstream gradient of out's shape. Returns dx: dout where ``x > 0`` and where x is
+    NaN, 0 where ``x <= 0`` (even for an infinite dout), as in PyTorch.
     """
     x = cache
-    return dout * (x > 0)
+    return np.where(x <= 0, x.dtype.type(0), dout)
 
 
 def leaky_relu_forward(x: np.ndarray, slope: float = 0.01) -> tuple[np.ndarray, tuple]:

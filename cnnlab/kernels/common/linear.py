@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnnlab.errors import ShapeError
@@ -51,7 +53,8 @@ def flatten_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     """
     if x.ndim < 1:
         raise ShapeError(f"flatten: x needs a batch axis, got shape {x.shape}")
-    return x.reshape(x.shape[0], -1), x.shape
+    # Sizes spelled out: -1 is ambiguous for an empty batch.
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape
 
 
 def flatten_backward(dout: np.ndarray, cache: tuple[int, ...]) -> np.ndarray:

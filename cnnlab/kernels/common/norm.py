@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnlab.errors import ShapeError
 from cnnlab.kernels.choices import BatchNormBackward
-from cnnlab.kernels.geometry import check_batch_statistics
+from cnnlab.kernels.geometry import check_batch_statistics, check_groups
 
 
 class NormCache(NamedTuple):
@@ -189,6 +189,12 @@ def batchnorm_forward(
         "batchnorm", x, gamma=gamma, beta=beta, running_mean=running_mean, running_var=running_var
     )
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    if train and x.size == 0:
+        # An empty batch has no statistics: the running ones stay, the gradients are zero
+        # (as torch does), so the (empty) output is taken as normalised by constants.
+        inv_std = np.ones(gamma.shape, x.dtype).reshape(_channel_shape(x.ndim))
+        out = _affine_forward(x, gamma, beta)
+        return out, NormCache(x, inv_std, gamma, x.shape, axes, batch_stats=False)
     if train:
         check_batch_statistics(x.shape)
         m = _count(x.shape, axes)
@@ -282,13 +288,8 @@ def groupnorm_forward(
     """
     if x.ndim != 4:
         raise ShapeError(f"groupnorm: x must be (N, C, H, W), got shape {x.shape}")
-    C = x.shape[1]
-    if not isinstance(groups, int | np.integer) or groups < 1 or C % groups:
-        raise ShapeError(
-            f"groupnorm: groups ({groups!r}) must be a positive divisor of the C={C} channels "
-            f"of x {x.shape}"
-        )
-    return _grouped_norm_forward(x, gamma, beta, int(groups), eps, "groupnorm")
+    groups = check_groups(groups, x.shape)
+    return _grouped_norm_forward(x, gamma, beta, groups, eps, "groupnorm")
 
 
 def groupnorm_backward(

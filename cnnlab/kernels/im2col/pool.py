@@ -59,14 +59,26 @@ def maxpool2d_forward(
     cols = _window_columns(pad_spatial(x, pad, -np.inf), kernel, stride)  # (K, N, C, Ho, Wo)
     out = cols.max(axis=0)  # (N, C, Ho, Wo)
     mask = cols == out  # every maximum of each window
+    if any(pad):  # padding equals a window of -inf inputs, but never receives the gradient
+        inside = pad_spatial(np.ones((1, 1, *x.shape[2:]), bool), pad, False)
+        mask &= _window_columns(inside, kernel, stride)
     if ties == "first":
-        # Keep only the first maximum along the offsets (row-major order); a running "already
-        # taken" plane is several times faster than argmax over axis 0.
-        taken = mask[0].copy()
-        for k in range(1, mask.shape[0]):
-            mask[k] &= ~taken
-            taken |= mask[k]
+        _keep_first(mask)
+        nan = np.isnan(out)
+        if nan.any():  # as torch: a window holding NaN sends its gradient to its last NaN
+            nans = np.isnan(cols) & nan
+            _keep_first(nans[::-1])
+            mask = np.where(nan, nans, mask)
     return out, (mask, x.shape, kernel, stride, pad)
+
+
+def _keep_first(mask: np.ndarray) -> None:
+    """Keep, in place, only the first True of each window along axis 0 (row-major order); a
+    running "already taken" plane is several times faster than argmax over axis 0."""
+    taken = mask[0].copy()
+    for k in range(1, mask.shape[0]):
+        mask[k] &= ~taken
+        taken |= mask[k]
 
 
 def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:

@@ -72,6 +72,8 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     Ho, Wo = 1 + (xp.shape[2] - kh) // sh, 1 + (xp.shape[3] - kw) // sw
     check_dout("maxpool2d", dout, (N, C, Ho, Wo))
     dxp = np.zeros(xp.shape, dtype=dout.dtype)
+    # Padding equals a window of -inf inputs, but never receives the gradient.
+    inside = pad_spatial(np.ones((1, 1, H, W), bool), pad, False)[0, 0]
     for n in range(N):
         for c in range(C):
             for i in range(Ho):
@@ -79,15 +81,29 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
                     rows = slice(i * sh, i * sh + kh)
                     cols = slice(j * sw, j * sw + kw)
                     window = xp[n, c, rows, cols]
+                    within = inside[rows, cols]
                     if ties == "first":
-                        # np.argmax returns the first maximum of the flattened (row-major) window.
-                        r, s = np.unravel_index(np.argmax(window), window.shape)
+                        r, s = _first_max(window, within)
                         dxp[n, c, i * sh + r, j * sw + s] += dout[n, c, i, j]
                     else:
-                        is_max = window == window.max()
+                        is_max = (window == window.max()) & within
                         dxp[n, c, rows, cols] += is_max * dout[n, c, i, j]
     # Gradient that landed on the padding belongs to no input element.
     return dxp[:, :, ph : ph + H, pw : pw + W].copy()
+
+
+def _first_max(window: np.ndarray, within: np.ndarray) -> tuple[int, int]:
+    """The element of a window that gets its gradient, as torch picks it: scanning the inside
+    elements in row-major order, the first one greater than every one before it, or a NaN
+    (so the last NaN, if there is one)."""
+    best, where = -np.inf, None
+    for r in range(window.shape[0]):
+        for s in range(window.shape[1]):
+            v = window[r, s]
+            if within[r, s] and (where is None or v > best or np.isnan(v)):
+                best, where = v, (r, s)
+    assert where is not None  # pad <= kernel // 2: every window holds an inside element
+    return where
 
 
 def avgpool2d_forward(

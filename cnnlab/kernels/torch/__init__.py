@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.errors import ArgumentError, BackendUnavailableError, ShapeError
+from cnnlab.errors import ArgumentError, BackendUnavailableError
 from cnnlab.kernels.choices import BatchNormBackward
+from cnnlab.kernels.common.loss import check_loss_inputs
+from cnnlab.kernels.contract import check_arrays, check_dout
 from cnnlab.kernels.torch import ops
 
 __all__ = ["TorchKernels", "cuda_available", "ops"]
@@ -81,6 +83,7 @@ def _pair(
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, np.ndarray)}
+        check_arrays(name, arrays.items())
         for k, v in arrays.items():
             bound.arguments[k] = self.to_tensor(v, requires_grad=k in grads)
         # The caller may be inside torch.no_grad(); the cache needs the graph regardless.
@@ -94,11 +97,7 @@ def _pair(
     def grads_of(dout: np.ndarray, cache: TorchCache, need_dx: bool) -> Any:
         out = cache.out
         dout = np.asarray(dout)
-        if tuple(dout.shape) != tuple(out.shape):
-            raise ShapeError(
-                f"{name}_backward: dout {tuple(dout.shape)} must have the shape of out "
-                f"{tuple(out.shape)}"
-            )
+        check_dout(name, dout, tuple(out.shape))
         dout_t = torch.as_tensor(dout, dtype=out.dtype, device=out.device)
         inputs = cache.inputs if need_dx else (None, *cache.inputs[1:])
         present = [t for t in inputs if t is not None]
@@ -210,6 +209,7 @@ class TorchKernels:
 
         logits: (N, K); y: (N,) integer labels -> (loss, dlogits), dlogits: (N, K).
         """
+        check_loss_inputs(logits, y)  # torch would drop a label of -100 and NaN an empty batch
         loss, cache = self._softmax_ce_forward(logits, y)
         dlogits = self._softmax_ce_backward(np.ones((), dtype=logits.dtype), cache)
         return float(loss), dlogits

@@ -25,6 +25,7 @@ from cnnlab.kernels.common.lrn import check_lrn
 from cnnlab.kernels.geometry import (
     IntPair,
     check_batch_statistics,
+    check_groups,
     conv_geometry,
     pair,
     pool_geometry,
@@ -110,22 +111,49 @@ def _maxpool2d_all_ties(
     """Max pooling whose gradient reaches every maximum of a window in full.
 
     Neither ``max_pool2d`` (one arg-max) nor ``amax`` (splits the gradient evenly between ties)
-    does this, so the output is written as ``m + (s - s.detach())`` where ``m`` is the detached
-    window maximum and ``s`` the sum of the window's elements that equal it. The bracket is
-    exactly zero, so the value is ``m`` bit for bit, while d(out)/d(element) is the equality mask:
-    1 for every maximum, 0 elsewhere.
+    does this, so the pair is written by hand (:class:`_AllTies`): the forward is the window
+    maximum, the backward sends each window's dout to every inside element equal to it. No
+    arithmetic touches the values, so infinite maxima and ties whose sum would overflow stay
+    exact.
     """
-    N, C = x.shape[0], x.shape[1]
-    # -inf padding never wins a window; pool_geometry keeps every window partly inside x.
-    xp = F.pad(x, (p[1], p[1], p[0], p[0]), value=-math.inf)
-    # Sizes spelled out: -1 is ambiguous for an empty batch (a data-parallel rank may get one).
-    cols = F.unfold(xp, k, stride=s).view(N, C, k[0] * k[1], out_hw[0] * out_hw[1])
-    m = cols.amax(dim=2, keepdim=True).detach()
-    # where() rather than cols * mask: -inf * 0 would be NaN in the padded positions.
-    hits = torch.where(cols == m, cols, torch.zeros((), dtype=cols.dtype, device=cols.device))
-    s_hits = hits.sum(dim=2)  # (N, C, Ho*Wo)
-    out = m.squeeze(2) + (s_hits - s_hits.detach())
-    return out.view(N, C, *out_hw)
+    return _AllTies.apply(x, k, s, p, out_hw)
+
+
+class _AllTies(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: Tensor,
+        k: tuple[int, int],
+        s: tuple[int, int],
+        p: tuple[int, int],
+        out_hw: tuple[int, int],
+    ) -> Tensor:
+        N, C, H, W = x.shape
+        K, L = k[0] * k[1], out_hw[0] * out_hw[1]
+        pads = (p[1], p[1], p[0], p[0])
+        # Sizes spelled out: -1 is ambiguous for an empty batch (a data-parallel rank may get one).
+        cols = F.unfold(F.pad(x, pads, value=-math.inf), k, stride=s).view(N, C, K, L)
+        m = cols.amax(dim=2, keepdim=True)
+        # Padding equals a window of -inf inputs, but never receives the gradient.
+        ones = torch.ones((1, 1, H, W), dtype=x.dtype, device=x.device)
+        inside = F.unfold(F.pad(ones, pads, value=0.0), k, stride=s).view(1, 1, K, L) > 0
+        ctx.save_for_backward((cols == m) & inside)
+        ctx.geometry = (tuple(x.shape), k, s, p)  # type: ignore[attr-defined]
+        return m.view(N, C, *out_hw)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, dout: Tensor
+    ) -> tuple[Tensor, None, None, None, None]:
+        (mask,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        (N, C, H, W), k, s, p = ctx.geometry  # type: ignore[attr-defined]
+        K, L = mask.shape[2], mask.shape[3]
+        # where() rather than dout * mask: an inf or nan in dout stays in its windows.
+        zero = torch.zeros((), dtype=dout.dtype, device=dout.device)
+        g = torch.where(mask, dout.reshape(N, C, 1, L), zero).reshape(N, C * K, L)
+        dxp = F.fold(g, (H + 2 * p[0], W + 2 * p[1]), k, stride=s)
+        return dxp[:, :, p[0] : p[0] + H, p[1] : p[1] + W], None, None, None, None
 
 
 @paired("x")
@@ -326,11 +354,8 @@ def groupnorm(x: Tensor, gamma: Tensor, beta: Tensor, groups: int, eps: float = 
     """
     if x.dim() != 4:
         raise ShapeError(f"groupnorm: x must be (N, C, H, W), got shape {tuple(x.shape)}")
-    C = _check_per_channel("groupnorm", x, gamma=gamma, beta=beta)
-    if groups < 1 or C % groups != 0:
-        raise ShapeError(
-            f"groupnorm: groups={groups} must divide the C={C} channels of x {tuple(x.shape)}"
-        )
+    groups = check_groups(groups, tuple(x.shape))
+    _check_per_channel("groupnorm", x, gamma=gamma, beta=beta)
     return F.group_norm(x, groups, gamma, beta, eps)
 
 
