@@ -1,10 +1,13 @@
-"""The im2col conv's Winograd path for 3x3 stride-1 layers: same numbers as torch, and the
-rule that decides where it runs.
+"""The im2col conv's Winograd path for 3x3 stride-1 float64 layers: same numbers as torch, and
+the rule that decides where it runs.
 
-The conv tests' shapes have too few channels to take this path; these have 16 and up.
+The conv tests' shapes have too few channels to take this path; these have 16 and up. float32
+takes the columns instead (tests/kernels/test_float32_accuracy.py measures why).
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -26,15 +29,37 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("m", [2, 4])
-def test_one_tile_is_the_direct_correlation(m):
-    """y = AT [(G g G.T) * (BT d BT.T)] AT.T on one tile, against the sum it stands for."""
-    BK, GK, AK = winograd.transforms(m, np.dtype(np.float64))
+def one_tile(m, BK, GK, AK):
+    """y = AT [(G g G.T) * (BT d BT.T)] AT.T on one random tile, and the sum it stands for."""
     rng = np.random.default_rng(0)
     d, g = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
     y = (AK @ ((GK @ g.ravel()) * (BK @ d.ravel()))).reshape(m, m)
     direct = [[np.sum(d[i : i + 3, j : j + 3] * g) for j in range(m)] for i in range(m)]
+    return y, direct
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_one_tile_is_the_direct_correlation(m):
+    y, direct = one_tile(m, *winograd.transforms(m, np.dtype(np.float64)))
     np.testing.assert_allclose(y, direct, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        (0, 1, -1, 2, -2),
+        (0, 1, -1, Fraction(1, 2)),
+        (0, Fraction(1, 3), -3, 1, -1, 2, Fraction(-1, 2)),
+    ],
+    ids=["lavin-m4", "m3", "m6"],
+)
+def test_transforms_follow_from_any_points(points):
+    """Toom-Cook on other points and tile sizes: Lavin's F(4, 3) points, F(3, 3), F(6, 3)."""
+    m = len(points) - 1
+    exact = tuple(Fraction(p) for p in points)
+    BT, G, AT = (np.array(t, np.float64) for t in winograd._toom_cook(m, exact))
+    y, direct = one_tile(m, *(np.kron(t, t) for t in (BT, G, AT)))
+    np.testing.assert_allclose(y, direct, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
@@ -66,22 +91,28 @@ def test_without_bias_and_with_it_switched_off(monkeypatch):
     assert_close((*winograd_result[:3], None), (*columns_result[:3], None), 1e-12)
 
 
-def test_float32_error_stays_near_float_rounding():
-    """F(4, 3)'s transforms grow rounding errors; on a ResNet-sized layer they stay ~1e-6."""
-    x, w, b = make_inputs((8, 64, 16, 16, 64, 3, 3), seed=8)
-    w *= np.sqrt(2 / (64 * 9))  # Kaiming scale: outputs of the same size as the inputs
-    got = run_backend(im2col_conv, *(a.astype(np.float32) for a in (x, w, b)), 1, 1)
-    assert all(g.dtype == np.float32 for g in got)
-    want = run_torch(x, w, b, 1, 1, got[4].astype(np.float64))
-    assert_close(got[:4], want, 1e-5, "float32")
+def test_float32_takes_the_columns(monkeypatch):
+    """In float32 Winograd rounds several times more than torch, or (F(2, 3) summed in channel
+    blocks) runs slower than the columns: forward, dw and dx all take the columns."""
+    x, w, _ = make_inputs((2, 16, 8, 8, 16, 3, 3), seed=8, dtype=np.float32)
+    _, cache = im2col_conv.conv2d_forward(x, w, None, 1, 1)
+    assert cache[3].tiling is None
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Winograd ran in float32")
+
+    monkeypatch.setattr(im2col_conv, "winograd_forward", refuse)
+    monkeypatch.setattr(im2col_conv, "winograd_weight_grads", refuse)
+    assert all(g.dtype == np.float32 for g in run_backend(im2col_conv, x, w, None, 1, 1)[:3])
 
 
 def test_rule_takes_3x3_stride1_layers_with_channels():
-    def tiling(x_shape, w_shape, stride=1, pad=1):
+    def tiling(x_shape, w_shape, stride=1, pad=1, dtype=np.float64):
         H, W = x_shape[2:]
         Ho = (H + 2 * pad - w_shape[2]) // stride + 1
         out_hw = (Ho, (W + 2 * pad - w_shape[3]) // stride + 1)
-        return winograd.winograd_tiling(x_shape, w_shape, (stride,) * 2, (pad,) * 2, out_hw)
+        pads = (pad,) * 2
+        return winograd.winograd_tiling(x_shape, w_shape, (stride,) * 2, pads, out_hw, dtype)
 
     assert tiling((128, 64, 32, 32), (64, 64, 3, 3)).m == 4  # ResNet's first stage
     assert tiling((128, 512, 4, 4), (512, 512, 3, 3)).m == 2  # 4 x 4 outputs: small tiles
@@ -89,12 +120,14 @@ def test_rule_takes_3x3_stride1_layers_with_channels():
     assert tiling((128, 6, 14, 14), (16, 6, 5, 5), pad=0) is None  # LeNet C3: 5x5
     assert tiling((128, 3, 32, 32), (16, 3, 3, 3)) is None  # too few input channels
     assert tiling((128, 16, 8, 8), (16, 16, 3, 3), pad=3) is None  # dx would need pad -1
+    assert tiling((128, 64, 32, 32), (64, 64, 3, 3), dtype=np.float32) is None
 
 
 def test_workers_split_the_batch_unless_the_filters_outweigh_its_tiles():
     def splits(n, channels, size):
         x, w = (n, channels, size, size), (channels, channels, 3, 3)
-        return winograd.winograd_tiling(x, w, (1, 1), (1, 1), (size, size)).split_batch()
+        tiling = winograd.winograd_tiling(x, w, (1, 1), (1, 1), (size, size), np.float64)
+        return tiling.split_batch()
 
     assert not splits(32, 512, 4)  # U: 16 x 512 x 512, tiles: 32 x 4 (x 512)
     assert splits(128, 512, 4)

@@ -23,11 +23,12 @@ With row columns and few filters (LeNet's C3), dx folds the kernel's columns int
 instead (:meth:`~cnnlab.kernels.im2col.layouts.RowColumns.folded_dx`): HH adds in place of
 HH*WW.
 
-3x3 stride-1 convolutions with 16 channels or more (ResNet's) skip the columns: their forward
-and dw use Winograd's algorithm (:mod:`cnnlab.kernels.im2col.winograd`), matrix products on
-transformed tiles that need 2.25-4x fewer multiply-adds, and their dx is the convolution of
-dout above, so Winograd too. The kernel set's ``winograd`` option (``trainer.winograd``)
-switches this off.
+In float64, 3x3 stride-1 convolutions with 16 channels or more (ResNet's) skip the columns:
+their forward and dw use Winograd's algorithm (:mod:`cnnlab.kernels.im2col.winograd`), matrix
+products on transformed tiles that need 2.25-4x fewer multiply-adds, and their dx is the
+convolution of dout above, so Winograd too. In float32 Winograd's rounding is several times
+torch's, so float32 convs always take the columns. The kernel set's ``winograd`` option
+(``trainer.winograd``) switches Winograd off.
 
 No Python loop runs over samples or output pixels inside a chunk (col2im loops over the HH*WW
 kernel offsets only). Same numbers as :mod:`cnnlab.kernels.naive.conv`, within float rounding.
@@ -77,6 +78,9 @@ class ConvShape:
         return self.rows * self.pixels * itemsize
 
 
+# Output pixels per sample below which a float32 1x1 weight gradient is accumulated in float64
+# (see _BackwardWorker): tests/kernels/test_float32_accuracy.py holds it to torch's error.
+EXACT_DW_BELOW = 64
 # Filters below which the weight gradient is accumulated transposed (see _BackwardWorker).
 TRANSPOSED_DW_BELOW = 128
 
@@ -164,6 +168,12 @@ class _BackwardWorker(_Worker):
         # dout2 @ cols.T for a thin dout2. Many: as is, at the same speed and without a
         # transpose of a large dw at the end.
         self.transposed = F < TRANSPOSED_DW_BELOW
+        # A float32 1x1 dw summed over many samples of few pixels each (ResNet's last
+        # shortcut) rounds worse than torch, which sums each sample's pixels apart: that small
+        # product is accumulated in float64 instead, at a cost that stays small.
+        self.exact_dw = (
+            x.dtype == np.float32 and shape.pixels < EXACT_DW_BELOW and shape.w[2:] == (1, 1)
+        )
         dw_shape = (shape.rows, F) if self.transposed else (F, shape.rows)
         self.dw = PartialSum(dw_shape, x.dtype, arena)
         self.db = PartialSum((F,), x.dtype, arena)
@@ -173,10 +183,11 @@ class _BackwardWorker(_Worker):
         layout, F, (Ho, Wo) = self.shape.layout, self.shape.w[0], self.shape.out_hw
         dout2 = self.dout2[:, : cols.shape[1]]
         dout2.reshape(F, n, Ho, -1)[..., :Wo] = self.dout[chunk].transpose(1, 0, 2, 3)
-        if self.transposed:
-            np.matmul(cols, dout2.T, out=self.dw.out())
+        a, b = (cols, dout2.T) if self.transposed else (dout2, cols.T)
+        if self.exact_dw:
+            self.dw.out()[...] = np.matmul(a.astype(np.float64), b.astype(np.float64))
         else:
-            np.matmul(dout2, cols.T, out=self.dw.out())
+            np.matmul(a, b, out=self.dw.out())
         self.dw.add()
         dout2.sum(axis=1, out=self.db.out())
         self.db.add()
@@ -227,11 +238,13 @@ def conv2d_forward(
     out_hw = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
     stride, pad = pair(stride, "stride"), pair(pad, "pad")
     layout = choose_layout(x.shape, w.shape[0], w.shape[2:], stride, pad, out_hw)
-    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw) if winograd else None
+    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw, x.dtype) if winograd else None
     shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout, tiling)
     N, F = x.shape[0], w.shape[0]
     # Products in x's dtype: a float64 w or b must not promote (and slow down) a float32 net.
     b = None if b is None else b.astype(x.dtype, copy=False)
+    if N == 0:  # an empty batch (a data-parallel rank's share may be one): nothing to compute
+        return np.empty((0, F, *out_hw), x.dtype), (x, w, b is not None, shape)
     workers = Workers(1) if workers is None else workers
     if tiling is not None:
         out = winograd_forward(x, w, b, tiling, workers=workers)
@@ -264,6 +277,9 @@ def conv2d_backward(
         b was None.
     """
     x, w, has_bias, shape = cache
+    if x.shape[0] == 0:  # an empty batch: zero gradients, as torch gives
+        db = np.zeros(w.shape[0], x.dtype) if has_bias else None
+        return (np.zeros_like(x) if need_dx else None), np.zeros(w.shape, x.dtype), db
     workers = Workers(1) if workers is None else workers
     if shape.tiling is not None:
         dw, db = winograd_weight_grads(x, dout, shape.tiling, workers=workers)
@@ -295,7 +311,7 @@ def _dx_as_convolution(
     forward took it."""
     (F, C, HH, WW), (ph, pw) = shape.w, shape.pad
     pad = (HH - 1 - ph, WW - 1 - pw)
-    tiling = winograd_tiling(dout.shape, (C, F, HH, WW), (1, 1), pad, shape.x[2:])
+    tiling = winograd_tiling(dout.shape, (C, F, HH, WW), (1, 1), pad, shape.x[2:], dout.dtype)
     if shape.tiling is not None and tiling is not None:
         return winograd_forward(dout, w, None, tiling, adjoint=True, workers=workers)
     # (C, F, HH, WW), in one copy: a strided view would be copied again by the reshape.

@@ -1,4 +1,4 @@
-"""Winograd's minimal filtering for 3x3 stride-1 convolutions: fewer multiplications per output.
+"""Winograd's minimal filtering for 3x3 stride-1 float64 convolutions: fewer multiplications.
 
 F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015)
 computes an m x m tile of output from an a x a tile of input, a = m + 2, as
@@ -26,14 +26,23 @@ copies into them then move runs of C contiguous values, where channels-first wou
 2 for ResNet's 4x4 layers. Chunked and threaded like the im2col path
 (:mod:`cnnlab.kernels.im2col.chunks`).
 
-Precision: F(2, 3) matches im2col's float rounding; F(4, 3)'s transforms hold coefficients up
-to 8, so its float32 results differ from a direct product by about 1e-6 relative (2-norm, ResNet
-layers), and by about 1e-15 in float64.
+Precision, and why float64 only. The transforms are exact, but the a² products round, and the
+output transform adds up their rounding errors with weights that grow with the points (up to 8
+for F(4, 3)). In float32, against float64 on ResNet-18's layers (2-norm), that is 5-10x
+torch's float32 error for F(4, 3) on the best points tried, and still over 3x with its products
+summed over short blocks of channels; F(2, 3) comes within 2x of torch only with its products
+summed over blocks of at most 64 channels (a float32 product rounds more as its inner dimension
+grows to a few hundred), and then is no faster than the columns in ``cnnlab bench suite``. So
+float32 convolutions take the columns (within 1.6x of torch's error,
+:mod:`tests.kernels.test_float32_accuracy`), and only float64 comes here, where F(4, 3) stays
+within about 5e-15 of a direct product.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 
 import numpy as np
@@ -41,37 +50,48 @@ from numpy.lib.stride_tricks import as_strided
 
 from cnnlab.kernels.im2col.chunks import Arena, PartialSum, Workers, summed
 
-# (BT, G, AT) for output tiles of m x m: interpolation points 0, 1, -1 (m=2) and 0, +-1, +-2
-# (m=4), and the point at infinity.
-_TRANSFORMS: dict[int, tuple[list[list[float]], list[list[float]], list[list[float]]]] = {
-    2: (
-        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-        [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
-        [[1, 1, 1, 0], [0, 1, -1, -1]],
-    ),
-    4: (
-        [
-            [4, 0, -5, 0, 1, 0],
-            [0, -4, -4, 1, 1, 0],
-            [0, 4, -4, -1, 1, 0],
-            [0, -2, -1, 2, 1, 0],
-            [0, 2, -1, -2, 1, 0],
-            [0, 4, 0, -5, 0, 1],
-        ],
-        [
-            [1 / 4, 0, 0],
-            [-1 / 6, -1 / 6, -1 / 6],
-            [-1 / 6, 1 / 6, -1 / 6],
-            [1 / 24, 1 / 12, 1 / 6],
-            [1 / 24, -1 / 12, 1 / 6],
-            [0, 0, 1],
-        ],
-        [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-    ),
+# The finite interpolation points of F(m x m, 3 x 3), m + 1 of them (the point at infinity comes
+# last): 0, +-1 for m = 2; for m = 4, 0, +-1/2, +-2, whose rounding errors on ResNet's layers are
+# a third smaller than those of the usual 0, +-1, +-2.
+_POINTS: dict[int, tuple[Fraction, ...]] = {
+    2: (Fraction(0), Fraction(1), Fraction(-1)),
+    4: (Fraction(0), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2)),
 }
 
 # Channels below which the transforms cost more than the products save.
 MIN_CHANNELS = 16
+
+_Matrix = list[list[Fraction]]
+
+
+def _polynomial(roots: tuple[Fraction, ...]) -> list[Fraction]:
+    """The coefficients of prod (x - r) over ``roots``, lowest power first."""
+    coefficients = [Fraction(1)]
+    for r in roots:  # times (x - r): shifted up one power, less r times itself
+        shifted, padded = [Fraction(0), *coefficients], [*coefficients, Fraction(0)]
+        coefficients = [s - r * c for s, c in zip(shifted, padded, strict=True)]
+    return coefficients
+
+
+def _toom_cook(m: int, points: tuple[Fraction, ...]) -> tuple[_Matrix, _Matrix, _Matrix]:
+    """(BT, G, AT) of F(m, 3) on the finite ``points`` and infinity, exactly.
+
+    F(m, 3) is the transpose of the Toom-Cook product of a 3-tap and an m-tap polynomial: G and
+    AT.T evaluate them at the points (at infinity: the top coefficient), and BT.T interpolates
+    their product, of degree m + 1, from its m + 2 values. Lagrange's interpolation, with
+    M(x) = prod (x - p) over the finite points, gives BT's rows: prod (x - q) over q != p for a
+    point p, then M for infinity; the Lagrange denominators prod (p - q) divide G's rows.
+    """
+    BT: _Matrix = []
+    G: _Matrix = []
+    for j, p in enumerate(points):
+        others = points[:j] + points[j + 1 :]
+        BT.append([*_polynomial(others), Fraction(0)])
+        G.append([p**k / math.prod(p - q for q in others) for k in range(3)])
+    BT.append(_polynomial(points))
+    G.append([Fraction(0), Fraction(0), Fraction(1)])
+    AT = [[*(p**i for p in points), Fraction(int(i == m - 1))] for i in range(m)]
+    return BT, G, AT
 
 
 @cache
@@ -79,7 +99,7 @@ def transforms(m: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndar
     """The Kronecker forms of F(m x m, 3 x 3), a = m + 2: input ``kron(BT, BT)``: (a², a²),
     filter ``kron(G, G)``: (a², 9), output ``kron(AT, AT)``: (m², a²). Each maps a tile,
     flattened row-major, to a flattened tile."""
-    BT, G, AT = (np.array(t, np.float64) for t in _TRANSFORMS[m])
+    BT, G, AT = (np.array(t, np.float64) for t in _toom_cook(m, _POINTS[m]))
     return tuple(np.kron(t, t).astype(dtype) for t in (BT, G, AT))  # type: ignore[return-value]
 
 
@@ -131,16 +151,20 @@ def winograd_tiling(
     stride: tuple[int, int],
     pad: tuple[int, int],
     out_hw: tuple[int, int],
+    dtype: np.dtype,
 ) -> Tiling | None:
     """The tiling for a 3x3, stride-1 convolution with enough channels, else None.
 
     Padding up to 2 only: dx, the convolution of dout padded by ``2 - pad``, must qualify too.
     Outputs 8 wide and up use F(4, 3); narrower ones F(2, 3), where 4 x 4 tiles would mostly
     hang over the edge (ResNet's 4 x 4 layers: no slower with m=2, and more exact).
+
+    float64 only: float32 takes the columns, which round several times less than F(4, 3) and
+    are as fast as an F(2, 3) made as exact as they are, or faster (see Precision above).
     """
     F, C, HH, WW = w_shape
     fits = (HH, WW) == (3, 3) and stride == (1, 1) and max(pad) <= 2 and min(pad) >= 0
-    if not fits or min(C, F) < MIN_CHANNELS:
+    if not fits or min(C, F) < MIN_CHANNELS or np.dtype(dtype) != np.float64:
         return None
     m = 4 if min(out_hw) >= 8 else 2
     return Tiling(m, tuple(x_shape), F, pad, out_hw)  # type: ignore[arg-type]
