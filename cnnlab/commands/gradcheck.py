@@ -56,11 +56,14 @@ def _layer_batches(
     cases = layer_cases(cfg.layer.name)
     backends = plan.backends
     log.info(
-        "gradcheck layer=%s on %s: %d cases, float64, step h=%g",
+        "gradcheck layer=%s on %s: %d cases, float64, steps h=%g and 2h; cases over %d "
+        "elements along %d random directions",
         cfg.layer.name,
         ", ".join(b.name for b in backends),
         len(cases),
         thresholds.step,
+        thresholds.elementwise_max,
+        thresholds.directions,
     )
     return len(cases), check_layers(cases, backends, cfg.trainer.seed, thresholds, options)
 
@@ -75,7 +78,7 @@ def _model_batches(
     assert problem is not None  # model= given
     usable = [b for b in backends if b.availability()[0]]
     log.info(
-        "gradcheck model=%s (%s) on %s: float64, step h=%g, %d coordinates per tensor",
+        "gradcheck model=%s (%s) on %s: float64, steps h=%g and 2h, %d coordinates per tensor",
         problem.model,
         problem.variant,
         ", ".join(b.name for b in usable),
@@ -114,8 +117,7 @@ def task(cfg: GradcheckConfig, plan: Plan | None = None) -> int:
     plan = plan or check_config(cfg)
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
     out_dir = run_dir()
-    g = cfg.gradcheck
-    thresholds = Thresholds(g.step, g.rtol_numeric, g.rtol_torch, g.atol_zero)
+    thresholds = Thresholds.of(cfg.gradcheck)
     batches_of = _layer_batches if plan.problem is None else _model_batches
     total, batches = batches_of(cfg, plan, thresholds, options)
     console = Console()

@@ -7,7 +7,8 @@ values, see :func:`_off_init`) and copied into every backend. For each backend:
 - against torch autograd, the logits and every parameter's full gradient;
 - against centred differences of the backend's own loss, ``gradcheck.samples`` coordinates of
   each parameter: the one with the largest analytic gradient (so the tensor's norm is not
-  rounding noise) and the rest drawn at random.
+  rounding noise) and the rest drawn at random. The differences are taken at h and 2h and
+  judged by the error-aware gate of the layer checks (:meth:`Thresholds.numeric_rtol`).
 
 The records have the layer checks' format with ``target="model"`` and the parameter's name as
 ``tensor``.
@@ -17,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cnnlab.backends import BACKENDS, DEFAULT_OPTIONS, Backend, BackendOptions
-from cnnlab.compare import Comparison, compare
-from cnnlab.gradcheck.run import Record, Thresholds, compared
+from cnnlab.compare import compare
+from cnnlab.gradcheck.numeric import estimated
+from cnnlab.gradcheck.run import Record, Thresholds, compared_numeric, compared_torch
 from cnnlab.ops.tree import Node
 
 if TYPE_CHECKING:
@@ -89,11 +92,8 @@ def _off_init(
     return params
 
 
-def _record(
-    p: ModelProblem, backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
-) -> Record:
-    where = {"target": "model", "layer": None, "model": p.model, "variant": p.variant}
-    return compared(where, backend, tensor, reference, cmp, t)
+def _where(p: ModelProblem) -> dict[str, object]:
+    return {"target": "model", "layer": None, "model": p.model, "variant": p.variant}
 
 
 def _loss(
@@ -155,19 +155,23 @@ def check_model(
         report_loss(backend.name, _loss(initial, p, False)[0])
         model = backend.model(p.net, p.params, p.buffers, options)
         _, grads, logits = _loss(model, p)
+        where = _where(p)
         if backend.name != "torch":
-            vs_torch = [_record(p, backend.name, "logits", "torch", compare(logits, ref_logits), t)]
+            vs_torch = [
+                compared_torch(where, backend.name, "logits", compare(logits, ref_logits), t)
+            ]
             vs_torch += [
-                _record(p, backend.name, name, "torch", compare(grad, ref_grads[name]), t)
+                compared_torch(where, backend.name, name, compare(grad, ref_grads[name]), t)
                 for name, grad in grads.items()
             ]
             yield vs_torch
         rng = np.random.default_rng([seed, 2])
         for name, grad in grads.items():
             index = sampled_coordinates(grad, samples, rng)
-            numeric = numeric_at(model, p, name, index, t.step)
-            yield [
-                _record(
-                    p, backend.name, name, "numeric", compare(grad.reshape(-1)[index], numeric), t
-                )
-            ]
+            ref = estimated(
+                grad.reshape(-1)[index],
+                partial(numeric_at, model, p, name, index),
+                t.step,
+                f"{len(index)} sampled",
+            )
+            yield [compared_numeric(where, backend.name, name, ref, t)]

@@ -1,6 +1,8 @@
 """The gradcheck table: one row per layer, backend and reference, showing the worst tensor.
 
-gradcheck.json keeps every variant and tensor; the table keeps the screen readable.
+"Worst" is the closest to its tolerance: numeric tolerances differ from tensor to tensor (they
+follow the differences' estimated error). gradcheck.json keeps every variant and tensor; the
+table keeps the screen readable.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from rich.table import Table
 from cnnlab.gradcheck.run import Record
 
 
+def _share(r: Record) -> float:
+    """How much of its tolerance a record's error uses (absolute error for zero gradients)."""
+    error = r.worst_abs_error if r.zero_gradient else r.rel_error
+    return (error or 0.0) / (r.threshold or 1.0)
+
+
 def _worst(records: Iterable[Record]) -> dict[tuple, Record]:
     """The worst record of each (layer, backend, reference) over variants and tensors."""
 
     def badness(r: Record) -> tuple:
-        # A failure outranks any pass; then the larger error (absolute for zero gradients).
-        error = r.worst_abs_error if r.zero_gradient else r.rel_error
-        return (not r.passed, error or 0.0)
+        # A failure outranks any pass; then the larger share of the tolerance used.
+        return (not r.passed, _share(r))
 
     rows: dict[tuple, Record] = {}
     for r in records:
@@ -41,6 +48,7 @@ def render(records: list[Record], console: Console) -> None:
         ("worst tensor", "left"),
         ("reference", "left"),
         ("rel. error", "right"),
+        ("tolerance", "right"),
         ("worst |a−ref|", "right"),
         ("pass", "center"),
     ]:
@@ -51,8 +59,11 @@ def render(records: list[Record], console: Console) -> None:
             skipped[backend] = r.reason
             continue
         rel = "zero grad" if r.zero_gradient else f"{r.rel_error:.2e}"
+        tol = f"{r.threshold:.1e}" + (" abs" if r.zero_gradient else "")
+        tensor = f"{r.tensor} ({r.method})" if r.method not in ("", "elements") else r.tensor
         mark = "[green]✓[/]" if r.passed else "[bold red]✗[/]"
-        table.add_row(layer, backend, r.tensor, reference, rel, f"{r.worst_abs_error:.1e}", mark)
+        row = (layer, backend, tensor, reference, rel, tol, f"{r.worst_abs_error:.1e}", mark)
+        table.add_row(*row)
     if skipped:
         table.caption = "; ".join(f"{b} skipped: {why}" for b, why in skipped.items())
         table.caption_justify = "left"
@@ -60,18 +71,21 @@ def render(records: list[Record], console: Console) -> None:
 
 
 def verdict(records: list[Record]) -> str:
-    """One line: how many checks ran and failed, and the worst relative error seen."""
+    """One line: how many checks ran and failed, the worst relative error seen and the check
+    nearest its tolerance (numeric tolerances differ from tensor to tensor)."""
     ran = [r for r in records if not r.skipped]
     failed = [r for r in ran if not r.passed]
     scored = [r for r in ran if not r.zero_gradient]
     worst = max(scored, key=lambda r: r.rel_error or 0.0, default=None)
-    where = (
-        f"; worst rel. error {worst.rel_error:.2e} ({worst.model or worst.layer} / "
-        f"{worst.variant} / {worst.backend} / {worst.tensor} vs {worst.reference})"
-        if worst
-        else ""
-    )
+    nearest = max(ran, key=_share, default=None)
+    where = f"; worst rel. error {worst.rel_error:.2e} ({_name(worst)})" if worst else ""
+    if nearest:
+        where += f"; largest share of a tolerance: {_share(nearest):.0%} ({_name(nearest)})"
     skipped = sorted({r.backend for r in records if r.skipped})
     skip_note = f"; skipped: {', '.join(skipped)}" if skipped else ""
     status = f"{len(failed)} FAILED" if failed else "all passed" if ran else "none ran"
     return f"{len(ran)} checks, {status}{where}{skip_note}"
+
+
+def _name(r: Record) -> str:
+    return f"{r.model or r.layer} / {r.variant} / {r.backend} / {r.tensor} vs {r.reference}"

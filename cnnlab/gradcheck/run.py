@@ -3,35 +3,69 @@
 A record is one comparison of one tensor: an analytic gradient (or a forward output) of one
 backend against a reference, either centred numeric differences or torch autograd. Layer
 checks and whole-model checks share the record format (``target`` tells them apart).
+
+Against torch the gate is a fixed relative error (``rtol_torch``): two analytic gradients
+differ by rounding only. Against numeric differences it is set by the differences' own
+estimated error (:meth:`Thresholds.numeric_rtol`), which grows with the width of a layer.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.compare import Comparison, compare
-from cnnlab.gradcheck.numeric import numeric_gradient
+from cnnlab.gradcheck.numeric import NumericReference, numeric_reference
 from cnnlab.kernels.protocol import KernelSet
 from cnnlab.ops import LayerCase, layer_cases
+
+if TYPE_CHECKING:
+    from cnnlab.schema import GradcheckSettings
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Pass criteria and the numeric step (the ``gradcheck`` config node)."""
+    """Pass criteria and how numeric references are taken (the ``gradcheck`` config node).
+
+    Attributes:
+        step: h of the centred differences; their error is estimated against 2h.
+        rtol_floor, error_factor, rtol_numeric: the numeric gate, see :meth:`numeric_rtol`.
+        elementwise_max: a layer case whose checked tensors hold more elements than this in
+            all is differenced along ``directions`` random directions, not element by element.
+        rtol_torch: the relative error accepted against torch autograd.
+        atol_zero: the absolute error accepted where the true gradient is zero.
+    """
 
     step: float
+    rtol_floor: float
+    error_factor: float
     rtol_numeric: float
+    elementwise_max: int
+    directions: int
     rtol_torch: float
     atol_zero: float
 
-    def rtol(self, reference: str) -> float:
-        return self.rtol_numeric if reference == "numeric" else self.rtol_torch
+    @classmethod
+    def of(cls, settings: GradcheckSettings) -> Thresholds:
+        """The thresholds of a ``gradcheck`` config node (its keys have the same names)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+    def numeric_rtol(self, estimated: float) -> float:
+        """The relative error accepted against a numeric reference whose own error is
+        estimated at ``estimated`` (relative, as the error it is compared with):
+        ``min(rtol_numeric, rtol_floor + error_factor * estimated)``.
+
+        The factor covers the chance that D(h) and D(2h) agree closely by luck; the floor
+        covers the analytic gradient's own rounding and tensors of one or two elements, whose
+        estimate is a single draw; the cap keeps a reference that is no reference (a step
+        across a kink, where D(h) and D(2h) disagree wildly) from excusing any error.
+        """
+        return min(self.rtol_numeric, self.rtol_floor + self.error_factor * estimated)
 
 
 @dataclass
@@ -49,23 +83,33 @@ class Record:
     worst_abs_error: float | None
     worst_index: list[int] | None
     zero_gradient: bool
-    threshold: float | None
+    threshold: float | None  # the relative error accepted (atol_zero for a zero gradient)
     step: float | None
     passed: bool | None
     skipped: bool = False
     reason: str = ""
+    # Numeric references: the differences' estimated relative error, and how they were taken
+    # ("elements", "8 directions", "4 sampled").
+    fd_error: float | None = None
+    method: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def compared(
-    where: dict[str, Any], backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
+def _judged(
+    where: dict[str, Any],
+    backend: str,
+    tensor: str,
+    reference: str,
+    cmp: Comparison,
+    rtol: float,
+    atol_zero: float,
+    *,
+    step: float | None = None,
+    fd_error: float | None = None,
+    method: str = "",
 ) -> Record:
-    """The record of one comparison, judged by the thresholds.
-
-    where: ``target``, ``layer``, ``model`` and ``variant`` of the check (layer or model).
-    """
     return Record(
         **where,
         backend=backend,
@@ -75,17 +119,46 @@ def compared(
         worst_abs_error=cmp.worst_abs,
         worst_index=list(cmp.worst_index),
         zero_gradient=cmp.zero,
-        threshold=t.atol_zero if cmp.zero else t.rtol(reference),
-        step=t.step if reference == "numeric" else None,
-        passed=cmp.passed(t.rtol(reference), t.atol_zero),
+        threshold=atol_zero if cmp.zero else rtol,
+        step=step,
+        passed=cmp.passed(rtol, atol_zero),
+        fd_error=fd_error,
+        method=method,
     )
 
 
-def _record(
-    case: LayerCase, backend: str, tensor: str, reference: str, cmp: Comparison, t: Thresholds
+def compared_torch(
+    where: dict[str, Any], backend: str, tensor: str, cmp: Comparison, t: Thresholds
 ) -> Record:
-    where = {"target": "layer", "layer": case.layer, "model": None, "variant": case.variant}
-    return compared(where, backend, tensor, reference, cmp, t)
+    """The record of one comparison with torch autograd, judged by ``rtol_torch``.
+
+    where: ``target``, ``layer``, ``model`` and ``variant`` of the check (layer or model).
+    """
+    return _judged(where, backend, tensor, "torch", cmp, t.rtol_torch, t.atol_zero)
+
+
+def compared_numeric(
+    where: dict[str, Any], backend: str, tensor: str, ref: NumericReference, t: Thresholds
+) -> Record:
+    """The record of an analytic gradient against its numeric reference, judged by a
+    tolerance set from the reference's estimated error (:meth:`Thresholds.numeric_rtol`)."""
+    cmp = compare(ref.analytic, ref.numeric)
+    # The denominator of the relative error (cnnlab.compare), so that both are on one scale.
+    scale = max(float(np.linalg.norm(ref.analytic) + np.linalg.norm(ref.numeric)), 1e-12)
+    fd_error = ref.error / scale
+    rtol = t.numeric_rtol(fd_error)
+    return _judged(
+        where,
+        backend,
+        tensor,
+        "numeric",
+        cmp,
+        rtol,
+        t.atol_zero,
+        step=t.step,
+        fd_error=fd_error,
+        method=ref.method,
+    )
 
 
 def skipped_record(
@@ -119,9 +192,24 @@ def _run_pair(case: LayerCase, kernels: KernelSet, arrays: dict, dout: Any) -> t
     return np.asarray(out), tuple(grads)
 
 
-def _numeric(case: LayerCase, kernels: KernelSet, arrays: dict, dout: Any, h: float) -> list:
-    grads = []
-    for name in case.wrt:
+def _numeric(
+    case: LayerCase,
+    kernels: KernelSet,
+    arrays: dict,
+    dout: Any,
+    grads: tuple,
+    t: Thresholds,
+    seed: list[int],
+) -> list[NumericReference]:
+    """The numeric reference of each gradient, of the loss ``<out, dout>``.
+
+    seed: draws each tensor's directions (the same on every backend) when the case is wide.
+    """
+    # One evaluation costs more the wider the layer, so a wide case is differenced along
+    # directions in all its tensors, even a bias of a few hundred elements.
+    wide = sum(np.size(arrays[name]) for name in case.wrt) > t.elementwise_max
+    refs = []
+    for position, (name, grad) in enumerate(zip(case.wrt, grads, strict=True)):
 
         def loss(value: np.ndarray, name: str = name) -> float:
             perturbed = copy.deepcopy(arrays)
@@ -129,8 +217,12 @@ def _numeric(case: LayerCase, kernels: KernelSet, arrays: dict, dout: Any, h: fl
             out, _ = case.forward(kernels, perturbed)
             return float(np.sum(np.asarray(out) * dout))
 
-        grads.append(numeric_gradient(loss, np.array(arrays[name], dtype=np.float64), h))
-    return grads
+        directions = None
+        if wide:
+            rng = np.random.default_rng([*seed, position])
+            directions = rng.standard_normal((t.directions, *np.shape(arrays[name])))
+        refs.append(numeric_reference(loss, arrays[name], grad, t.step, directions))
+    return refs
 
 
 def check_layer_case(
@@ -144,29 +236,30 @@ def check_layer_case(
     """Check one case on every given kernel set; float64 throughout.
 
     Each backend's analytic gradients are compared with centred differences of its own
-    forward, and (except torch itself) its forward output and gradients with torch autograd.
+    forward (element by element, or along random directions for a case with more than
+    ``thresholds.elementwise_max`` elements), and (except torch itself) its forward output
+    and gradients with torch autograd.
     """
     arrays = case.make(np.random.default_rng([seed, index]))
     ref_out, ref_grads = None, None
     records: list[Record] = []
+    where = {"target": "layer", "layer": case.layer, "model": None, "variant": case.variant}
     dout = None
     for name, kernels in kernel_sets.items():
         if dout is None:
             out_shape = np.asarray(case.forward(kernels, copy.deepcopy(arrays))[0]).shape
             dout = np.random.default_rng([seed, index, 1]).standard_normal(out_shape)
         out, grads = _run_pair(case, kernels, arrays, dout)
-        numeric = _numeric(case, kernels, arrays, dout, thresholds.step)
-        for tensor, analytic, num in zip(case.wrt, grads, numeric, strict=True):
-            records.append(
-                _record(case, name, tensor, "numeric", compare(analytic, num), thresholds)
-            )
+        numeric = _numeric(case, kernels, arrays, dout, grads, thresholds, [seed, index, 2])
+        for tensor, ref in zip(case.wrt, numeric, strict=True):
+            records.append(compared_numeric(where, name, tensor, ref, thresholds))
         if name == "torch":
             continue
         if ref_out is None:
             ref_out, ref_grads = _run_pair(case, torch_reference, arrays, dout)
-        records.append(_record(case, name, "out", "torch", compare(out, ref_out), thresholds))
+        records.append(compared_torch(where, name, "out", compare(out, ref_out), thresholds))
         for tensor, analytic, ref in zip(case.wrt, grads, ref_grads, strict=True):
-            records.append(_record(case, name, tensor, "torch", compare(analytic, ref), thresholds))
+            records.append(compared_torch(where, name, tensor, compare(analytic, ref), thresholds))
     return records
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import numpy as np
@@ -10,8 +11,9 @@ import pytest
 from cnnlab.backends import BACKENDS
 from cnnlab.gradcheck.run import Thresholds, check_layer_case, check_layers
 from cnnlab.ops import layer_cases
+from cnnlab.schema import GradcheckSettings
 
-THRESHOLDS = Thresholds(step=1e-6, rtol_numeric=1e-8, rtol_torch=1e-10, atol_zero=1e-10)
+THRESHOLDS = Thresholds.of(GradcheckSettings())  # the defaults of the config
 USABLE = [b for b in BACKENDS.values() if b.availability()[0]]
 LAYER_CASES = layer_cases()
 
@@ -41,6 +43,21 @@ def test_case_passes_on_every_backend(case, torch_reference):
         ("torch", "numeric"),
     } <= kinds
     assert all(r.rel_error < 1e-8 for r in records if not r.zero_gradient)
+    # layer=all's cases are small: differenced element by element, at a tolerance set by the
+    # differences' own error, below the cap.
+    numeric = [r for r in records if r.reference == "numeric"]
+    assert all(r.method == "elements" and r.threshold < THRESHOLDS.rtol_numeric for r in numeric)
+
+
+def test_every_case_passes_along_directions():
+    """The check a wide layer gets, on every small case: every kind of layer, not only conv,
+    is judged rightly along random directions."""
+    along = dataclasses.replace(THRESHOLDS, elementwise_max=0)
+    records = [r for batch in check_layers(LAYER_CASES, USABLE, 0, along) for r in batch]
+    failed = [r for r in records if r.passed is False]
+    assert not failed, failed
+    numeric = [r for r in records if r.reference == "numeric"]
+    assert numeric and all(r.method == "8 directions" for r in numeric)
 
 
 def test_a_wrong_backward_fails_the_check(torch_reference):

@@ -15,8 +15,9 @@ from cnnlab.config import compose
 from cnnlab.gradcheck.model_check import check_model, make_problem, sampled_coordinates
 from cnnlab.gradcheck.run import Thresholds
 from cnnlab.models import MODELS
+from cnnlab.schema import GradcheckSettings
 
-THRESHOLDS = Thresholds(step=1e-6, rtol_numeric=1e-8, rtol_torch=1e-10, atol_zero=1e-10)
+THRESHOLDS = Thresholds.of(GradcheckSettings())  # the defaults of the config
 # The naive loops are slow: narrower models and fewer sampled coordinates there.
 SETTINGS = {"naive": (0.0625, 2), "im2col": (0.125, 3), "torch": (0.125, 3)}
 
@@ -38,8 +39,11 @@ def test_model_passes_on_backend(model, backend):
     failed = [(r.tensor, r.reference, r.rel_error) for r in records if not r.passed]
     assert not failed
     assert all(r.target == "model" and r.model == model for r in records)
-    numeric = {r.tensor for r in records if r.reference == "numeric"}
-    assert numeric == set(problem.params)  # every parameter checked numerically
+    numeric = [r for r in records if r.reference == "numeric"]
+    assert {r.tensor for r in numeric} == set(problem.params)  # every parameter checked
+    for r in numeric:
+        assert r.method == f"{min(samples, problem.params[r.tensor].size)} sampled"
+        assert r.fd_error is not None
     if backend != "torch":
         assert {r.tensor for r in records if r.reference == "torch"} == {"logits", *problem.params}
     assert math.isfinite(losses[backend])
