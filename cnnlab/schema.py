@@ -322,7 +322,7 @@ class GradcheckSettings:
     rtol_floor: float = bounded(1e-9, gt=0)  # numeric: relative error always accepted
     error_factor: float = bounded(10.0, ge=1)  # numeric: times the estimated difference error
     rtol_numeric: float = bounded(1e-6, gt=0)  # numeric: largest relative error ever accepted
-    elementwise_max: int = bounded(4096, ge=0)  # larger cases: differences along directions
+    elementwise_max: int = bounded(2048, ge=0)  # larger cases: differences along directions
     directions: int = bounded(8, ge=1)  # random directions per tensor of a larger case
     rtol_torch: float = bounded(1e-10, gt=0)
     atol_zero: float = bounded(1e-10, gt=0)

@@ -43,10 +43,12 @@ def test_case_passes_on_every_backend(case, torch_reference):
         ("torch", "numeric"),
     } <= kinds
     assert all(r.rel_error < 1e-8 for r in records if not r.zero_gradient)
-    # layer=all's cases are small: differenced element by element, at a tolerance set by the
-    # differences' own error, below the cap.
+    # Differenced element by element (the 16-channel conv, past elementwise_max, along
+    # directions), at a tolerance set by the differences' own error, below the cap.
     numeric = [r for r in records if r.reference == "numeric"]
-    assert all(r.method == "elements" and r.threshold < THRESHOLDS.rtol_numeric for r in numeric)
+    methods = {"elements", f"{THRESHOLDS.directions} directions"}
+    assert all(r.method in methods and r.threshold < THRESHOLDS.rtol_numeric for r in numeric)
+    assert any(r.method == "elements" for r in numeric) or "16 channels" in case.variant
 
 
 def test_every_case_passes_along_directions():
