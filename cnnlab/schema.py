@@ -99,23 +99,36 @@ def bounded_list(
 
 def check_bounds(cfg: DictConfig, prefix: str = "") -> None:
     """Raise a one-line UsageError for the first value outside the range its schema declares,
-    anywhere in ``cfg`` (Hydra's own ``hydra`` node aside). A value taken from another key
+    or the first node whose schema's ``rule`` (a rule that joins keys) fails, anywhere in
+    ``cfg`` (Hydra's own ``hydra`` node aside). A value taken from another key
     (``${data.num_classes}``) is checked there, where the user set it."""
     from omegaconf import DictConfig, OmegaConf
 
     schema = OmegaConf.get_type(cfg)
     if schema is not None and dataclasses.is_dataclass(schema):
-        for f in dataclasses.fields(schema):
-            bounds = f.metadata.get("bounds")
-            if bounds is None or OmegaConf.is_interpolation(cfg, f.name):
-                continue
-            problem = bounds.problem(cfg[f.name])
-            if problem is not None:
-                raise UsageError(f"{prefix}{f.name} {problem}")
+        problem = _first_problem(cfg, schema)
+        if problem is not None:
+            raise UsageError(prefix + problem)
     for key, child in cfg.items_ex(resolve=False):
         # cfg[key] is None for a group the command leaves empty (gradcheck's model).
         if isinstance(child, DictConfig) and cfg[key] is not None and f"{prefix}{key}" != "hydra":
             check_bounds(child, f"{prefix}{key}.")
+
+
+def _first_problem(cfg: DictConfig, schema: type) -> str | None:
+    """What is wrong with one node, relative to it (``epochs must be >= 1, got 0``), or None:
+    its fields' ranges first, then its schema's rule."""
+    from omegaconf import OmegaConf
+
+    for f in dataclasses.fields(schema):
+        bounds = f.metadata.get("bounds")
+        if bounds is None or OmegaConf.is_interpolation(cfg, f.name):
+            continue
+        problem = bounds.problem(cfg[f.name])
+        if problem is not None:
+            return f"{f.name} {problem}"
+    rule = getattr(schema, "rule", None)
+    return None if rule is None else rule(cfg)
 
 
 # -- choices: one list each; Hydra rejects any other value with the list ----------------------
@@ -218,6 +231,13 @@ class DataConfig:
     crop_pad: int = bounded(4, ge=0)
     flip: bool = True
 
+    @staticmethod
+    def rule(data: DataConfig) -> str | None:
+        """A data set on disk needs its folder; a class subset, distinct valid indices."""
+        if data.name != "shapes" and not data.root:
+            return f"root: {data.name} needs the folder of its files"
+        return _classes_problem(data)
+
 
 @dataclass
 class ShapesDataConfig(DataConfig):
@@ -228,6 +248,19 @@ class ShapesDataConfig(DataConfig):
     train_size: int = bounded(10000, ge=1)
     test_size: int = bounded(2000, ge=1)
     noise: float = bounded(0.1, ge=0)  # std of the Gaussian pixel noise
+
+
+def _classes_problem(data: DataConfig) -> str | None:
+    if data.classes is None:
+        return None
+    total, classes = SOURCES[data.name][1], list(data.classes)
+    bad = [c for c in classes if not 0 <= c < total]
+    if not classes or bad or len(set(classes)) != len(classes):
+        return (
+            f"classes={classes}: give distinct class indices in 0..{total - 1} "
+            f"({data.name} has {total} classes), or null for all"
+        )
+    return None
 
 
 @dataclass
@@ -298,6 +331,10 @@ class MomentumConfig(OptimConfig):
     momentum: float = bounded(0.9, ge=0, lt=1)
     nesterov: bool = False  # needs momentum > 0
 
+    @staticmethod
+    def rule(optim: MomentumConfig) -> str | None:
+        return "nesterov needs momentum > 0" if optim.nesterov and optim.momentum == 0 else None
+
 
 @dataclass
 class AdamConfig(OptimConfig):
@@ -345,6 +382,12 @@ class GradcheckConfig:
     data: DataConfig | None = None
     init: InitConfig | None = None
 
+    @staticmethod
+    def rule(cfg: GradcheckConfig) -> str | None:
+        if cfg.model is not None and cfg.layer.name != "all":
+            return "layer: give layer= or model=, not both: model= checks the whole model"
+        return None
+
 
 @dataclass
 class SummaryConfig:
@@ -377,6 +420,14 @@ class EvalConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     backend: BackendConfig | None = None  # evaluate on another backend than the run's
     data: EvalData = field(default_factory=EvalData)
+
+    @staticmethod
+    def rule(cfg: EvalConfig) -> str | None:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_missing(cfg, "checkpoint"):
+            return "checkpoint: give the run to evaluate, checkpoint=<run dir or .npz>"
+        return None
 
 
 @dataclass

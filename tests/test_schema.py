@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -71,7 +72,28 @@ def _schemas() -> list[type]:
 
 @pytest.mark.parametrize("schema", _schemas(), ids=lambda s: s.__name__)
 def test_every_default_is_inside_its_declared_range(schema):
-    check_bounds(OmegaConf.structured(schema))
+    for f in dataclasses.fields(schema):
+        bounds = f.metadata.get("bounds")
+        if bounds is not None:
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            assert bounds.problem(default) is None, f.name
+
+
+@pytest.mark.parametrize(
+    ("command", "overrides", "message"),
+    [
+        ("train", ["model=resnet18", "model.blocks=[2,2]"], "model.widths and model.blocks"),
+        ("train", ["model=deep", "model.pool_after=[9]"], "model.pool_after: block 9 does not"),
+        ("train", ["optim.nesterov=true", "optim.momentum=0"], "optim.nesterov needs momentum"),
+        ("train", ["data=mnist", "data.root=null"], "data.root: mnist needs the folder"),
+        ("train", ["data.classes=[1,1]"], "data.classes=[1, 1]: give distinct class indices"),
+        ("gradcheck", ["model=lenet", "layer=conv"], "layer: give layer= or model=, not both"),
+        ("eval", [], "checkpoint: give the run to evaluate"),
+    ],
+)
+def test_rules_that_join_keys_are_checked_as_a_config_is_composed(command, overrides, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        compose(command, overrides)
 
 
 def test_bounds_are_checked_as_a_config_is_composed_and_name_the_full_key():

@@ -12,8 +12,6 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cnnlab.errors import UsageError
-
 if TYPE_CHECKING:
     from cnnlab.backends import Backend
     from cnnlab.schema import EvalConfig, TrainConfig
@@ -39,8 +37,6 @@ def check_config(cfg: EvalConfig) -> Plan:
     from cnnlab.backends import get_backend
     from cnnlab.train.checkpoint import model_of, read
 
-    if OmegaConf.is_missing(cfg, "checkpoint"):
-        raise UsageError("checkpoint: give the run to evaluate, checkpoint=<run dir or .npz>")
     checkpoint = read(cfg.checkpoint, "checkpoint")
     run = checkpoint.config
     if cfg.data.root is not None:

@@ -160,17 +160,13 @@ def register_resolvers() -> None:
 
 
 def check_config(data: DataConfig) -> None:
-    """Raise a one-line UsageError for data options that cannot work, before anything runs."""
+    """Raise a one-line UsageError for data options that cannot work, before anything runs:
+    the schema's ranges and rule (:func:`cnnlab.schema.check_bounds`; composed configs have
+    had them checked already), then the folder on disk."""
+    from cnnlab.schema import check_bounds
+
     source(data.name)
-    total = SOURCES[data.name][1]
-    if data.classes is not None:
-        classes = list(data.classes)
-        bad = [c for c in classes if not 0 <= c < total]
-        if not classes or bad or len(set(classes)) != len(classes):
-            raise UsageError(
-                f"data.classes={classes}: give distinct class indices in 0..{total - 1} "
-                f"({data.name} has {total} classes), or null for all"
-            )
+    check_bounds(data, "data.")
     if data.name != "shapes":
         _check_root(data)
 
@@ -181,8 +177,6 @@ def _check_root(data: DataConfig) -> None:
     Otherwise every file would look missing (``cnnlab data info`` would advise a download) and
     a download would fail on the folder it cannot make, so this is said first, in one line.
     """
-    if not data.root:
-        raise UsageError(f"data.root: {data.name} needs the folder of its files")
     blocker = _non_folder(Path(data.root).expanduser())
     if blocker is not None:
         what = "a file, not a folder" if os.path.isfile(blocker) else "not a folder"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
@@ -23,16 +22,18 @@ class DeepConfig(ModelConfig):
     filters: list[int] = bounded_list(lambda: [32, 32, 64, 64, 128, 128], ge=1)
     pool_after: list[int] = bounded_list(lambda: [1, 3, 5], ge=0)  # block indices, from 0
 
+    @staticmethod
+    def rule(cfg: DeepConfig) -> str | None:
+        bad = [i for i in cfg.pool_after if i >= len(cfg.filters)]
+        if bad:
+            return f"pool_after: block {bad[0]} does not exist ({len(cfg.filters)} blocks, from 0)"
+        return None
+
 
 def build(
     cfg: DeepConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
 ) -> Sequential:
     """One block per entry of ``filters``; a 2x2 max pool after each block in ``pool_after``."""
-    bad = [i for i in cfg.pool_after if not 0 <= i < len(cfg.filters)]
-    if bad:
-        raise UsageError(
-            f"model.pool_after: block {bad[0]} does not exist ({len(cfg.filters)} blocks, from 0)"
-        )
     children: list[tuple[str, Node]] = []
     for i, filters in enumerate(cfg.filters, start=1):
         children += conv_norm_relu(str(i), scaled(filters, width), 3, norm, pad=1)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cnnlab.choice import Choice
-from cnnlab.errors import UsageError
 from cnnlab.models.blocks import conv_norm_relu, scaled
 from cnnlab.ops.activation import ReLU
 from cnnlab.ops.linear import Linear
@@ -40,6 +39,12 @@ class ResNetConfig(ModelConfig):
     widths: list[int] = bounded_list(lambda: [64, 128, 256, 512], ge=1)
     blocks: list[int] = bounded_list(lambda: [2, 2, 2, 2], ge=1)
 
+    @staticmethod
+    def rule(cfg: ResNetConfig) -> str | None:
+        if len(cfg.widths) != len(cfg.blocks):
+            return "widths and model.blocks must have the same length"
+        return None
+
 
 def basic_block(
     in_channels: int, out_channels: int, stride: int, norm: NormConfig | None
@@ -62,8 +67,6 @@ def basic_block(
 def build(
     cfg: ResNetConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
 ) -> Sequential:
-    if len(cfg.widths) != len(cfg.blocks):
-        raise UsageError("model.widths and model.blocks must have the same length")
     widths = [scaled(w, width) for w in cfg.widths]
     if cfg.stem == "cifar":
         stem = conv_norm_relu("1", widths[0], 3, norm, 1, 1, bias=False)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cnnlab.errors import RunError, UsageError
+from cnnlab.errors import RunError
 from cnnlab.schema import OptimName
 
 if TYPE_CHECKING:
@@ -49,12 +49,9 @@ SLOTS: dict[str, tuple[str, ...]] = {
 
 
 def _check(optim: OptimConfig) -> OptimName:
-    """The optimizer's name, once the one rule that joins two keys holds (the schema holds each
-    key's range, as torch checks them)."""
-    name = OptimName(optim.name)
-    if name == OptimName.momentum and optim.nesterov and optim.momentum == 0:
-        raise UsageError("optim.nesterov needs optim.momentum > 0")
-    return name
+    """The optimizer's name (the schema holds each key's range, as torch checks them, and the
+    rule that nesterov needs momentum)."""
+    return OptimName(optim.name)
 
 
 # -- schedules -----------------------------------------------------------------------------------
