@@ -454,8 +454,10 @@ def launch(command: str, module: Any, args: list[str], multirun: bool = False) -
     flags, overrides = split_args(args)
     cfg, plan = validate(command, overrides, multirun, module.check_config)
     claim = Claim([])
-    if hasattr(module, "claim") and _runs_jobs(flags):
-        claim = module.claim(cfg, plan, multirun)
+    if _runs_jobs(flags):
+        _check_run_dir(cfg, multirun)
+        if hasattr(module, "claim"):
+            claim = module.claim(cfg, plan, multirun)
     overrides = [*overrides, *claim.overrides]
     job_plan = None if multirun else plan
     if multirun and not _runs_jobs(flags):
@@ -524,6 +526,20 @@ def run_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _check_run_dir(cfg: DictConfig, multirun: bool) -> None:
+    """A run (or sweep) directory that is a file is one line, before Hydra fails to make it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        where = Path(str(OmegaConf.select(cfg, key)))
+    except OmegaConfBaseException:  # not resolvable yet: Hydra resolves it in the job
+        return
+    if where.exists() and not where.is_dir():
+        raise UsageError(f"{key}: {where} is a file, not a folder")
 
 
 def _runs_jobs(flags: list[str]) -> bool:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from types import TracebackType
 
-from cnnlab.errors import RunError, UsageError
+from cnnlab.errors import RunError
 
 LOCK = ".cnnlab.lock"
 # The record Hydra leaves in every run directory: a folder that has it holds a run.
@@ -28,8 +28,6 @@ class RunLock:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        if run_dir.exists() and not run_dir.is_dir():
-            raise UsageError(f"hydra.run.dir: {run_dir} is a file, not a folder")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             self._fd: int | None = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)

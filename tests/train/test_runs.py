@@ -186,9 +186,11 @@ def test_a_thread_count_below_one_is_one_line_before_a_run_directory_is_made(tmp
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_run_directory_that_is_a_file_is_one_line(tmp_path):
+@pytest.mark.parametrize("command", ["train", "summary"])
+def test_a_run_directory_that_is_a_file_is_one_line(tmp_path, command):
     (tmp_path / "f").write_text("x\n")
-    one_line(run_cnnlab("train", "hydra.run.dir=f", cwd=tmp_path), 2, "is a file, not a folder")
+    result = run_cnnlab(command, "hydra.run.dir=f", cwd=tmp_path)
+    one_line(result, 2, "hydra.run.dir: f is a file, not a folder")
     assert (tmp_path / "f").read_text() == "x\n"
 
 
