@@ -196,6 +196,10 @@ def make_case(name, rng):
         return Case("relu", [away_from_zero(rng, (3, 7))])
     if name == "leaky_relu":
         return Case("leaky_relu", [away_from_zero(rng, (3, 7))], lambda: {"slope": 0.2})
+    if name in ("sigmoid", "tanh", "gelu", "silu", "relu6"):
+        return Case(name, [4 * away_from_zero(rng, (3, 7))])
+    if name == "elu":
+        return Case("elu", [4 * away_from_zero(rng, (3, 7))], lambda: {"alpha": 0.5})
     if name == "linear":
         return Case("linear", [normal((4, 5)), normal((3, 5)), normal(3)])
     if name == "flatten":
@@ -236,6 +240,12 @@ GRAD_CASES = [
     "global_avgpool",
     "relu",
     "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "elu",
+    "gelu",
+    "silu",
+    "relu6",
     "linear",
     "flatten",
     "dropout",

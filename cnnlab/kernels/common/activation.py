@@ -47,6 +47,92 @@ def leaky_relu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     return dx
 
 
+def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``1 / (1 + exp(-x))``, computed as ``exp(x) / (1 + exp(x))`` for negative x so that no
+    exp overflows. x: any shape -> out: x's shape; cache is out."""
+    e = np.exp(-np.abs(x))
+    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return out, out
+
+
+def sigmoid_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """``dx = dout * s * (1 - s)`` with s the forward's output."""
+    s = cache
+    return dout * s * (1 - s)
+
+
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``tanh(x)``; x: any shape -> out: x's shape; cache is out."""
+    out = np.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """``dx = dout * (1 - tanh(x)^2)``."""
+    return dout * (1 - cache * cache)
+
+
+def elu_forward(x: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, tuple]:
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere (torch's ELU).
+
+    x: any shape -> out: x's shape; cache ``(x, out, alpha)``.
+    """
+    a = x.dtype.type(alpha)
+    out = np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+    return out, (x, out, alpha)
+
+
+def elu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """``dx = dout`` where ``x > 0``, else ``dout * (out + alpha)`` (= alpha * exp(x))."""
+    x, out, alpha = cache
+    return np.where(x > 0, dout, dout * (out + x.dtype.type(alpha)))
+
+
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact GELU, ``x * Phi(x)`` with Phi the standard normal CDF
+    ``(1 + erf(x / sqrt 2)) / 2`` (torch's default, not the tanh approximation).
+
+    x: any shape -> out: x's shape; cache is x.
+    """
+    from scipy.special import erf
+
+    cdf = 0.5 * (1 + erf(x / np.sqrt(2)))
+    return (x * cdf).astype(x.dtype, copy=False), x
+
+
+def gelu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """``dx = dout * (Phi(x) + x * phi(x))`` with phi the standard normal density."""
+    from scipy.special import erf
+
+    x = cache
+    cdf = 0.5 * (1 + erf(x / np.sqrt(2)))
+    pdf = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    return (dout * (cdf + x * pdf)).astype(x.dtype, copy=False)
+
+
+def silu_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """SiLU (swish), ``x * sigmoid(x)``; x: any shape -> out: x's shape; cache ``(x, s)``."""
+    s, _ = sigmoid_forward(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """``dx = dout * s * (1 + x * (1 - s))`` with s = sigmoid(x)."""
+    x, s = cache
+    return dout * s * (1 + x * (1 - s))
+
+
+def relu6_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``min(max(x, 0), 6)`` (MobileNetV2's); x: any shape -> out: x's shape; cache is x."""
+    return np.clip(x, 0, 6), x
+
+
+def relu6_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """``dx = dout`` where ``0 < x < 6``, else 0 (at 0 and 6 too, as in PyTorch)."""
+    x = cache
+    return dout * ((x > 0) & (x < 6))
+
+
 class ActivationKernels:
     """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
 
@@ -54,3 +140,15 @@ class ActivationKernels:
     leaky_relu_forward = staticmethod(leaky_relu_forward)
     relu_backward = staticmethod(relu_backward)
     relu_forward = staticmethod(relu_forward)
+    sigmoid_forward = staticmethod(sigmoid_forward)
+    sigmoid_backward = staticmethod(sigmoid_backward)
+    tanh_forward = staticmethod(tanh_forward)
+    tanh_backward = staticmethod(tanh_backward)
+    elu_forward = staticmethod(elu_forward)
+    elu_backward = staticmethod(elu_backward)
+    gelu_forward = staticmethod(gelu_forward)
+    gelu_backward = staticmethod(gelu_backward)
+    silu_forward = staticmethod(silu_forward)
+    silu_backward = staticmethod(silu_backward)
+    relu6_forward = staticmethod(relu6_forward)
+    relu6_backward = staticmethod(relu6_backward)

@@ -189,6 +189,42 @@ def leaky_relu(x: Tensor, slope: float = 0.01) -> Tensor:
     return F.leaky_relu(x, slope)
 
 
+@paired("x")
+def sigmoid(x: Tensor) -> Tensor:
+    """``1 / (1 + exp(-x))``; x: any shape."""
+    return torch.sigmoid(x)
+
+
+@paired("x")
+def tanh(x: Tensor) -> Tensor:
+    """``tanh(x)``; x: any shape."""
+    return torch.tanh(x)
+
+
+@paired("x")
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere; x: any shape."""
+    return F.elu(x, alpha)
+
+
+@paired("x")
+def gelu(x: Tensor) -> Tensor:
+    """The exact (erf) GELU, ``x * Phi(x)``; x: any shape."""
+    return F.gelu(x)
+
+
+@paired("x")
+def silu(x: Tensor) -> Tensor:
+    """``x * sigmoid(x)``; x: any shape."""
+    return F.silu(x)
+
+
+@paired("x")
+def relu6(x: Tensor) -> Tensor:
+    """``min(max(x, 0), 6)``; x: any shape. The gradient at 0 and 6 is 0."""
+    return F.relu6(x)
+
+
 @paired("x", "w", "b")
 def linear(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """Fully connected layer ``out = x @ w.T + b``.
