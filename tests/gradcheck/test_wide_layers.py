@@ -104,7 +104,8 @@ def test_the_command_checks_along_directions_past_elementwise_max(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "(8 directions)" in result.stdout  # the table says how a tensor was checked
+    # The table shows each row's record nearest its tolerance, which may be an element-wise
+    # one on another machine; the records say how every tensor was checked.
     (path,) = tmp_path.glob("outputs/*/*/gradcheck.json")
     numeric = [r for r in json.loads(path.read_text()) if r["reference"] == "numeric"]
     # Cases of 342 and 3664 elements along directions, those of 292 and 130 element-wise.
