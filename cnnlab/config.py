@@ -58,6 +58,7 @@ def stored_groups() -> dict[str, dict[str, Callable[[], object]]]:
 
     from cnnlab.backends import BACKENDS
     from cnnlab.ops import layer_choices
+    from cnnlab.ops.activation import ACTIVATIONS
     from cnnlab.ops.norm import NORMS
 
     def node(schema: str, *args: object) -> object:
@@ -68,6 +69,9 @@ def stored_groups() -> dict[str, dict[str, Callable[[], object]]]:
     return {
         "layer": {name: partial(node, "LayerChoice", name) for name in layer_choices()},
         "norm": {name: partial(node, "norm_node", name, layer) for name, layer in NORMS.items()},
+        "act": {
+            name: partial(node, "act_node", name, layer) for name, layer in ACTIVATIONS.items()
+        },
         "backend": {name: partial(node, "BackendConfig", name) for name in BACKENDS},
     }
 

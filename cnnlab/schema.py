@@ -24,6 +24,7 @@ from cnnlab.data import SOURCES
 from cnnlab.errors import UsageError
 from cnnlab.init import Distribution, Scheme
 from cnnlab.ops import layer_choices
+from cnnlab.ops.activation import ACTIVATIONS
 from cnnlab.ops.norm import NORMS
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class Split(Choice):
 BackendName = choices("BackendName", BACKENDS)
 LayerName = choices("LayerName", layer_choices())
 NormName = choices("NormName", NORMS)
+ActName = choices("ActName", ACTIVATIONS)
 DataName = choices("DataName", SOURCES)
 BenchTarget = choices("BenchTarget", group_options("bench"))  # conf/bench/<target>.yaml
 
@@ -285,21 +287,34 @@ class NormConfig:
     name: NormName = NormName["none"]  # type: ignore[valid-type]
 
 
-def _norm_schema(name: str, layer: object | None) -> type:
-    """The schema of one ``norm=`` option: ``name`` and the fields of the layer it puts in the
-    norm slots, with that layer's values as defaults (:data:`cnnlab.ops.norm.NORMS`)."""
-    fields: list[tuple[str, type, object]] = [("name", NormName, NormName[name])]
+@dataclass
+class ActConfig:
+    """The ``act=`` option's name; each option adds the fields of its activation layer."""
+
+    name: ActName = ActName["relu"]  # type: ignore[valid-type]
+
+
+def _slot_schema(name: str, layer: object | None, base: type, names: type) -> type:
+    """The schema of one option of a slot group (``norm=``, ``act=``): ``name`` and the fields
+    of the layer it puts in the slots, with that layer's values as defaults."""
+    fields: list[tuple[str, type, object]] = [("name", names, names[name])]  # type: ignore[index]
     if layer is not None:
         hints = get_type_hints(type(layer))
         fields += [
             (f.name, hints[f.name], getattr(layer, f.name)) for f in dataclasses.fields(layer)
         ]  # type: ignore[arg-type]
-    return dataclasses.make_dataclass(f"{name.capitalize()}NormConfig", fields, bases=(NormConfig,))
+    title = name.title().replace("_", "")
+    return dataclasses.make_dataclass(f"{title}{base.__name__}", fields, bases=(base,))
 
 
 def norm_node(name: str, layer: object | None) -> object:
     """The config node of one ``norm=`` option, with its layer's values."""
-    return _norm_schema(name, layer)()
+    return _slot_schema(name, layer, NormConfig, NormName)()
+
+
+def act_node(name: str, layer: object) -> object:
+    """The config node of one ``act=`` option, with its layer's values."""
+    return _slot_schema(name, layer, ActConfig, ActName)()
 
 
 @dataclass
@@ -379,6 +394,7 @@ class GradcheckConfig:
     # Group nodes: each option's schema extends the type given here.
     model: ModelConfig | None = None
     norm: NormConfig | None = None
+    act: ActConfig | None = None
     data: DataConfig | None = None
     init: InitConfig | None = None
 
@@ -394,6 +410,7 @@ class SummaryConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig | None = None
     norm: NormConfig | None = None
+    act: ActConfig | None = None
     data: DataConfig | None = None
 
 
@@ -403,6 +420,7 @@ class TrainConfig:
     backend: BackendConfig | None = None
     model: ModelConfig | None = None
     norm: NormConfig | None = None
+    act: ActConfig | None = None
     data: DataConfig | None = None
     init: InitConfig | None = None
     optim: OptimConfig | None = None
@@ -460,6 +478,7 @@ class BenchConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig | None = None
     norm: NormConfig | None = None
+    act: ActConfig | None = None
     data: DataConfig | None = None
     init: InitConfig | None = None
     optim: OptimConfig | None = None

@@ -144,6 +144,7 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
         (["model=resnet18", "model.stem=x"], "model.stem: 'x' is not an option; choose from cifar"),
         (["model=resnet18", "norm.backward=x"], "'x' is not an option; choose from staged, fused"),
         (["trainer.threads=0"], "trainer.threads must be >= 1, got 0"),
+        (["act=nosuch"], "act=nosuch: no such option; choose from elu, gelu, leaky_relu, relu"),
         (["model=lenet", "model.filters=[6]"], "model.filters must hold 2 values, got [6]"),
         (["optim=adam", "optim.betas=[0.9,1.5]"], "optim.betas must hold values in [0, 1)"),
     ],

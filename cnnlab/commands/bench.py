@@ -47,7 +47,8 @@ def check_config(cfg: BenchConfig) -> Plan:
     shape = tuple(int(n) for n in cfg.data.shape)
     rng = np.random.default_rng([cfg.trainer.seed, INIT_STREAM])  # as cnnlab train draws
     dtype = np.dtype(cfg.trainer.dtype)
-    return Plan(backends, [], instantiate(cfg.model, cfg.norm, cfg.init, shape, rng, dtype))
+    model = instantiate(cfg.model, cfg.norm, cfg.init, shape, rng, dtype, act=cfg.act)
+    return Plan(backends, [], model)
 
 
 def _threads(requested: int | None) -> int | None:

@@ -65,7 +65,7 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
     data = load_data(run.data, int(run.trainer.seed), dtype)
     in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([run.trainer.seed, INIT_STREAM])  # replaced by the checkpoint's
-    model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype)
+    model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype, act=run.get("act"))
     options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
     engine = make_engine(backend, model, run.optim, options=options)
     engine.load_weights(checkpoint.state)

@@ -26,7 +26,7 @@ def check_config(cfg: SummaryConfig) -> Sequential:
     """The layer tree (the plan): an impossible model/data combination fails here."""
     from cnnlab.models import build_net
 
-    return build_net(cfg.model, cfg.norm, input_shape(cfg))
+    return build_net(cfg.model, cfg.norm, input_shape(cfg), act=cfg.act)
 
 
 def _si(n: float) -> str:
@@ -46,10 +46,12 @@ def task(cfg: SummaryConfig, net: Sequential | None = None) -> int:
 
     in_shape = input_shape(cfg)
     net = net or check_config(cfg)
-    summary = {"model": cfg.model.name, "norm": cfg.norm.name, "data": cfg.data.name}
+    summary = {"model": cfg.model.name, "norm": cfg.norm.name, "act": cfg.act.name}
+    summary |= {"data": cfg.data.name}
     summary |= summarize(net, in_shape)
     table = Table(
-        title=f"{cfg.model.name} on {cfg.data.name} {tuple(in_shape)}, norm={cfg.norm.name}",
+        title=f"{cfg.model.name} on {cfg.data.name} {tuple(in_shape)}, norm={cfg.norm.name}, "
+        f"act={cfg.act.name}",
         title_justify="left",
         caption="FLOPs per sample, forward; multiply-adds of conv and linear counted as 2",
         caption_justify="left",

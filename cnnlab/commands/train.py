@@ -64,7 +64,7 @@ def check_config(cfg: TrainConfig) -> Plan:
     backend = get_backend(cfg.backend.name).require()
     check(int(cfg.trainer.devices), backend)
     check_data(cfg.data)
-    build_net(cfg.model, cfg.norm, tuple(cfg.data.shape))
+    build_net(cfg.model, cfg.norm, tuple(cfg.data.shape), act=cfg.act)
     return Plan(backend)
 
 
@@ -299,7 +299,8 @@ def _start(
     t = cfg.trainer
     in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([t.seed, INIT_STREAM])
-    model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, np.dtype(t.dtype))
+    dtype, act = np.dtype(t.dtype), cfg.get("act")  # runs from before act= have none: ReLU
+    model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, dtype, act=act)
     engine = make_engine(backend, model, cfg.optim, group, options)
     loop = LoopState()
     if job.resume is not None:
@@ -388,6 +389,7 @@ def _results(
         "backend": backend.name,
         "data": data.name,
         "norm": cfg.norm.name,
+        "act": _act_name(cfg),
         "init": cfg.init.name,
         "optim": cfg.optim.name,
         "devices": group.world,
@@ -402,6 +404,11 @@ def _results(
         "images_per_s": _images_per_s(run_dir / "metrics.jsonl"),
         "provenance": provenance(threads, group.place(backend.device)),
     }
+
+
+def _act_name(cfg: TrainConfig) -> str:
+    act = cfg.get("act")
+    return "relu" if act is None else str(act.name)
 
 
 def _truncate(path: Path, lines: int) -> None:
@@ -455,6 +462,7 @@ def _finish_outputs(
         "model": cfg.model.name,
         "backend": results["backend"],
         "norm": cfg.norm.name,
+        "act": _act_name(cfg),
         "init": cfg.init.name,
         "optim": cfg.optim.name,
         "lr": float(cfg.optim.lr),

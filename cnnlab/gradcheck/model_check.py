@@ -60,7 +60,9 @@ def make_problem(cfg: GradcheckConfig) -> ModelProblem:
     size = (g.image_size, g.image_size) if g.image_size else (height, width)
     in_shape = (channels, *size)
     rng = np.random.default_rng([cfg.trainer.seed, 1])
-    model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, np.float64, g.width_scale)
+    model = instantiate(
+        cfg.model, cfg.norm, cfg.init, in_shape, rng, np.float64, g.width_scale, cfg.act
+    )
     net, initial, buffers = model.net, model.params, model.buffers
     params = _off_init(initial, param_specs(net, in_shape), rng)
     x = rng.standard_normal((g.batch_size, *in_shape))

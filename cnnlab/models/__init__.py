@@ -20,7 +20,7 @@ from cnnlab.ops.structure import Sequential
 from cnnlab.ops.tree import Shape, buffer_specs, leaves, param_specs
 
 if TYPE_CHECKING:
-    from cnnlab.schema import InitConfig, ModelConfig, NormConfig
+    from cnnlab.schema import ActConfig, InitConfig, ModelConfig, NormConfig
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,11 @@ MODELS: dict[str, Model] = {
 
 
 def build_net(
-    model: ModelConfig, norm: NormConfig, in_shape: Shape, width: float = 1.0
+    model: ModelConfig,
+    norm: NormConfig,
+    in_shape: Shape,
+    width: float = 1.0,
+    act: ActConfig | None = None,
 ) -> Sequential:
     """The layer tree of ``model`` with ``norm`` in its norm slots, for inputs of ``in_shape``.
 
@@ -49,7 +53,7 @@ def build_net(
     """
     if model.name not in MODELS:
         raise UsageError(f"model={model.name}: no such model; choose from {', '.join(MODELS)}")
-    net = MODELS[model.name].build(model, norm, tuple(in_shape), width)
+    net = MODELS[model.name].build(model, norm, tuple(in_shape), width, act)
     try:
         for _ in leaves(net, tuple(in_shape)):
             pass
@@ -82,10 +86,11 @@ def instantiate(
     rng: np.random.Generator,
     dtype: np.dtype | type = np.float64,
     width: float = 1.0,
+    act: ActConfig | None = None,
 ) -> Instance:
     """The net of ``model`` (widths times ``width``) with weights drawn by ``init`` from
     ``rng``: what train, eval, ``bench model`` and ``gradcheck model=`` all start from."""
-    net = build_net(model, norm, in_shape, width)
+    net = build_net(model, norm, in_shape, width, act)
     params, buffers = init_state(net, in_shape, init, rng, dtype)
     return Instance(net, tuple(in_shape), params, buffers)
 

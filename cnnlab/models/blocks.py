@@ -1,4 +1,5 @@
-"""Pieces every architecture uses: the norm slot, conv-norm-ReLU, and width scaling."""
+"""Pieces every architecture uses: the norm and activation slots, conv-norm-act, and width
+scaling."""
 
 from __future__ import annotations
 
@@ -6,13 +7,23 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from cnnlab.kernels.geometry import IntPair
-from cnnlab.ops.activation import ReLU
+from cnnlab.ops.activation import ACTIVATIONS
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import NORMS
 from cnnlab.ops.tree import Layer, Node
 
 if TYPE_CHECKING:
-    from cnnlab.schema import NormConfig
+    from cnnlab.schema import ActConfig, NormConfig
+
+
+def act_layer(act: ActConfig | None) -> tuple[str, Layer]:
+    """The name and layer an ``act=`` choice puts in an activation slot (ReLU without one:
+    runs saved before ``act=`` existed)."""
+    if act is None:
+        return "relu", ACTIVATIONS["relu"]
+    default = ACTIVATIONS[act.name]
+    fields = {f.name: act[f.name] for f in dataclasses.fields(default)}
+    return str(act.name), dataclasses.replace(default, **fields)  # type: ignore[type-var]
 
 
 def norm_layer(norm: NormConfig | None) -> Layer | None:
@@ -37,10 +48,12 @@ def conv_norm_relu(
     pad: IntPair = 0,
     bias: bool | None = None,
     relu: bool = True,
+    act: ActConfig | None = None,
 ) -> list[tuple[str, Node]]:
-    """``conv<name>`` – ``norm<name>`` (if any) – ``relu<name>``.
+    """``conv<name>`` – ``norm<name>`` (if any) – ``<act><name>`` (``relu1``, ``gelu1``).
 
     norm: the ``norm`` config node, or None where the architecture has no norm slot here.
+    act: the ``act`` config node (None: ReLU); relu=False leaves the activation out.
     The conv has a bias unless a mean-subtracting norm follows it (or ``bias`` says otherwise).
     """
     norm_slot = None if norm is None else norm_layer(norm)
@@ -52,7 +65,8 @@ def conv_norm_relu(
     if norm_slot is not None:
         out.append((f"norm{name}", norm_slot))
     if relu:
-        out.append((f"relu{name}", ReLU()))
+        kind, layer = act_layer(act)
+        out.append((f"{kind}{name}", layer))
     return out
 
 

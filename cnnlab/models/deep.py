@@ -13,7 +13,7 @@ from cnnlab.ops.tree import Node
 from cnnlab.schema import ModelConfig, bounded_list
 
 if TYPE_CHECKING:
-    from cnnlab.schema import NormConfig
+    from cnnlab.schema import ActConfig, NormConfig
 
 
 @dataclass
@@ -31,12 +31,16 @@ class DeepConfig(ModelConfig):
 
 
 def build(
-    cfg: DeepConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+    cfg: DeepConfig,
+    norm: NormConfig,
+    in_shape: tuple[int, ...],
+    width: float = 1.0,
+    act: ActConfig | None = None,
 ) -> Sequential:
     """One block per entry of ``filters``; a 2x2 max pool after each block in ``pool_after``."""
     children: list[tuple[str, Node]] = []
     for i, filters in enumerate(cfg.filters, start=1):
-        children += conv_norm_relu(str(i), scaled(filters, width), 3, norm, pad=1)
+        children += conv_norm_relu(str(i), scaled(filters, width), 3, norm, pad=1, act=act)
         if i - 1 in cfg.pool_after:
             children.append((f"pool{i}", MaxPool2d(2)))
     children += [("flatten", Flatten()), ("fc", Linear(cfg.num_classes))]

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.ops.activation import ReLU
+from cnnlab.models.blocks import act_layer, conv_norm_relu, scaled
 from cnnlab.ops.linear import Flatten, Linear
 from cnnlab.ops.pool import MaxPool2d
 from cnnlab.ops.structure import Sequential
 from cnnlab.schema import ModelConfig, bounded_list
 
 if TYPE_CHECKING:
-    from cnnlab.schema import NormConfig
+    from cnnlab.schema import ActConfig, NormConfig
 
 
 @dataclass
@@ -29,23 +28,28 @@ class LeNetConfig(ModelConfig):
 
 
 def build(
-    cfg: LeNetConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+    cfg: LeNetConfig,
+    norm: NormConfig,
+    in_shape: tuple[int, ...],
+    width: float = 1.0,
+    act: ActConfig | None = None,
 ) -> Sequential:
     """LeNet-5; the first conv pads a smaller input up to LeNet's 32x32."""
+    kind, layer = act_layer(act)
     pad = max(0, (32 - in_shape[1]) // 2)
     c1, c2 = (scaled(f, width) for f in cfg.filters)
     h1, h2 = (scaled(h, width) for h in cfg.hidden)
     return Sequential(
         (
-            *conv_norm_relu("1", c1, 5, norm, pad=pad),
+            *conv_norm_relu("1", c1, 5, norm, pad=pad, act=act),
             ("pool1", MaxPool2d(2)),
-            *conv_norm_relu("2", c2, 5, norm),
+            *conv_norm_relu("2", c2, 5, norm, act=act),
             ("pool2", MaxPool2d(2)),
             ("flatten", Flatten()),
             ("fc1", Linear(h1)),
-            ("relu3", ReLU()),
+            (f"{kind}3", layer),
             ("fc2", Linear(h2)),
-            ("relu4", ReLU()),
+            (f"{kind}4", layer),
             ("fc3", Linear(cfg.num_classes)),
         )
     )

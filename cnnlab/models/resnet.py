@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cnnlab.choice import Choice
-from cnnlab.models.blocks import conv_norm_relu, scaled
-from cnnlab.ops.activation import ReLU
+from cnnlab.models.blocks import act_layer, conv_norm_relu, scaled
 from cnnlab.ops.linear import Linear
 from cnnlab.ops.pool import GlobalAvgPool, MaxPool2d
 from cnnlab.ops.structure import Residual, Sequential
@@ -21,7 +20,7 @@ from cnnlab.ops.tree import Node
 from cnnlab.schema import ModelConfig, bounded_list
 
 if TYPE_CHECKING:
-    from cnnlab.schema import NormConfig
+    from cnnlab.schema import ActConfig, NormConfig
 
 
 class Stem(Choice):
@@ -47,12 +46,16 @@ class ResNetConfig(ModelConfig):
 
 
 def basic_block(
-    in_channels: int, out_channels: int, stride: int, norm: NormConfig | None
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    norm: NormConfig | None,
+    act: ActConfig | None = None,
 ) -> Residual:
-    """conv3x3(stride) – norm – ReLU – conv3x3 – norm, plus the shortcut; ReLU follows outside."""
+    """conv3x3(stride) – norm – act – conv3x3 – norm, plus the shortcut; act follows outside."""
     body = Sequential(
         (
-            *conv_norm_relu("1", out_channels, 3, norm, stride, 1, bias=False),
+            *conv_norm_relu("1", out_channels, 3, norm, stride, 1, bias=False, act=act),
             *conv_norm_relu("2", out_channels, 3, norm, 1, 1, bias=False, relu=False),
         )
     )
@@ -65,14 +68,18 @@ def basic_block(
 
 
 def build(
-    cfg: ResNetConfig, norm: NormConfig, in_shape: tuple[int, ...], width: float = 1.0
+    cfg: ResNetConfig,
+    norm: NormConfig,
+    in_shape: tuple[int, ...],
+    width: float = 1.0,
+    act: ActConfig | None = None,
 ) -> Sequential:
     widths = [scaled(w, width) for w in cfg.widths]
     if cfg.stem == "cifar":
-        stem = conv_norm_relu("1", widths[0], 3, norm, 1, 1, bias=False)
+        stem = conv_norm_relu("1", widths[0], 3, norm, 1, 1, bias=False, act=act)
     else:
         stem = [
-            *conv_norm_relu("1", widths[0], 7, norm, 2, 3, bias=False),
+            *conv_norm_relu("1", widths[0], 7, norm, 2, 3, bias=False, act=act),
             ("pool1", MaxPool2d(3, 2, 1)),
         ]
     children: list[tuple[str, Node]] = list(stem)
@@ -86,8 +93,8 @@ def build(
                     str(i),
                     Sequential(
                         (
-                            ("block", basic_block(channels, w, stride, norm)),
-                            ("relu", ReLU()),
+                            ("block", basic_block(channels, w, stride, norm, act)),
+                            act_layer(act),
                         )
                     ),
                 )

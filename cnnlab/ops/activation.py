@@ -163,3 +163,17 @@ ELU_KIND = register(
         bench=(Bench("elu", ELU(), (64, 32, 16, 16)),),
     )
 )
+
+
+# The ``act=`` choices: a model's main activation, in the slots ``conv_norm_relu`` and the
+# models fill (cnnlab.models.blocks.act_layer); each layer's fields are the option's keys.
+ACTIVATIONS: dict[str, Layer] = {
+    "relu": ReLU(),
+    "leaky_relu": LeakyReLU(),
+    "elu": ELU(),
+    "gelu": GELU(),
+    "silu": SiLU(),
+    "relu6": ReLU6(),
+    "sigmoid": Sigmoid(),
+    "tanh": Tanh(),
+}

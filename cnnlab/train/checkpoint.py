@@ -183,7 +183,7 @@ def model_of(checkpoint: Checkpoint, run: TrainConfig) -> Sequential:
 
     try:
         in_shape = tuple(int(n) for n in run.data.shape)
-        net = build_net(run.model, run.norm, in_shape)
+        net = build_net(run.model, run.norm, in_shape, act=run.get("act"))
         dtype = np.dtype(str(run.trainer.dtype))
     except (OmegaConfBaseException, CnnlabError, KeyError, TypeError, ValueError) as exc:
         problem = f"its config does not describe a model ({_reason(exc)})"

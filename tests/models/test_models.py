@@ -223,3 +223,23 @@ def test_torch_parameters_carry_the_numpy_names():
     assert set(dict(module.named_parameters())) == set(params)
     assert {n for n, _ in module.named_buffers()} == set(buffers)
     assert "layer2.0.block.shortcut.conv.w" in params
+
+
+@pytest.mark.parametrize("model", ["threelayer", "deep", "lenet", "alexnet_lite", "resnet18"])
+def test_act_fills_every_activation_slot_of_a_model(model):
+    from cnnlab.ops.activation import GELU, ReLU
+    from cnnlab.ops.tree import leaves
+
+    cfg = compose("summary", [f"model={model}", "act=gelu"])
+    assert cfg.act.name == "gelu"
+    shape = tuple(cfg.data.shape)
+    layers = [
+        leaf.layer for leaf in leaves(build_net(cfg.model, cfg.norm, shape, act=cfg.act), shape)
+    ]
+    assert any(isinstance(layer, GELU) for layer in layers)
+    assert not any(isinstance(layer, ReLU) for layer in layers)
+    relu = compose("summary", [f"model={model}"])  # each model's own default: relu
+    plain = [
+        leaf.layer for leaf in leaves(build_net(relu.model, relu.norm, shape, act=relu.act), shape)
+    ]
+    assert sum(isinstance(x, ReLU) for x in plain) == sum(isinstance(x, GELU) for x in layers)

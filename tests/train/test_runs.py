@@ -300,7 +300,9 @@ def test_a_run_directory_in_use_is_refused_at_once(tmp_path):
     first = _start(tmp_path, busy)
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "busy" / ".hydra" / "config.yaml").is_file():
+        # Hydra writes overrides.yaml after config.yaml: then the record is complete.
+        overrides = tmp_path / "busy" / ".hydra" / "overrides.yaml"
+        while not (overrides.is_file() and overrides.stat().st_size > 0):
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
         record = (tmp_path / "busy" / ".hydra" / "config.yaml").read_bytes()
