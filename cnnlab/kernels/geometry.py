@@ -137,15 +137,6 @@ def pad_spatial(x: np.ndarray, pad: IntPair, value: float = 0.0) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
 
 
-def check_dout(layer: str, dout: np.ndarray, out_shape: tuple[int, ...]) -> None:
-    """Raise ShapeError unless dout has the shape of the forward output."""
-    if tuple(dout.shape) != tuple(out_shape):
-        raise ShapeError(
-            f"{layer}: dout has shape {tuple(dout.shape)}, "
-            f"the forward output was {tuple(out_shape)}"
-        )
-
-
 def check_groups(groups: object, x_shape: tuple[int, ...]) -> int:
     """Group norm's ``groups`` as an int: a positive divisor of x's channels, else a
     ShapeError (the same words on every backend)."""

@@ -21,9 +21,13 @@ def act_layer(act: ActConfig | None) -> tuple[str, Layer]:
     runs saved before ``act=`` existed)."""
     if act is None:
         return "relu", ACTIVATIONS["relu"]
-    default = ACTIVATIONS[act.name]
-    fields = {f.name: act[f.name] for f in dataclasses.fields(default)}
-    return str(act.name), dataclasses.replace(default, **fields)  # type: ignore[type-var]
+    return str(act.name), _configured(ACTIVATIONS[act.name], act)
+
+
+def _configured(default: Layer, node: NormConfig | ActConfig) -> Layer:
+    """A slot's layer with the values its config node gives its fields."""
+    fields = {f.name: node[f.name] for f in dataclasses.fields(default)}
+    return dataclasses.replace(default, **fields)  # type: ignore[type-var]
 
 
 def norm_layer(norm: NormConfig | None) -> Layer | None:
@@ -32,11 +36,7 @@ def norm_layer(norm: NormConfig | None) -> Layer | None:
     norm: the ``norm`` config node (``name`` and that option's keys, the layer's fields).
     """
     default = NORMS[norm.name]
-    if default is None:
-        return None
-    return dataclasses.replace(
-        default, **{f.name: norm[f.name] for f in dataclasses.fields(default)}
-    )  # type: ignore[type-var]
+    return None if default is None else _configured(default, norm)
 
 
 def conv_norm_relu(

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab.errors import ArgumentError, ShapeError
-from cnnlab.kernels.geometry import check_dout
+from cnnlab.kernels.contract import check_dout
 
 
 class LRNCache(NamedTuple):

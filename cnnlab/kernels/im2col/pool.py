@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab.kernels.choices import Ties
-from cnnlab.kernels.geometry import IntPair, check_dout, pad_spatial, pool_geometry
+from cnnlab.kernels.contract import check_dout
+from cnnlab.kernels.geometry import IntPair, pad_spatial, pool_geometry
 from cnnlab.kernels.im2col.columns import offset_slices, windows
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab.kernels.choices import Ties
-from cnnlab.kernels.geometry import IntPair, check_dout, pad_spatial, pool_geometry
+from cnnlab.kernels.contract import check_dout
+from cnnlab.kernels.geometry import IntPair, pad_spatial, pool_geometry
 
 
 def maxpool2d_forward(
