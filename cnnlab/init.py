@@ -3,8 +3,9 @@
 The torch backend never calls ``torch.nn.init``: every backend starts from the arrays made here,
 so the same seed gives the same initial weights everywhere.
 
-For a conv weight ``(F, C, HH, WW)``: ``fan_in = C·HH·WW``, ``fan_out = F·HH·WW``; for a linear
-weight ``(D_out, D_in)``: ``fan_in = D_in``, ``fan_out = D_out``. The three schemes, by variance:
+For a conv weight ``(F, C, HH, WW)`` (C: the channels each filter sees, C/groups):
+``fan_in = C·HH·WW``, ``fan_out = F·HH·WW``; for a linear weight ``(D_out, D_in)``:
+``fan_in = D_in``, ``fan_out = D_out``. The three schemes, by variance:
 
 - ``xavier``:  ``W ~ N(0, 1/fan_in)``, the 1/fan_in variant of CS231n and LeCun et al.
   (not torch's ``xavier_normal_``).

@@ -76,13 +76,22 @@ class Cached:
 def contracted(layer: str, forward: Callable, backward: Callable, method: bool) -> tuple:
     """``forward`` and ``backward`` with the contract checked: the forward's arrays
     (:func:`check_arrays`) and the backward's ``dout`` (:func:`check_dout`). method: they take
-    ``self`` first (else they are plain functions, as static methods are)."""
-    names = list(inspect.signature(forward).parameters)[int(method) :]
+    ``self`` first (else they are plain functions, as static methods are). The arrays of a
+    ``*xs`` argument are named ``xs[0]``, ``xs[1]``, ... in errors."""
+    params = list(inspect.signature(forward).parameters.values())[int(method) :]
+    star = next((i for i, p in enumerate(params) if p.kind is p.VAR_POSITIONAL), len(params))
+    names = [p.name for p in params[:star]]
     skip = int(method)
+
+    def named(args: tuple) -> list[tuple[str, Any]]:
+        found = list(zip(names, args, strict=False))
+        if star < len(params):
+            found += [(f"{params[star].name}[{i}]", v) for i, v in enumerate(args[star:])]
+        return found
 
     @functools.wraps(forward)
     def checked_forward(*args: Any, **kwargs: Any) -> tuple[Any, Cached]:
-        check_arrays(layer, [*zip(names, args[skip:], strict=False), *kwargs.items()])
+        check_arrays(layer, [*named(args[skip:]), *kwargs.items()])
         out, cache = forward(*args, **kwargs)
         return out, Cached(np.shape(out), cache)
 

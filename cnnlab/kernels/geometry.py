@@ -45,25 +45,30 @@ def window_output_size(
     pad: tuple[int, int],
     layer: str,
     x_shape: tuple[int, ...],
+    dilation: tuple[int, int] = (1, 1),
 ) -> tuple[int, int]:
-    """Output size of a sliding window: ``Ho = 1 + (H + 2*pad - HH) // stride``, likewise Wo.
+    """Output size of a sliding window: ``Ho = 1 + (H + 2*pad - span) // stride``, likewise
+    Wo, where a kernel of HH taps ``dilation`` apart spans ``dilation*(HH - 1) + 1`` rows.
 
     Raises ShapeError naming the layer and the shapes when ``Ho < 1`` or ``Wo < 1``, or when a
-    stride is not positive or a padding negative.
+    stride or dilation is not positive or a padding negative.
     """
-    (H, W), (HH, WW), (sh, sw), (ph, pw) = hw, kernel, stride, pad
+    (H, W), (HH, WW), (sh, sw), (ph, pw), (dil_h, dil_w) = hw, kernel, stride, pad, dilation
     if sh < 1 or sw < 1:
         raise ShapeError(f"{layer}: stride must be >= 1, got {stride}")
+    if dil_h < 1 or dil_w < 1:
+        raise ShapeError(f"{layer}: dilation must be >= 1, got {dilation}")
     if ph < 0 or pw < 0:
         raise ShapeError(f"{layer}: padding must be >= 0, got {pad}")
     if HH < 1 or WW < 1:
         raise ShapeError(f"{layer}: kernel must be at least 1x1, got {kernel}")
-    Ho = 1 + (H + 2 * ph - HH) // sh
-    Wo = 1 + (W + 2 * pw - WW) // sw
+    Ho = 1 + (H + 2 * ph - dil_h * (HH - 1) - 1) // sh
+    Wo = 1 + (W + 2 * pw - dil_w * (WW - 1) - 1) // sw
     if Ho < 1 or Wo < 1:
+        spread = "" if (dil_h, dil_w) == (1, 1) else f", dilation {dilation}"
         raise ShapeError(
             f"{layer}: input {tuple(x_shape)} with kernel {HH}x{WW}, stride {stride}, "
-            f"pad {pad} gives output {Ho}x{Wo} (< 1)"
+            f"pad {pad}{spread} gives output {Ho}x{Wo} (< 1)"
         )
     return Ho, Wo
 
@@ -74,22 +79,30 @@ def conv_geometry(
     b_shape: tuple[int, ...] | None,
     stride: IntPair,
     pad: IntPair,
+    dilation: IntPair = 1,
+    groups: int = 1,
 ) -> tuple[int, int]:
     """Check conv2d shapes and return ``(Ho, Wo)``.
 
-    x: (N, C, H, W); w: (F, C, HH, WW); b: (F,) or None.
+    x: (N, C, H, W); w: (F, C/groups, HH, WW), F a multiple of groups; b: (F,) or None.
     """
     if len(x_shape) != 4:
         raise ShapeError(f"conv2d: x must be (N, C, H, W), got shape {tuple(x_shape)}")
     if len(w_shape) != 4:
-        raise ShapeError(f"conv2d: w must be (F, C, HH, WW), got shape {tuple(w_shape)}")
-    if x_shape[1] != w_shape[1]:
+        raise ShapeError(f"conv2d: w must be (F, C/groups, HH, WW), got shape {tuple(w_shape)}")
+    C, F = x_shape[1], w_shape[0]
+    if not _is_int(groups) or groups < 1 or C % groups or F % groups:
         raise ShapeError(
-            f"conv2d: x {tuple(x_shape)} has {x_shape[1]} channels but w {tuple(w_shape)} "
-            f"expects {w_shape[1]}"
+            f"conv2d: groups ({groups!r}) must be a positive divisor of x's C={C} channels and "
+            f"of w's F={F} filters"
         )
-    if b_shape is not None and tuple(b_shape) != (w_shape[0],):
-        raise ShapeError(f"conv2d: b must be ({w_shape[0]},), got shape {tuple(b_shape)}")
+    if w_shape[1] * groups != C:
+        expects = w_shape[1] if groups == 1 else f"{w_shape[1]} per group x {groups} groups"
+        raise ShapeError(
+            f"conv2d: x {tuple(x_shape)} has {C} channels but w {tuple(w_shape)} expects {expects}"
+        )
+    if b_shape is not None and tuple(b_shape) != (F,):
+        raise ShapeError(f"conv2d: b must be ({F},), got shape {tuple(b_shape)}")
     return window_output_size(
         (x_shape[2], x_shape[3]),
         (w_shape[2], w_shape[3]),
@@ -97,6 +110,7 @@ def conv_geometry(
         pair(pad, "pad"),
         "conv2d",
         x_shape,
+        pair(dilation, "dilation"),
     )
 
 
@@ -106,21 +120,94 @@ def pool_geometry(
     kernel: IntPair,
     stride: IntPair | None,
     pad: IntPair,
+    ceil_mode: bool = False,
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Check pooling arguments; return ``(kernel, stride, pad, (Ho, Wo))`` as pairs.
 
-    x: (N, C, H, W). ``stride`` defaults to the kernel. As in PyTorch, padding may be at most
-    half the kernel, so no window lies entirely in the padding.
+    x: (N, C, H, W) with H, W >= 1. ``stride`` defaults to the kernel. As in PyTorch, padding
+    may be at most half the kernel, so no window lies entirely in the padding.
+
+    ``Ho = 1 + (H + 2*ph - kh) // sh`` (rows left over at the bottom are ignored), likewise Wo.
+    With ``ceil_mode`` the division rounds up, ``Ho = 1 + ceil((H + 2*ph - kh) / sh)``, so the
+    last window may run past the padded input (see :func:`pool_overhang`); as in PyTorch, a
+    last window that would start in the bottom padding (at or past ``H + ph``) is dropped.
     """
     if len(x_shape) != 4:
         raise ShapeError(f"{layer}: x must be (N, C, H, W), got shape {tuple(x_shape)}")
+    if x_shape[2] < 1 or x_shape[3] < 1:
+        raise ShapeError(f"{layer}: x {tuple(x_shape)} has an empty feature map (H or W is 0)")
     k = pair(kernel, "kernel")
     s = k if stride is None else pair(stride, "stride")
     p = pair(pad, "pad")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ShapeError(f"{layer}: pad {p} must be at most half the kernel {k}")
-    out = window_output_size((x_shape[2], x_shape[3]), k, s, p, layer, x_shape)
-    return k, s, p, out
+    hw = (x_shape[2], x_shape[3])
+    if not ceil_mode:
+        return k, s, p, window_output_size(hw, k, s, p, layer, x_shape)
+    # Rounding up equals rounding down on an input grown by stride - 1 rows (and columns).
+    grown = (hw[0] + s[0] - 1, hw[1] + s[1] - 1)
+    out = window_output_size(grown, k, s, p, layer, x_shape)
+    # Drop a last window that starts in the bottom padding; never the first, which starts at 0.
+    Ho, Wo = (o - int((o - 1) * st >= n + q) for o, st, n, q in zip(out, s, hw, p, strict=True))
+    return k, s, p, (Ho, Wo)
+
+
+def pool_overhang(
+    hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> tuple[int, int]:
+    """How many rows and columns the last windows reach past the bottom and right of the
+    padded input: ``max(0, (Ho - 1)*sh + kh - (H + 2*ph))``, likewise for columns.
+
+    Always 0 without ``ceil_mode``. Kernels grow the padded input by this much (:func:`pad_pool`)
+    with elements that count for nothing: -inf for max pooling, zeros left out of the divisor
+    for average pooling.
+    """
+    return (
+        max(0, (out_hw[0] - 1) * stride[0] + kernel[0] - (hw[0] + 2 * pad[0])),
+        max(0, (out_hw[1] - 1) * stride[1] + kernel[1] - (hw[1] + 2 * pad[1])),
+    )
+
+
+def pad_pool(
+    x: np.ndarray, pad: tuple[int, int], overhang: tuple[int, int], value: float
+) -> np.ndarray:
+    """Pad x: (N, C, H, W) for pooling: ``pad`` on every side and ``overhang`` more at the
+    bottom and right -> (N, C, H + 2*ph + eh, W + 2*pw + ew); x itself when there is none."""
+    import numpy as np
+
+    (ph, pw), (eh, ew) = pad, overhang
+    if ph == pw == eh == ew == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=value)
+
+
+def adaptive_geometry(layer: str, x_shape: tuple[int, ...], output: IntPair) -> tuple[int, int]:
+    """Check adaptive pooling arguments; return the output size ``(Ho, Wo)``.
+
+    x: (N, C, H, W) with H, W >= 1; output: an int or (Ho, Wo) pair, each >= 1 (it may exceed
+    the input's size: windows then repeat input elements).
+    """
+    if len(x_shape) != 4:
+        raise ShapeError(f"{layer}: x must be (N, C, H, W), got shape {tuple(x_shape)}")
+    Ho, Wo = pair(output, "output")
+    if Ho < 1 or Wo < 1:
+        raise ShapeError(f"{layer}: output size must be at least 1x1, got {output!r}")
+    if x_shape[2] < 1 or x_shape[3] < 1:
+        raise ShapeError(f"{layer}: x {tuple(x_shape)} has an empty feature map (H or W is 0)")
+    return Ho, Wo
+
+
+def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
+    """The input range ``[start, end)`` of each of ``out`` adaptive-pooling cells along an axis
+    of ``size``, as PyTorch: ``start = floor(i*size/out)``, ``end = ceil((i+1)*size/out)``.
+
+    Neighbouring ranges overlap where out does not divide size, and differ in length.
+    """
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
 def pad_spatial(x: np.ndarray, pad: IntPair, value: float = 0.0) -> np.ndarray:

@@ -10,9 +10,9 @@ caches that hold references to the caller's arrays) is :mod:`cnnlab.kernels.cont
 kinds name their kernels in their registration (:mod:`cnnlab.ops`), and a test checks that
 every backend has every registered kernel.
 
-Geometry, as in PyTorch: layout NCHW, conv weights (F, C, HH, WW), convolution is
-cross-correlation, ``Ho = 1 + (H + 2*pad - HH) // stride`` (likewise Wo) and ``Ho < 1`` is a
-ShapeError; stride, pad and kernel are an int or an (h, w) pair.
+Geometry, as in PyTorch: layout NCHW, conv weights (F, C/groups, HH, WW), convolution is
+cross-correlation, ``Ho = 1 + (H + 2*pad - dilation*(HH - 1) - 1) // stride`` (likewise Wo) and
+``Ho < 1`` is a ShapeError; stride, pad, dilation and kernel are an int or an (h, w) pair.
 """
 
 from __future__ import annotations
@@ -34,9 +34,21 @@ class KernelSet(Protocol):
     """Forward/backward pairs on numpy arrays; shapes below are the contract."""
 
     def conv2d_forward(
-        self, x: Array, w: Array, b: Array | None, stride: IntPair = 1, pad: IntPair = 0
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None,
+        stride: IntPair = 1,
+        pad: IntPair = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
     ) -> tuple[Array, Cache]:
-        """x: (N, C, H, W), w: (F, C, HH, WW), b: (F,) or None -> out: (N, F, Ho, Wo)."""
+        """x: (N, C, H, W), w: (F, C/groups, HH, WW), b: (F,) or None -> out: (N, F, Ho, Wo).
+
+        ``groups``: filter f sees only the C/groups channels of its group, ``f // (F/groups)``
+        (depthwise: groups = C). ``dilation``: the kernel's taps lie that many rows and
+        columns apart, so it spans ``dilation*(HH - 1) + 1`` rows.
+        """
         ...
 
     def conv2d_backward(
@@ -52,10 +64,13 @@ class KernelSet(Protocol):
         stride: IntPair | None = None,
         pad: IntPair = 0,
         ties: str = "first",
+        ceil_mode: bool = False,
     ) -> tuple[Array, Cache]:
         """x: (N, C, H, W) -> out: (N, C, Ho, Wo); padding is -inf; stride defaults to the
         kernel. ``ties="first"`` routes a window's gradient to its first maximum in row-major
-        order (as PyTorch), ``"all"`` to every maximum."""
+        order (as PyTorch), ``"all"`` to every maximum. ``ceil_mode`` rounds Ho and Wo up
+        (PyTorch's rule, :func:`~cnnlab.kernels.geometry.pool_geometry`); a window running past
+        the padded input sees only the elements inside it."""
         ...
 
     def maxpool2d_backward(self, dout: Array, cache: Cache) -> Array:
@@ -63,14 +78,30 @@ class KernelSet(Protocol):
         ...
 
     def avgpool2d_forward(
-        self, x: Array, kernel: IntPair, stride: IntPair | None = None, pad: IntPair = 0
+        self,
+        x: Array,
+        kernel: IntPair,
+        stride: IntPair | None = None,
+        pad: IntPair = 0,
+        ceil_mode: bool = False,
     ) -> tuple[Array, Cache]:
         """x: (N, C, H, W) -> out: (N, C, Ho, Wo); padding counts as zeros (PyTorch's
-        ``count_include_pad=True``)."""
+        ``count_include_pad=True``). ``ceil_mode`` as for max pooling; a window running past
+        the padded input is divided by the number of its elements inside it."""
         ...
 
     def avgpool2d_backward(self, dout: Array, cache: Cache) -> Array:
-        """-> dx = dout spread evenly over each window, / (kh*kw)."""
+        """-> dx = dout spread evenly over each window, / its divisor (kh*kw)."""
+        ...
+
+    def adaptive_avgpool2d_forward(self, x: Array, output: IntPair) -> tuple[Array, Cache]:
+        """x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``output`` = Ho x Wo (each >= 1); cell i
+        averages rows ``floor(i*H/Ho)`` to ``ceil((i+1)*H/Ho)`` (exclusive), likewise the
+        columns, as PyTorch's ``adaptive_avg_pool2d``."""
+        ...
+
+    def adaptive_avgpool2d_backward(self, dout: Array, cache: Cache) -> Array:
+        """-> dx = dout spread evenly over each window, / its size."""
         ...
 
     def global_avgpool_forward(self, x: Array) -> tuple[Array, Cache]:
@@ -218,6 +249,25 @@ class KernelSet(Protocol):
 
     def add_backward(self, dout: Array, cache: Cache) -> Grads2:
         """-> (da, db)."""
+        ...
+
+    def concat_forward(self, *xs: Array) -> tuple[Array, Cache]:
+        """xs: any number of (N, C_i, H, W), alike but for C_i -> out: (N, C_1 + ... + C_k, H, W),
+        the xs in order along the channels."""
+        ...
+
+    def concat_backward(self, dout: Array, cache: Cache) -> tuple[Array, ...]:
+        """-> one gradient per input, dout's channels of that input (views of dout on the numpy
+        backends)."""
+        ...
+
+    def channel_gate_forward(self, x: Array, s: Array) -> tuple[Array, Cache]:
+        """x: (N, C, H, W), s: (N, C) -> out = x * s[:, :, None, None]: (N, C, H, W), a factor
+        per sample and channel (squeeze-and-excitation)."""
+        ...
+
+    def channel_gate_backward(self, dout: Array, cache: Cache) -> Grads2:
+        """-> (dx = dout * s[:, :, None, None], ds = the sum over H, W of dout * x)."""
         ...
 
 

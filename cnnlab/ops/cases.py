@@ -19,7 +19,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.ops.registry import Arrays, Check, LayerCase, LayerKind
-from cnnlab.ops.tree import BufferSpec, Layer, Node, ParamSpec
+from cnnlab.ops.tree import Branches, BufferSpec, Layer, Node, ParamSpec, out_shape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,7 +82,7 @@ def layer_case(kind: LayerKind, check: Check) -> LayerCase:
     """The runnable case of one of ``kind``'s checks (or of a bench case built like one)."""
     if check.build is not None:
         return check.build(kind, check)
-    if check.layer is None:
+    if check.layer is None or isinstance(check.layer, Branches):
         return _combine_case(kind, check)
     return _layer_case(kind, check)
 
@@ -122,18 +122,31 @@ def _layer_case(kind: LayerKind, check: Check) -> LayerCase:
 
 
 def _combine_case(kind: LayerKind, check: Check) -> LayerCase:
+    # The container's kernel alone, on drawn branch outputs: one per branch, at the shape the
+    # branch gives x (nothing of the branches runs); every one at x when there is no container.
+    node = check.layer
+    if node is None:
+        shapes = [check.x] * len(kind.inputs)
+    else:
+        assert isinstance(node, Branches)
+        n, sample = check.x[0], check.x[1:]
+        shapes = [
+            check.x if branch is None else (n, *out_shape(branch, sample))
+            for _, branch in node.branches()
+        ]
+    names = kind.input_names(len(shapes))
     draw = check.draw or normal
 
     def make(rng: np.random.Generator) -> Arrays:
-        return {name: draw(rng, check.x) for name in kind.inputs}
+        return {name: draw(rng, shape) for name, shape in zip(names, shapes, strict=True)}
 
     def forward(kernels: KernelSet, a: Arrays) -> tuple[Any, Any]:
-        return getattr(kernels, kind.forward)(*(a[name] for name in kind.inputs))
+        return getattr(kernels, kind.forward)(*(a[name] for name in names))
 
     def backward(kernels: KernelSet, cache: Any, dout: Any) -> tuple[Any, ...]:
         return tuple(getattr(kernels, kind.backward)(dout, cache))
 
-    return LayerCase(kind.name, check.variant, make, kind.inputs, forward, backward)
+    return LayerCase(kind.name, check.variant, make, names, forward, backward)
 
 
 def with_variant(kind: LayerKind, layer: Node | None, variant: str) -> Node | None:

@@ -25,6 +25,10 @@ False (a net's first layer).
 A :class:`~cnnlab.ops.tree.Branches` node runs every branch on the same input and combines
 their outputs with its kernel, ``k_forward(*outs)`` (``ops.k(*outs)`` on torch); the backward
 returns one gradient per branch (named by ``inputs``), and the input's gradient is their sum.
+A ``variadic`` kind's kernel takes any number of branches, as ``k_forward(*xs)``. A container's
+gradient check draws the kernel's inputs, one per branch, at the shapes its check's container
+gives them (the branches' output shapes at the check's input): so a check sets the arity and
+each input's shape.
 
 This module imports nothing heavy: ``cnnlab --help`` lists the kinds.
 """
@@ -78,8 +82,9 @@ class Check:
 
     Attributes:
         variant: what the case exercises, for tables.
-        layer: the layer; None for a container kind (every branch output is drawn at ``x``)
-            and for the loss.
+        layer: the layer; for a container kind the container, whose branches' output shapes
+            at ``x`` are the shapes its kernel's inputs are drawn at (None: every input at
+            ``x``); None for the loss.
         x: the input's shape.
         draw: how the input is drawn (None: standard normal); see :mod:`cnnlab.ops.cases`.
         train: the mode, for a kind that takes one.
@@ -119,7 +124,8 @@ class LayerKind:
             (marked ``@paired`` with the same gradients, buffers and ``need_dx``: a test
             holds the two together); None for a chain, which has no computation of its own.
         inputs: the forward's differentiable inputs before the parameters: ``("x",)`` for a
-            layer, one name per branch for a container.
+            layer, one name per branch for a container, the name of its ``*`` argument for a
+            variadic one.
         params: forward arguments that are the layer's parameters, by name.
         buffers: forward arguments that are the layer's buffers, updated in place.
         options: forward arguments that are the layer's attributes of the same name.
@@ -129,6 +135,8 @@ class LayerKind:
         mask: the forward takes ``mask``, a keep-mask of x's shape drawn per call from the
             run's generator with the layer's drop probability ``p``.
         skips_dx: the backward takes ``need_dx`` and skips dx when it is False.
+        variadic: the container's kernel takes one input per branch, any number of them, as
+            its ``*<inputs[0]>`` argument; the backward returns one gradient per input.
         across: the torch op that computes the kind in training over a batch split across
             processes (DDP): it takes ``batch_sum`` and ``total`` in place of ``train``.
         pair: the kernel is a forward/backward pair (False for the loss, one function).
@@ -151,6 +159,7 @@ class LayerKind:
     train: bool = False
     mask: bool = False
     skips_dx: bool = False
+    variadic: bool = False
     across: str | None = None
     pair: bool = True
     variant: str | None = None
@@ -162,6 +171,16 @@ class LayerKind:
     def grads(self) -> tuple[str, ...]:
         """What the backward returns, in order: the inputs' gradients, then the parameters'."""
         return (*self.inputs, *self.params)
+
+    def input_names(self, count: int) -> tuple[str, ...]:
+        """The names of a container kernel's ``count`` inputs in a case: :attr:`inputs`, or
+        ``xs[0]``, ``xs[1]``, ... for a variadic kind's ``*xs`` (as the kernels' errors name
+        them)."""
+        if self.variadic:
+            return tuple(f"{self.inputs[0]}[{i}]" for i in range(count))
+        if count != len(self.inputs):
+            raise ValueError(f"{self.name} combines {len(self.inputs)} branches, not {count}")
+        return self.inputs
 
     @property
     def forward(self) -> str:

@@ -108,7 +108,15 @@ def test_the_command_checks_along_directions_past_elementwise_max(tmp_path):
     # one on another machine; the records say how every tensor was checked.
     (path,) = tmp_path.glob("outputs/*/*/gradcheck.json")
     numeric = [r for r in json.loads(path.read_text()) if r["reference"] == "numeric"]
-    # Cases of 342 and 3664 elements along directions, those of 292 and 130 element-wise.
+    # Cases over 300 elements (inputs and parameters together) along directions, the others
+    # element-wise.
     methods = {r["variant"]: r["method"] for r in numeric}
-    assert sorted(methods.values()) == ["8 directions"] * 2 + ["elements"] * 2
+    sizes = {
+        check.variant: sum(
+            a.size for a in layer_case(CONV, check).make(np.random.default_rng(0)).values()
+        )
+        for check in CONV.checks
+    }
+    assert min(sizes.values()) <= 300 < max(sizes.values())
+    assert methods == {v: "8 directions" if n > 300 else "elements" for v, n in sizes.items()}
     assert all(r["rel_error"] <= r["threshold"] and r["fd_error"] > 0 for r in numeric)

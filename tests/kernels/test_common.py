@@ -446,6 +446,12 @@ def _float32_cases(rng):
         (common.linear_forward, common.linear_backward, (x2, w, np.zeros(3, np.float32))),
         (common.flatten_forward, common.flatten_backward, (x4,)),
         (common.add_forward, common.add_backward, (x4, x4)),
+        (common.concat_forward, common.concat_backward, (x4, x4[:, :1])),
+        (
+            common.channel_gate_forward,
+            common.channel_gate_backward,
+            (x4, g[None].repeat(2, axis=0)),
+        ),
         (common.dropout_forward, common.dropout_backward, (x4, mask, 0.5)),
         (common.global_avgpool_forward, common.global_avgpool_backward, (x4,)),
         (common.batchnorm_forward, common.batchnorm_backward, (x4, g, b, rm, rv)),

@@ -269,3 +269,124 @@ def test_bias_shape_error(backend_name):
         BACKENDS[backend_name].conv2d_forward(
             np.zeros((1, 2, 5, 5)), np.zeros((4, 2, 3, 3)), np.zeros(3)
         )
+
+
+# --- groups and dilation -----------------------------------------------------------------------
+
+
+def run_grouped(backend, x, w, b, stride, pad, dilation, groups, dout):
+    out, cache = backend.conv2d_forward(x, w, b, stride, pad, dilation, groups)
+    return (out, *backend.conv2d_backward(dout, cache))
+
+
+@st.composite
+def grouped_problems(draw):
+    """(x, w, b, stride, pad, dilation, groups, dout) with groups in {1, 2, C} and every
+    output at least 1x1; float64."""
+    groups = draw(st.sampled_from([1, 2, "C"]))
+    per_group = draw(st.integers(1, 3))
+    C = draw(st.integers(1, 4)) if groups == "C" else per_group * groups
+    groups = C if groups == "C" else groups
+    F_ = groups * draw(st.integers(1, 2))
+    HH, WW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride, pad = draw(int_or_pair), draw(pad_int_or_pair)
+    dilation = draw(st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 3), st.integers(1, 2))))
+    (ph, pw), (dh, dw) = pair(pad), pair(dilation)
+    H = draw(st.integers(max(1, dh * (HH - 1) + 1 - 2 * ph), 9))
+    W = draw(st.integers(max(1, dw * (WW - 1) + 1 - 2 * pw), 10))
+    N = draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((F_, C // groups, HH, WW))
+    b = rng.standard_normal(F_) if draw(st.booleans()) else None
+    Ho = 1 + (H + 2 * ph - dh * (HH - 1) - 1) // pair(stride)[0]
+    Wo = 1 + (W + 2 * pw - dw * (WW - 1) - 1) // pair(stride)[1]
+    dout = rng.standard_normal((N, F_, Ho, Wo))
+    return x, w, b, stride, pad, dilation, groups, dout
+
+
+def torch_grouped(x, w, b, stride, pad, dilation, groups, dout):
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = None if b is None else torch.tensor(b, requires_grad=True)
+    out = torch_conv2d(xt, wt, bt, pair(stride), pair(pad), pair(dilation), groups)
+    out.backward(torch.tensor(dout))
+    return out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), None if b is None else bt.grad
+
+
+@given(grouped_problems())
+def test_property_groups_and_dilation_match_torch_on_every_backend(problem):
+    want = torch_grouped(*problem)
+    want = (*want[:3], None if want[3] is None else want[3].numpy())
+    got = {name: run_grouped(backend, *problem) for name, backend in BACKENDS.items()}
+    got["torch"] = run_grouped(TorchKernels(), *problem)
+    for name, result in got.items():
+        assert_close(result, want, TOL, name)
+    assert_close(got["im2col"], got["naive"], TOL, "im2col vs naive")
+
+
+@pytest.mark.parametrize(
+    ("shape", "groups", "dilation", "stride"),
+    [
+        ((16, 32, 12, 12, 32), 32, 1, 1),  # depthwise, row columns, every core
+        ((8, 64, 10, 9, 128), 32, 1, 1),  # ResNeXt-like groups of 2 -> 4
+        ((8, 24, 13, 11, 48), 24, 2, 2),  # depthwise x2, dilated, strided
+        ((6, 16, 14, 14, 32), 4, (2, 3), 1),  # dilated window columns
+    ],
+    ids=["depthwise", "grouped", "depthwise-dilated-stride2", "dilated"],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_grouped_batches_match_torch(shape, groups, dilation, stride, dtype):
+    # Batches large enough for chunks on two workers, both column layouts, float32 as well.
+    N, C, H, W, F_ = shape
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((F_, C // groups, 3, 3)).astype(dtype)
+    b = rng.standard_normal(F_).astype(dtype)
+    out, cache = im2col_conv.conv2d_forward(
+        x, w, b, stride, 1, dilation, groups, workers=im2col_conv.Workers(2)
+    )
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    got = (out, *im2col_conv.conv2d_backward(dout, cache, workers=im2col_conv.Workers(2)))
+    want = torch_grouped(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        b.astype(np.float64),
+        stride,
+        1,
+        dilation,
+        groups,
+        dout.astype(np.float64),
+    )
+    want = (*want[:3], want[3].numpy())
+    assert all(g.dtype == dtype for g in got)
+    assert_close(got, want, TOL if dtype == np.float64 else 1e-6, str(dtype))
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "dilation", "groups", "expect"),
+    [
+        ((1, 6, 8, 8), (6, 2, 3, 3), 1, 4, "groups (4) must be a positive divisor"),
+        ((1, 6, 8, 8), (5, 2, 3, 3), 1, 3, "F=5 filters"),
+        ((1, 6, 8, 8), (6, 3, 3, 3), 1, 3, "expects 3 per group x 3 groups"),
+        ((1, 2, 4, 4), (2, 2, 3, 3), 2, 1, "dilation (2, 2) gives output 0x0"),
+        ((1, 2, 4, 4), (2, 2, 3, 3), 0, 1, "dilation must be >= 1"),
+    ],
+    ids=[
+        "groups-not-divisor",
+        "filters-not-multiple",
+        "channels-per-group",
+        "dilated-too-big",
+        "dilation-0",
+    ],
+)
+def test_group_and_dilation_errors_read_alike_on_every_backend(
+    x_shape, w_shape, dilation, groups, expect
+):
+    x, w = np.zeros(x_shape), np.zeros(w_shape)
+    messages = set()
+    for backend in (*BACKENDS.values(), TorchKernels()):
+        with pytest.raises(ShapeError) as info:
+            backend.conv2d_forward(x, w, None, 1, 0, dilation, groups)
+        messages.add(str(info.value))
+    assert len(messages) == 1 and expect in messages.pop()

@@ -187,9 +187,15 @@ def make_case(name, rng):
         ties = name.rsplit("_", 1)[1]
         extra = {"kernel": 3, "stride": 2, "pad": 1, "ties": ties}
         return Case("maxpool2d", [distinct(rng, (2, 2, 5, 6))], lambda: extra)
-    if name == "avgpool2d":
+    if name == "maxpool2d_ceil":
+        extra = {"kernel": 3, "stride": 2, "pad": (1, 0), "ties": "all", "ceil_mode": True}
+        return Case("maxpool2d", [distinct(rng, (2, 2, 6, 8))], lambda: extra)
+    if name in ("avgpool2d", "avgpool2d_ceil"):
         extra = {"kernel": (3, 2), "stride": (2, 1), "pad": (1, 1)}
+        extra |= {"stride": 2, "ceil_mode": True} if name.endswith("ceil") else {}
         return Case("avgpool2d", [normal((2, 2, 5, 6))], lambda: extra)
+    if name == "adaptive_avgpool2d":
+        return Case("adaptive_avgpool2d", [normal((2, 2, 7, 5))], lambda: {"output": (3, 2)})
     if name == "global_avgpool":
         return Case("global_avgpool", [normal((2, 3, 4, 5))])
     if name == "relu":
@@ -228,6 +234,10 @@ def make_case(name, rng):
         return Case("lrn", [normal((2, 6, 3, 2)) * 1.5], lambda: {"size": 3, "alpha": 0.8})
     if name == "add":
         return Case("add", [normal((2, 3, 4)), normal((2, 3, 4))])
+    if name == "concat":
+        return Case("concat", [normal((2, 3, 4, 2)), normal((2, 1, 4, 2)), normal((2, 2, 4, 2))])
+    if name == "channel_gate":
+        return Case("channel_gate", [normal((2, 3, 4, 5)), normal((2, 3))])
     raise AssertionError(name)
 
 
@@ -236,7 +246,10 @@ GRAD_CASES = [
     "conv2d_nobias",
     "maxpool2d_first",
     "maxpool2d_all",
+    "maxpool2d_ceil",
     "avgpool2d",
+    "avgpool2d_ceil",
+    "adaptive_avgpool2d",
     "global_avgpool",
     "relu",
     "leaky_relu",
@@ -258,6 +271,8 @@ GRAD_CASES = [
     "groupnorm",
     "lrn",
     "add",
+    "concat",
+    "channel_gate",
 ]
 
 

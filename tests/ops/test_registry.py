@@ -61,12 +61,12 @@ def test_bindings_name_real_arguments_of_the_numpy_kernels(kind):
     and its backward options arguments of the backward."""
     if kind.kernel is None or not kind.pair:
         return
-    forward = inspect.signature(getattr(type(BACKENDS["naive"].kernels()), kind.forward))
+    forward = inspect.signature(getattr(BACKENDS["naive"].kernels(), kind.forward))
     bound = {*kind.params, *kind.buffers, *kind.options, *(["train"] if kind.train else [])}
     bound |= {"mask"} if kind.mask else set()
     assert bound <= set(forward.parameters), forward
     assert list(forward.parameters)[: len(kind.inputs)] == list(kind.inputs)
-    backward = inspect.signature(getattr(type(BACKENDS["naive"].kernels()), kind.backward))
+    backward = inspect.signature(getattr(BACKENDS["naive"].kernels(), kind.backward))
     assert {arg for arg, _ in kind.backward_options} <= set(backward.parameters)
     if kind.skips_dx:
         assert "need_dx" in backward.parameters

@@ -7,7 +7,10 @@ them all, so a kernel added to a module here (and to that class) is in both nump
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cnnlab.kernels.common.activation import ActivationKernels
+from cnnlab.kernels.common.combine import CombineKernels
 from cnnlab.kernels.common.dropout import DropoutKernels, dropout_mask
 from cnnlab.kernels.common.linear import LinearKernels
 from cnnlab.kernels.common.loss import LossKernels
@@ -17,11 +20,15 @@ from cnnlab.kernels.common.pool_global import GlobalPoolKernels
 from cnnlab.kernels.contract import install
 from cnnlab.kernels.protocol import PAIRS, KernelSet
 
+if TYPE_CHECKING:
+    from cnnlab.kernels.im2col.chunks import Workers
+
 __all__ = ["NumpyKernels", "dropout_mask"]
 
 
 class NumpyKernels(
     ActivationKernels,
+    CombineKernels,
     DropoutKernels,
     GlobalPoolKernels,
     LinearKernels,
@@ -31,7 +38,13 @@ class NumpyKernels(
     KernelSet,
 ):
     """The shared half of a numpy kernel set (see :class:`~cnnlab.kernels.protocol.KernelSet`):
-    every kernel of this package's modules. ``Naive`` and ``Im2col`` add conv and pooling."""
+    every kernel of this package's modules. ``Naive`` and ``Im2col`` add conv and pooling.
+
+    ``workers``: the threads element-wise kernels split their arrays across; None (``naive``)
+    runs them whole, on the calling thread.
+    """
+
+    workers: Workers | None = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         # Every numpy kernel set keeps the input contract (cnnlab.kernels.contract).

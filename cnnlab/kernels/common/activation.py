@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.kernels.common.elementwise import split_pair
+
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ReLU forward.
@@ -31,10 +33,12 @@ def leaky_relu_forward(x: np.ndarray, slope: float = 0.01) -> tuple[np.ndarray, 
     x: any shape. Returns ``(out, cache)`` with out of x's shape and dtype; cache is
     ``(x, slope)``.
     """
-    # Two clipped copies rather than np.where on a mask: plain elementwise passes, and exact
-    # (one of the two terms is always 0).
-    out = np.maximum(x, 0) + x.dtype.type(slope) * np.minimum(x, 0)
-    return out, (x, slope)
+    a = x.dtype.type(slope)
+    if 0 <= slope <= 1:  # then the larger of x and slope*x is the right one: a single pass
+        return np.maximum(x, a * x), (x, slope)
+    # Two clipped copies rather than np.where on a mask (slow on a random sign pattern), and
+    # exact: one of the two terms is always 0.
+    return np.maximum(x, 0) + a * np.minimum(x, 0), (x, slope)
 
 
 def leaky_relu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
@@ -78,34 +82,46 @@ def tanh_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
 def elu_forward(x: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, tuple]:
     """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere (torch's ELU).
 
-    x: any shape -> out: x's shape; cache ``(x, out, alpha)``.
+    x: any shape -> out: x's shape; cache ``(x, alpha)``.
     """
-    a = x.dtype.type(alpha)
-    out = np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
-    return out, (x, out, alpha)
+    # The two sides apart and added (one of them is 0), not np.where: a branch per element
+    # on a random sign pattern is several times slower than these passes.
+    out = np.maximum(x, 0)
+    negative = np.minimum(x, 0)
+    np.expm1(negative, out=negative)
+    negative *= x.dtype.type(alpha)
+    out += negative
+    return out, (x, alpha)
 
 
 def elu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
-    """``dx = dout`` where ``x > 0``, else ``dout * (out + alpha)`` (= alpha * exp(x))."""
-    x, out, alpha = cache
-    return np.where(x > 0, dout, dout * (out + x.dtype.type(alpha)))
+    """``dx = dout`` where ``x > 0``, else ``dout * alpha * exp(x)`` (as torch)."""
+    x, alpha = cache
+    positive = x > 0
+    slope = np.exp(np.minimum(x, 0))  # finite where x > 0, where the mask zeroes it
+    slope *= x.dtype.type(alpha)
+    slope *= ~positive
+    slope += positive
+    return dout * slope
 
 
-def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """The exact GELU, ``x * Phi(x)`` with Phi the standard normal CDF
     ``(1 + erf(x / sqrt 2)) / 2`` (torch's default, not the tanh approximation).
 
-    x: any shape -> out: x's shape; cache is x.
+    x: any shape -> out: x's shape; cache ``(x, Phi(x))``: erf is by far the dearest pass, and
+    the backward needs Phi again.
     """
-    return x * _normal_cdf(x), x
+    cdf = _normal_cdf(x)
+    return x * cdf, (x, cdf)
 
 
-def gelu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
+def gelu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """``dx = dout * (Phi(x) + x * phi(x))`` with phi the standard normal density."""
-    x = cache
+    x, cdf = cache
     t = x.dtype.type
     pdf = np.exp(t(-0.5) * x * x) * t(1 / np.sqrt(2 * np.pi))
-    return dout * (_normal_cdf(x) + x * pdf)
+    return dout * (cdf + x * pdf)
 
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -140,21 +156,14 @@ def relu6_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
 
 
 class ActivationKernels:
-    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``)."""
+    """This module's kernels, as methods of the numpy kernel sets (see ``NumpyKernels``), run
+    in spans on the set's worker threads where it has them (:mod:`.elementwise`)."""
 
-    leaky_relu_backward = staticmethod(leaky_relu_backward)
-    leaky_relu_forward = staticmethod(leaky_relu_forward)
-    relu_backward = staticmethod(relu_backward)
-    relu_forward = staticmethod(relu_forward)
-    sigmoid_forward = staticmethod(sigmoid_forward)
-    sigmoid_backward = staticmethod(sigmoid_backward)
-    tanh_forward = staticmethod(tanh_forward)
-    tanh_backward = staticmethod(tanh_backward)
-    elu_forward = staticmethod(elu_forward)
-    elu_backward = staticmethod(elu_backward)
-    gelu_forward = staticmethod(gelu_forward)
-    gelu_backward = staticmethod(gelu_backward)
-    silu_forward = staticmethod(silu_forward)
-    silu_backward = staticmethod(silu_backward)
-    relu6_forward = staticmethod(relu6_forward)
-    relu6_backward = staticmethod(relu6_backward)
+    leaky_relu_forward, leaky_relu_backward = split_pair(leaky_relu_forward, leaky_relu_backward)
+    relu_forward, relu_backward = split_pair(relu_forward, relu_backward)
+    sigmoid_forward, sigmoid_backward = split_pair(sigmoid_forward, sigmoid_backward)
+    tanh_forward, tanh_backward = split_pair(tanh_forward, tanh_backward)
+    elu_forward, elu_backward = split_pair(elu_forward, elu_backward)
+    gelu_forward, gelu_backward = split_pair(gelu_forward, gelu_backward)
+    silu_forward, silu_backward = split_pair(silu_forward, silu_backward)
+    relu6_forward, relu6_backward = split_pair(relu6_forward, relu6_backward)

@@ -41,9 +41,11 @@ class Im2col(NumpyKernels):
         b: np.ndarray | None,
         stride: IntPair = 1,
         pad: IntPair = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
     ) -> tuple[np.ndarray, Cache]:
         return conv.conv2d_forward(
-            x, w, b, stride, pad, workers=self.workers, winograd=self.winograd
+            x, w, b, stride, pad, dilation, groups, workers=self.workers, winograd=self.winograd
         )
 
     def conv2d_backward(
@@ -55,3 +57,5 @@ class Im2col(NumpyKernels):
     maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
     avgpool2d_forward = staticmethod(pool.avgpool2d_forward)
     avgpool2d_backward = staticmethod(pool.avgpool2d_backward)
+    adaptive_avgpool2d_forward = staticmethod(pool.adaptive_avgpool2d_forward)
+    adaptive_avgpool2d_backward = staticmethod(pool.adaptive_avgpool2d_backward)

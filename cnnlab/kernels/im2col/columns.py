@@ -25,7 +25,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from cnnlab.kernels.geometry import IntPair, pair
 
 
-def windows(x_padded: np.ndarray, kernel: IntPair, stride: IntPair) -> np.ndarray:
+def windows(
+    x_padded: np.ndarray, kernel: IntPair, stride: IntPair, dilation: IntPair = 1
+) -> np.ndarray:
     """All sliding windows of x_padded as a read-only strided view: no data is copied.
 
     Args:
@@ -33,15 +35,20 @@ def windows(x_padded: np.ndarray, kernel: IntPair, stride: IntPair) -> np.ndarra
             check that first with :mod:`cnnlab.kernels.geometry`).
         kernel: window size (HH, WW), an int or a pair.
         stride: step (sh, sw), an int or a pair.
+        dilation: spacing (dil_h, dil_w) of a window's taps, an int or a pair.
 
     Returns:
-        (N, C, Ho, Wo, HH, WW) with ``Ho = 1 + (Hp - HH) // sh``, ``Wo = 1 + (Wp - WW) // sw``;
-        ``[n, c, i, j]`` is the window ``x_padded[n, c, i*sh : i*sh+HH, j*sw : j*sw+WW]``.
+        (N, C, Ho, Wo, HH, WW) with ``Ho = 1 + (Hp - dil_h*(HH - 1) - 1) // sh``, likewise Wo;
+        ``[n, c, i, j, p, q]`` is ``x_padded[n, c, i*sh + p*dil_h, j*sw + q*dil_w]``.
     """
     HH, WW = pair(kernel, "kernel")
     sh, sw = pair(stride, "stride")
-    # Every stride-1 window is a view; taking every sh-th / sw-th of them is still a view.
-    return sliding_window_view(x_padded, (HH, WW), axis=(2, 3))[:, :, ::sh, ::sw]
+    dil_h, dil_w = pair(dilation, "dilation")
+    span = (dil_h * (HH - 1) + 1, dil_w * (WW - 1) + 1)
+    # Every stride-1 window of the kernel's span is a view; taking every sh-th / sw-th of them,
+    # and every dil-th tap within each, is still a view.
+    win = sliding_window_view(x_padded, span, axis=(2, 3))
+    return win[:, :, ::sh, ::sw, ::dil_h, ::dil_w]
 
 
 def im2col(x_padded: np.ndarray, kernel: IntPair, stride: IntPair) -> np.ndarray:
@@ -98,7 +105,13 @@ def col2im(
     return dx_cnhw.transpose(1, 0, 2, 3)  # (N, C, Hp, Wp), a view
 
 
-def col2im_add(cols: np.ndarray, dx_cnhw: np.ndarray, kernel: IntPair, stride: IntPair) -> None:
+def col2im_add(
+    cols: np.ndarray,
+    dx_cnhw: np.ndarray,
+    kernel: IntPair,
+    stride: IntPair,
+    dilation: IntPair = 1,
+) -> None:
     """Add the columns onto dx_cnhw: (C, N, Hp, Wp) in place (the adjoint of im2col).
 
     cols: (C*HH*WW, N*Ho*Wo) in the layout of :func:`im2col`. One vectorised add per kernel
@@ -107,15 +120,20 @@ def col2im_add(cols: np.ndarray, dx_cnhw: np.ndarray, kernel: IntPair, stride: I
     C, N, Hp, Wp = dx_cnhw.shape
     HH, WW = pair(kernel, "kernel")
     sh, sw = pair(stride, "stride")
-    Ho = 1 + (Hp - HH) // sh
-    Wo = 1 + (Wp - WW) // sw
+    dil_h, dil_w = pair(dilation, "dilation")
+    Ho = 1 + (Hp - dil_h * (HH - 1) - 1) // sh
+    Wo = 1 + (Wp - dil_w * (WW - 1) - 1) // sw
     cols6 = cols.reshape(C, HH, WW, N, Ho, Wo)
-    for (kh, kw), (rows, columns) in offset_slices((HH, WW), (sh, sw), (Ho, Wo)):
+    slices = offset_slices((HH, WW), (sh, sw), (Ho, Wo), (dil_h, dil_w))
+    for (kh, kw), (rows, columns) in slices:
         dx_cnhw[:, :, rows, columns] += cols6[:, kh, kw]  # (C, N, Ho, Wo)
 
 
 def offset_slices(
-    kernel: tuple[int, int], stride: tuple[int, int], out_hw: tuple[int, int]
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    out_hw: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
 ) -> list[tuple[tuple[int, int], tuple[slice, slice]]]:
     """For each kernel offset (kh, kw), row-major: the padded-input rows and columns it reads.
 
@@ -123,9 +141,15 @@ def offset_slices(
     within one offset no two output pixels touch the same input pixel, so a strided-slice
     ``+=`` is exact and needs no ``np.add.at``; overlapping windows sum across offsets.
     """
-    (HH, WW), (sh, sw), (Ho, Wo) = kernel, stride, out_hw
+    (HH, WW), (sh, sw), (Ho, Wo), (dil_h, dil_w) = kernel, stride, out_hw, dilation
     return [
-        ((kh, kw), (slice(kh, kh + sh * Ho, sh), slice(kw, kw + sw * Wo, sw)))
+        (
+            (kh, kw),
+            (
+                slice(kh * dil_h, kh * dil_h + sh * Ho, sh),
+                slice(kw * dil_w, kw * dil_w + sw * Wo, sw),
+            ),
+        )
         for kh in range(HH)
         for kw in range(WW)
     ]

@@ -8,6 +8,13 @@ and ``w2 = w.reshape(F, C*HH*WW)``:
   and ``dx[chunk] = col2im(dcols)``, with ``dout2`` the chunk's upstream gradient as
   (F, n*Ho*Wo).
 
+With ``groups`` = G the columns' rows come group after group (their (c, kh, kw) order puts
+group g's channels in one block of C/G*HH*WW rows), so each product above becomes G products,
+group g's filters with its own block of rows: one stacked ``np.matmul``, a plain product when
+G = 1. Dilation only changes which pixels a window's taps read (:func:`~cnnlab.kernels.im2col.
+columns.windows`). Depthwise convs (G = C) take the same path: their products are thin, but
+so is all of their work.
+
 For stride 1 where scattering dcols back costs more than gathering dout's columns, dx is
 instead the forward convolution of dout, padded by ``HH - 1 - ph``, with the filters flipped
 and their in and out channels swapped (:func:`_dx_by_convolution`): same products, and a
@@ -50,9 +57,10 @@ from cnnlab.kernels.im2col.winograd import conv2d_weight_grads as winograd_weigh
 
 @dataclass(frozen=True)
 class ConvShape:
-    """The sizes of one convolution and how it is computed: x (N, C, H, W), w (F, C, HH, WW),
-    out (N, F, Ho, Wo); the column layout, and the Winograd tiling where one applies (then the
-    forward and dw go through :mod:`cnnlab.kernels.im2col.winograd` instead of columns)."""
+    """The sizes of one convolution and how it is computed: x (N, C, H, W), w (F, C/groups,
+    HH, WW), out (N, F, Ho, Wo); the column layout, and the Winograd tiling where one applies
+    (then the forward and dw go through :mod:`cnnlab.kernels.im2col.winograd` instead of
+    columns)."""
 
     x: tuple[int, int, int, int]
     w: tuple[int, int, int, int]
@@ -61,12 +69,14 @@ class ConvShape:
     out_hw: tuple[int, int]
     layout: ColumnLayout
     tiling: Tiling | None = None
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
 
     @property
     def rows(self) -> int:
-        """C*HH*WW: one column's length."""
-        _, C, HH, WW = self.w
-        return C * HH * WW
+        """C*HH*WW: one column's length (every group's rows, group after group)."""
+        _, _, HH, WW = self.w
+        return self.x[1] * HH * WW
 
     @property
     def pixels(self) -> int:
@@ -85,6 +95,24 @@ EXACT_DW_BELOW = 64
 TRANSPOSED_DW_BELOW = 128
 
 ConvCache = tuple[np.ndarray, np.ndarray, bool, ConvShape]
+
+
+def _by_group(m: np.ndarray, groups: int) -> np.ndarray:
+    """m: (G*r, k) as (G, r, k), a view: group g's rows of the columns, filters or outputs."""
+    return m.reshape(groups, m.shape[0] // groups, m.shape[1])
+
+
+def _by_group_t(m: np.ndarray, groups: int) -> np.ndarray:
+    """m: (k, G*r) as (G, k, r), a view: the transpose's group blocks."""
+    return m.reshape(m.shape[0], groups, m.shape[1] // groups).transpose(1, 0, 2)
+
+
+def _grouped_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out[g] = a[g] @ b[g] for stacks of (G, ., .) views; one plain product for one group."""
+    if a.shape[0] == 1:
+        np.matmul(a[0], b[0], out=out[0])
+    else:
+        np.matmul(a, b, out=out)
 
 
 class _Worker:
@@ -128,7 +156,9 @@ class _ForwardWorker(_Worker):
         n, cols = self.columns(chunk)
         F, (Ho, Wo) = self.shape.w[0], self.shape.out_hw
         out2 = self.out2[:, : cols.shape[1]]
-        np.matmul(self.w2, cols, out=out2)  # (F, n*Ho*width)
+        G = self.shape.groups
+        # (F, n*Ho*width): each group's filters times its own rows of the columns.
+        _grouped_matmul(_by_group(self.w2, G), _by_group(cols, G), _by_group(out2, G))
         if self.b is not None:
             out2 += self.b.reshape(F, 1)
         self.out[chunk] = out2.reshape(F, n, Ho, -1)[..., :Wo].transpose(1, 0, 2, 3)
@@ -156,7 +186,7 @@ class _BackwardWorker(_Worker):
         if dx is not None:
             self.dx_planes = arena.take((C, size, shape.layout.plane), x.dtype)
         # dx by RowColumns.folded_dx: its buffers, and w as w_rows[(kh, c), (f, kw)].
-        self.folded = dx is not None and _folds(shape)
+        self.folded = dx is not None and shape.groups == 1 and _folds(shape)
         if self.folded:
             HH, WW = shape.w[2:]
             run = shape.out_hw[0] * shape.layout.width + WW - 1
@@ -167,14 +197,14 @@ class _BackwardWorker(_Worker):
         # Few filters: dw transposed, as cols @ dout2.T, which BLAS runs faster than
         # dout2 @ cols.T for a thin dout2. Many: as is, at the same speed and without a
         # transpose of a large dw at the end.
-        self.transposed = F < TRANSPOSED_DW_BELOW
+        self.transposed = F < TRANSPOSED_DW_BELOW and shape.groups == 1
         # A float32 1x1 dw summed over many samples of few pixels each (ResNet's last
         # shortcut) rounds worse than torch, which sums each sample's pixels apart: that small
         # product is accumulated in float64 instead, at a cost that stays small.
         self.exact_dw = (
             x.dtype == np.float32 and shape.pixels < EXACT_DW_BELOW and shape.w[2:] == (1, 1)
         )
-        dw_shape = (shape.rows, F) if self.transposed else (F, shape.rows)
+        dw_shape = (shape.rows, F) if self.transposed else (F, shape.rows // shape.groups)
         self.dw = PartialSum(dw_shape, x.dtype, arena)
         self.db = PartialSum((F,), x.dtype, arena)
 
@@ -183,11 +213,16 @@ class _BackwardWorker(_Worker):
         layout, F, (Ho, Wo) = self.shape.layout, self.shape.w[0], self.shape.out_hw
         dout2 = self.dout2[:, : cols.shape[1]]
         dout2.reshape(F, n, Ho, -1)[..., :Wo] = self.dout[chunk].transpose(1, 0, 2, 3)
-        a, b = (cols, dout2.T) if self.transposed else (dout2, cols.T)
-        if self.exact_dw:
-            self.dw.out()[...] = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        G = self.shape.groups
+        if self.transposed:  # one group
+            a, b = cols[None], dout2.T[None]
         else:
-            np.matmul(a, b, out=self.dw.out())
+            a, b = _by_group(dout2, G), _by_group_t(cols.T, G)
+        dw = _by_group(self.dw.out(), G)
+        if self.exact_dw:
+            dw[...] = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        else:
+            _grouped_matmul(a, b, dw)
         self.dw.add()
         dout2.sum(axis=1, out=self.db.out())
         self.db.add()
@@ -198,8 +233,8 @@ class _BackwardWorker(_Worker):
             dout, buffers = self.dout[chunk], (self.dout_runs, self.shifted, self.partial)
             layout.folded_dx(dout, self.w_rows, *buffers, dx_planes)
         else:
-            # The columns are spent: their buffer takes dcols = w2.T @ dout2.
-            np.matmul(self.w2.T, dout2, out=cols)
+            # The columns are spent: their buffer takes dcols = w2.T @ dout2, group by group.
+            _grouped_matmul(_by_group_t(self.w2.T, G), _by_group(dout2, G), _by_group(cols, G))
             dx_planes[...] = 0
             layout.scatter(cols, dx_planes)
         self.dx[chunk] = layout.crop(dx_planes)  # the padding's share is dropped
@@ -211,6 +246,8 @@ def conv2d_forward(
     b: np.ndarray | None,
     stride: IntPair = 1,
     pad: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
     *,
     workers: Workers | None = None,
     winograd: bool = True,
@@ -219,28 +256,38 @@ def conv2d_forward(
 
     Args:
         x: input, (N, C, H, W).
-        w: filters, (F, C, HH, WW).
+        w: filters, (F, C/groups, HH, WW).
         b: bias, (F,), or None for no bias.
         stride: step between windows, an int or a (sh, sw) pair.
         pad: zeros added on each side of H and W, an int or a (ph, pw) pair.
+        dilation: spacing of the kernel's taps, an int or a pair.
+        groups: channel groups; each group's filters multiply only its rows of the columns.
         workers: the threads and scratch memory to run on; None runs on this thread, with
             scratch memory for this call only.
         winograd: whether Winograd's algorithm may replace the columns where it fits.
 
     Returns:
-        out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*ph - HH) // sh`` and
-        ``Wo = 1 + (W + 2*pw - WW) // sw``; C-contiguous, same dtype as x.
+        out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*ph - dil_h*(HH - 1) - 1) // sh``, likewise
+        Wo; C-contiguous, same dtype as x.
         cache: ``(x, w, has_bias, shape)`` for :func:`conv2d_backward`.
 
     Raises:
         ShapeError: when the shapes do not fit (channel mismatch, ``Ho < 1``, ...).
     """
-    out_hw = conv_geometry(x.shape, w.shape, None if b is None else b.shape, stride, pad)
-    stride, pad = pair(stride, "stride"), pair(pad, "pad")
-    layout = choose_layout(x.shape, w.shape[0], w.shape[2:], stride, pad, out_hw)
-    tiling = winograd_tiling(x.shape, w.shape, stride, pad, out_hw, x.dtype) if winograd else None
-    shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout, tiling)
-    N, F = x.shape[0], w.shape[0]
+    b_shape = None if b is None else b.shape
+    out_hw = conv_geometry(x.shape, w.shape, b_shape, stride, pad, dilation, groups)
+    stride, pad, dilation = pair(stride, "stride"), pair(pad, "pad"), pair(dilation, "dilation")
+    groups = int(groups)
+    F = w.shape[0]
+    layout = choose_layout(x.shape, F // groups, w.shape[2:], stride, pad, out_hw, dilation)
+    plain = groups == 1 and dilation == (1, 1)
+    tiling = (
+        winograd_tiling(x.shape, w.shape, stride, pad, out_hw, x.dtype)
+        if winograd and plain
+        else None
+    )
+    shape = ConvShape(x.shape, w.shape, stride, pad, out_hw, layout, tiling, dilation, groups)
+    N = x.shape[0]
     # Products in x's dtype: a float64 w or b must not promote (and slow down) a float32 net.
     b = None if b is None else b.astype(x.dtype, copy=False)
     if N == 0:  # an empty batch (a data-parallel rank's share may be one): nothing to compute
@@ -249,7 +296,7 @@ def conv2d_forward(
     if tiling is not None:
         out = winograd_forward(x, w, b, tiling, workers=workers)
         return out, (x, w, b is not None, shape)
-    w2 = w.reshape(F, -1).astype(x.dtype, copy=False)
+    w2 = w.reshape(F, -1).astype(x.dtype, copy=False)  # (F, C/groups*HH*WW)
     out = np.empty((N, F, *out_hw), x.dtype)
     workers.run_chunks(
         N,
@@ -273,8 +320,8 @@ def conv2d_backward(
             cache records it).
 
     Returns:
-        dx: (N, C, H, W), or None when not needed; dw: (F, C, HH, WW); db: (F,), or None when
-        b was None.
+        dx: (N, C, H, W), or None when not needed; dw: (F, C/groups, HH, WW); db: (F,), or
+        None when b was None.
     """
     x, w, has_bias, shape = cache
     if x.shape[0] == 0:  # an empty batch: zero gradients, as torch gives
@@ -330,11 +377,13 @@ def _folds(shape: ConvShape) -> bool:
 
 
 def _dx_by_convolution(shape: ConvShape) -> bool:
-    """Whether dx is cheaper as a convolution of dout than as a scatter of dcols: stride 1,
-    padding within the kernel, and dout's columns (F*H*W per sample) no more than dcols'
-    (C*Ho*Wo): ResNet's 3x3 'same' convolutions, not LeNet's or the CIFAR net's first layers."""
+    """Whether dx is cheaper as a convolution of dout than as a scatter of dcols: one group,
+    stride 1 undilated, padding within the kernel, and dout's columns (F*H*W per sample) no
+    more than dcols' (C*Ho*Wo): ResNet's 3x3 'same' convolutions, not LeNet's or the CIFAR
+    net's first layers."""
     (F, C, HH, WW), (_, _, H, W) = shape.w, shape.x
     (ph, pw), (Ho, Wo) = shape.pad, shape.out_hw
     gathered, scattered = F * H * W, C * Ho * Wo
-    fits = shape.stride == (1, 1) and ph <= HH - 1 and pw <= WW - 1
+    plain = shape.groups == 1 and shape.dilation == (1, 1)
+    fits = plain and shape.stride == (1, 1) and ph <= HH - 1 and pw <= WW - 1
     return fits and gathered <= scattered

@@ -56,7 +56,7 @@ class ColumnLayout(Protocol):
 class _Planes:
     """Geometry shared by both layouts: padded planes of ``plane >= Hp*Wp`` elements.
 
-    x_shape: (N, C, H, W); kernel, stride, pad: pairs; out_hw: (Ho, Wo).
+    x_shape: (N, C, H, W); kernel, stride, pad, dilation: pairs; out_hw: (Ho, Wo).
     """
 
     def __init__(
@@ -66,9 +66,11 @@ class _Planes:
         stride: tuple[int, int],
         pad: tuple[int, int],
         out_hw: tuple[int, int],
+        dilation: tuple[int, int] = (1, 1),
     ) -> None:
         _, self.C, self.H, self.W = x_shape
         self.kernel, self.stride, self.pad, self.out_hw = kernel, stride, pad, out_hw
+        self.dilation = dilation
         self.Hp, self.Wp = self.H + 2 * pad[0], self.W + 2 * pad[1]
         self.plane = self.Hp * self.Wp + self.slack()
 
@@ -95,7 +97,7 @@ class _Planes:
 
 
 class WindowColumns(_Planes):
-    """One column per output pixel (width Wo): any stride."""
+    """One column per output pixel (width Wo): any stride and dilation."""
 
     @property
     def width(self) -> int:
@@ -103,23 +105,23 @@ class WindowColumns(_Planes):
 
     def gather(self, x: np.ndarray, planes: np.ndarray, cols: np.ndarray) -> None:
         source = self.fill(x, planes) if any(self.pad) else x
-        win = windows(source, self.kernel, self.stride)  # (n, C, Ho, Wo, HH, WW), a view
+        win = windows(source, self.kernel, self.stride, self.dilation)  # (n, C, Ho, Wo, HH, WW)
         gather_windows(win, cols)
 
     def scatter(self, dcols: np.ndarray, dx_planes: np.ndarray) -> None:
-        col2im_add(dcols, self.padded(dx_planes), self.kernel, self.stride)
+        col2im_add(dcols, self.padded(dx_planes), self.kernel, self.stride, self.dilation)
 
 
 class RowColumns(_Planes):
-    """One column per padded-row position (width Wp): stride 1 only.
+    """One column per padded-row position (width Wp): stride 1 and dilation 1 only.
 
     Each plane has ``WW - 1`` elements of slack after it: the last row's shifted run reads
     (and scatters) that far past the plane's end, all of it in columns that hold no output.
     """
 
     def slack(self) -> int:
-        if self.stride != (1, 1):
-            raise ValueError(f"row columns need stride 1, got {self.stride}")
+        if self.stride != (1, 1) or self.dilation != (1, 1):
+            raise ValueError(f"row columns need stride 1, undilated, got {self.stride}")
         return self.kernel[1] - 1
 
     @property
@@ -204,10 +206,13 @@ def choose_layout(
     stride: tuple[int, int],
     pad: tuple[int, int],
     out_hw: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
 ) -> ColumnLayout:
-    """Rows for stride 1 where their extra work is small (see :data:`ROWS_MAX_EXTRA_MACS`),
-    else windows. x: (N, C, H, W); kernel, stride, pad: pairs; out_hw: (Ho, Wo)."""
+    """Rows for stride 1 (undilated) where their extra work is small (see
+    :data:`ROWS_MAX_EXTRA_MACS`), else windows. x: (N, C, H, W); kernel, stride, pad,
+    dilation: pairs; out_hw: (Ho, Wo); filters: those that read each column (F/groups)."""
     Wo, Wp = out_hw[1], x_shape[3] + 2 * pad[1]
-    if stride == (1, 1) and filters * (Wp - Wo) <= ROWS_MAX_EXTRA_MACS * Wo:
+    rows_fit = stride == (1, 1) and dilation == (1, 1)
+    if rows_fit and filters * (Wp - Wo) <= ROWS_MAX_EXTRA_MACS * Wo:
         return RowColumns(x_shape, kernel, stride, pad, out_hw)
-    return WindowColumns(x_shape, kernel, stride, pad, out_hw)
+    return WindowColumns(x_shape, kernel, stride, pad, out_hw, dilation)

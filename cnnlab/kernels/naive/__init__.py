@@ -19,3 +19,5 @@ class Naive(NumpyKernels):
     maxpool2d_backward = staticmethod(pool.maxpool2d_backward)
     avgpool2d_forward = staticmethod(pool.avgpool2d_forward)
     avgpool2d_backward = staticmethod(pool.avgpool2d_backward)
+    adaptive_avgpool2d_forward = staticmethod(pool.adaptive_avgpool2d_forward)
+    adaptive_avgpool2d_backward = staticmethod(pool.adaptive_avgpool2d_backward)

@@ -75,23 +75,33 @@ def _pair(
     updates: names of array arguments the op changes in place (batch norm's running
     statistics); their values are copied back into the caller's numpy arrays after the forward.
     optional_dx: the backward takes ``need_dx=True``; False skips the first gradient (None).
+    A ``*xs`` argument (a concatenation's) holds any number of arrays, named ``xs[i]`` in
+    errors; it gets one gradient per array, and the backward always returns a tuple.
     """
     sig = inspect.signature(op)
     name = op.__name__
+    star = next((p.name for p in sig.parameters.values() if p.kind is p.VAR_POSITIONAL), None)
 
     def forward(self: TorchKernels, *args: Any, **kwargs: Any) -> tuple[np.ndarray, TorchCache]:
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         arrays = {k: v for k, v in bound.arguments.items() if isinstance(v, np.ndarray)}
-        check_arrays(name, arrays.items())
+        many = bound.arguments[star] if star is not None else ()
+        spread = {f"{star}[{i}]": v for i, v in enumerate(many)}
+        check_arrays(name, [*arrays.items(), *spread.items()])
         for k, v in arrays.items():
             bound.arguments[k] = self.to_tensor(v, requires_grad=k in grads)
+        if star is not None:
+            bound.arguments[star] = tuple(
+                self.to_tensor(np.asarray(v), requires_grad=star in grads) for v in spread.values()
+            )
         # The caller may be inside torch.no_grad(); the cache needs the graph regardless.
         with torch.enable_grad():
             out = op(*bound.args, **bound.kwargs)
         for k in updates:
             arrays[k][...] = _to_numpy(bound.arguments[k])
-        cache = TorchCache(out, tuple(bound.arguments[k] for k in grads))
+        inputs = [bound.arguments[k] if k == star else (bound.arguments[k],) for k in grads]
+        cache = TorchCache(out, tuple(t for ts in inputs for t in ts))
         return _to_numpy(out), cache
 
     def grads_of(dout: np.ndarray, cache: TorchCache, need_dx: bool) -> Any:
@@ -108,7 +118,7 @@ def _pair(
             )
         )
         result = tuple(None if t is None else _to_numpy(next(found)) for t in inputs)
-        return result[0] if len(result) == 1 else result
+        return result[0] if len(result) == 1 and star is None else result
 
     def backward_or_skip_dx(
         self: TorchKernels, dout: np.ndarray, cache: TorchCache, need_dx: bool = True
@@ -141,8 +151,8 @@ def _pair(
     )
     backward.__name__ = f"{name}_backward"
     backward.__qualname__ = f"TorchKernels.{name}_backward"
-    grad_names = ", ".join(f"d{g}" for g in grads)
-    grad_names = grad_names if len(grads) == 1 else f"({grad_names})"
+    grad_names = ", ".join(f"d{g}[0], d{g}[1], ..." if g == star else f"d{g}" for g in grads)
+    grad_names = grad_names if len(grads) == 1 and star is None else f"({grad_names})"
     args = "dout, cache, need_dx=True" if optional_dx else "dout, cache"
     backward.__doc__ = (
         f"``{name}_backward({args}) -> {grad_names}`` by autograd; dout: out's shape."

@@ -21,14 +21,17 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ArgumentError, ShapeError
 from cnnlab.kernels.choices import Ties
+from cnnlab.kernels.common.combine import check_channel_gate, check_concat
 from cnnlab.kernels.common.lrn import check_lrn
 from cnnlab.kernels.geometry import (
     IntPair,
+    adaptive_geometry,
     check_batch_statistics,
     check_groups,
     conv_geometry,
     pair,
     pool_geometry,
+    pool_overhang,
 )
 
 Tensor = torch.Tensor
@@ -69,15 +72,32 @@ def paired(
 
 
 @paired("x", "w", "b", optional_dx=True)
-def conv2d(x: Tensor, w: Tensor, b: Tensor | None, stride: IntPair = 1, pad: IntPair = 0) -> Tensor:
+def conv2d(
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | None,
+    stride: IntPair = 1,
+    pad: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Tensor:
     """2-D convolution (cross-correlation, no flip), as PyTorch's ``Conv2d``.
 
-    x: (N, C, H, W); w: (F, C, HH, WW); b: (F,) or None; stride, pad: int or (h, w) pair.
-    Returns out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*pad - HH) // stride``, likewise Wo.
+    x: (N, C, H, W); w: (F, C/groups, HH, WW); b: (F,) or None; stride, pad, dilation: int or
+    (h, w) pair. Returns out: (N, F, Ho, Wo), ``Ho = 1 + (H + 2*pad - dilation*(HH - 1) - 1)
+    // stride``, likewise Wo.
     """
     b_shape = None if b is None else tuple(b.shape)
-    conv_geometry(tuple(x.shape), tuple(w.shape), b_shape, stride, pad)
-    return F.conv2d(x, w, b, stride=pair(stride, "stride"), padding=pair(pad, "pad"))
+    conv_geometry(tuple(x.shape), tuple(w.shape), b_shape, stride, pad, dilation, groups)
+    return F.conv2d(
+        x,
+        w,
+        b,
+        stride=pair(stride, "stride"),
+        padding=pair(pad, "pad"),
+        dilation=pair(dilation, "dilation"),
+        groups=int(groups),
+    )
 
 
 @paired("x")
@@ -87,17 +107,19 @@ def maxpool2d(
     stride: IntPair | None = None,
     pad: IntPair = 0,
     ties: str = "first",
+    ceil_mode: bool = False,
 ) -> Tensor:
     """Max pooling, padded with -inf; stride defaults to the kernel.
 
-    x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``Ho = 1 + (H + 2*pad - kh) // stride``.
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``Ho = 1 + (H + 2*pad - kh) // stride``, rounded
+    up with ``ceil_mode`` (PyTorch's rule, :func:`~cnnlab.kernels.geometry.pool_geometry`).
     ``ties="first"`` sends the gradient of a window to its first maximum in row-major order
     (PyTorch's ``max_pool2d``); ``ties="all"`` sends the full gradient to every maximum.
     """
     ties = Ties(ties)
-    k, s, p, (Ho, Wo) = pool_geometry("maxpool2d", tuple(x.shape), kernel, stride, pad)
+    k, s, p, (Ho, Wo) = pool_geometry("maxpool2d", tuple(x.shape), kernel, stride, pad, ceil_mode)
     if ties == "first":
-        return F.max_pool2d(x, k, s, p)
+        return F.max_pool2d(x, k, s, p, ceil_mode=ceil_mode)
     return _maxpool2d_all_ties(x, k, s, p, (Ho, Wo))
 
 
@@ -114,7 +136,8 @@ def _maxpool2d_all_ties(
     does this, so the pair is written by hand (:class:`_AllTies`): the forward is the window
     maximum, the backward sends each window's dout to every inside element equal to it. No
     arithmetic touches the values, so infinite maxima and ties whose sum would overflow stay
-    exact.
+    exact. With ceil mode's output size (out_hw) the last windows reach past the padded input:
+    it is grown by -inf there, which, like the padding, never receives the gradient.
     """
     return _AllTies.apply(x, k, s, p, out_hw)
 
@@ -131,7 +154,8 @@ class _AllTies(torch.autograd.Function):
     ) -> Tensor:
         N, C, H, W = x.shape
         K, L = k[0] * k[1], out_hw[0] * out_hw[1]
-        pads = (p[1], p[1], p[0], p[0])
+        e = pool_overhang((H, W), k, s, p, out_hw)
+        pads = (p[1], p[1] + e[1], p[0], p[0] + e[0])
         # Sizes spelled out: -1 is ambiguous for an empty batch (a data-parallel rank may get one).
         cols = F.unfold(F.pad(x, pads, value=-math.inf), k, stride=s).view(N, C, K, L)
         m = cols.amax(dim=2, keepdim=True)
@@ -139,7 +163,7 @@ class _AllTies(torch.autograd.Function):
         ones = torch.ones((1, 1, H, W), dtype=x.dtype, device=x.device)
         inside = F.unfold(F.pad(ones, pads, value=0.0), k, stride=s).view(1, 1, K, L) > 0
         ctx.save_for_backward((cols == m) & inside)
-        ctx.geometry = (tuple(x.shape), k, s, p)  # type: ignore[attr-defined]
+        ctx.geometry = (tuple(x.shape), k, s, p, e)  # type: ignore[attr-defined]
         return m.view(N, C, *out_hw)
 
     @staticmethod
@@ -147,25 +171,42 @@ class _AllTies(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, dout: Tensor
     ) -> tuple[Tensor, None, None, None, None]:
         (mask,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        (N, C, H, W), k, s, p = ctx.geometry  # type: ignore[attr-defined]
+        (N, C, H, W), k, s, p, e = ctx.geometry  # type: ignore[attr-defined]
         K, L = mask.shape[2], mask.shape[3]
         # where() rather than dout * mask: an inf or nan in dout stays in its windows.
         zero = torch.zeros((), dtype=dout.dtype, device=dout.device)
         g = torch.where(mask, dout.reshape(N, C, 1, L), zero).reshape(N, C * K, L)
-        dxp = F.fold(g, (H + 2 * p[0], W + 2 * p[1]), k, stride=s)
+        dxp = F.fold(g, (H + 2 * p[0] + e[0], W + 2 * p[1] + e[1]), k, stride=s)
         return dxp[:, :, p[0] : p[0] + H, p[1] : p[1] + W], None, None, None, None
 
 
 @paired("x")
 def avgpool2d(
-    x: Tensor, kernel: IntPair, stride: IntPair | None = None, pad: IntPair = 0
+    x: Tensor,
+    kernel: IntPair,
+    stride: IntPair | None = None,
+    pad: IntPair = 0,
+    ceil_mode: bool = False,
 ) -> Tensor:
     """Average pooling with padding counted as zeros (``count_include_pad=True``).
 
-    x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``Ho = 1 + (H + 2*pad - kh) // stride``.
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo), ``Ho = 1 + (H + 2*pad - kh) // stride``, rounded
+    up with ``ceil_mode``; a window running past the padded input is divided by the number of
+    its elements inside it.
     """
-    k, s, p, _ = pool_geometry("avgpool2d", tuple(x.shape), kernel, stride, pad)
-    return F.avg_pool2d(x, k, s, p, ceil_mode=False, count_include_pad=True)
+    k, s, p, _ = pool_geometry("avgpool2d", tuple(x.shape), kernel, stride, pad, ceil_mode)
+    return F.avg_pool2d(x, k, s, p, ceil_mode=ceil_mode, count_include_pad=True)
+
+
+@paired("x")
+def adaptive_avgpool2d(x: Tensor, output: IntPair) -> Tensor:
+    """Adaptive average pooling to ``output`` = Ho x Wo (each >= 1), PyTorch's own.
+
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo); cell i averages rows ``floor(i*H/Ho)`` to
+    ``ceil((i+1)*H/Ho)`` (exclusive), likewise the columns.
+    """
+    out_hw = adaptive_geometry("adaptive_avgpool2d", tuple(x.shape), output)
+    return F.adaptive_avg_pool2d(x, out_hw)
 
 
 @paired("x")
@@ -415,3 +456,19 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     if tuple(a.shape) != tuple(b.shape):
         raise ShapeError(f"add: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
     return a + b
+
+
+@paired("xs")
+def concat(*xs: Tensor) -> Tensor:
+    """Concatenation along channels; xs: any number of (N, C_i, H, W), alike but for C_i ->
+    out: (N, C_1 + ... + C_k, H, W)."""
+    check_concat([tuple(x.shape) for x in xs])
+    return torch.cat(xs, dim=1)
+
+
+@paired("x", "s")
+def channel_gate(x: Tensor, s: Tensor) -> Tensor:
+    """Per-channel gate ``out = x * s[:, :, None, None]``; x: (N, C, H, W), s: (N, C) -> out:
+    (N, C, H, W)."""
+    check_channel_gate(tuple(x.shape), tuple(s.shape))
+    return x * s[:, :, None, None]
