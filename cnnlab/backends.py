@@ -21,20 +21,49 @@ if TYPE_CHECKING:
     from cnnlab.nn.numpy_net import NumpyNet
     from cnnlab.nn.torch_net import TorchModel
     from cnnlab.ops.tree import Node
+    from cnnlab.schema import UserConfig
+
+
+@dataclass(frozen=True)
+class UserSource:
+    """Where the ``user`` backend's layers come from (the ``user`` config node).
+
+    Attributes:
+        file: a Python file of layer functions or classes; or
+        module: an importable module name.
+        timeout_s: the longest one call into the user's code may take.
+    """
+
+    file: str | None = None
+    module: str | None = None
+    timeout_s: float = 60.0
+
+    @classmethod
+    def of(cls, node: UserConfig) -> UserSource | None:
+        """The source a ``user`` config node names; None when it names none."""
+        if not node.file and not node.module:
+            return None
+        return cls(node.file or None, node.module or None, float(node.timeout_s))
+
+    def describe(self) -> str:
+        return f"user.file={self.file}" if self.file else f"user.module={self.module}"
 
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How a backend runs, passed to its kernel set (``trainer.threads``, ``trainer.winograd``).
+    """How a backend runs, passed to its kernel set (``trainer.threads``, ``trainer.winograd``,
+    ``user.*``).
 
     Attributes:
         threads: numpy's BLAS and torch's thread count, and im2col's conv workers; None
             leaves the libraries' defaults (im2col: one worker per CPU).
         winograd: im2col may compute 3x3 stride-1 convs with Winograd's algorithm.
+        user: the ``user`` backend's layer file or module; None when none is given.
     """
 
     threads: int | None = None
     winograd: bool = True
+    user: UserSource | None = None
 
 
 DEFAULT_OPTIONS = BackendOptions()
@@ -105,11 +134,34 @@ class Backend:
         if self.framework == "numpy":
             from cnnlab.nn.numpy_net import NumpyNet
 
-            return NumpyNet(net, self.kernels(options), params, buffers)
+            kernels = self.kernels(options)
+            self._check_provides(kernels, net)
+            return NumpyNet(net, kernels, params, buffers)
         from cnnlab.nn.torch_net import TorchModel
 
         self.prepare(options)
         return TorchModel(net, params, buffers, self.device)
+
+    def _check_provides(self, kernels: KernelSet, net: Node) -> None:
+        """A kernel set that may lack layers (a user's file) must have the net's, and the
+        loss: else one line naming what is missing."""
+        lacks = getattr(kernels, "missing", None)
+        if lacks is None:
+            return
+        from cnnlab.errors import KernelMissingError
+        from cnnlab.ops.registry import kernels_in
+
+        missing: list[str] = []
+        for kernel in sorted(kernels_in(net) | {"softmax_cross_entropy"}):
+            try:
+                missing += lacks(kernel)
+            except KernelMissingError as exc:
+                raise UsageError(f"backend={self.name}: the model's {kernel}: {exc}") from None
+        if missing:
+            raise UsageError(
+                f"backend={self.name}: the model needs {', '.join(missing)}, which {kernels} "
+                "does not define"
+            )
 
 
 def _naive(backend: Backend, options: BackendOptions) -> KernelSet:
@@ -132,6 +184,16 @@ def _torch(backend: Backend, options: BackendOptions) -> KernelSet:
     return cast("KernelSet", TorchKernels(backend.device))
 
 
+def _user(backend: Backend, options: BackendOptions) -> KernelSet:
+    if options.user is None:
+        raise UsageError(
+            "backend user: give your layers, user.file=path/to/layers.py or user.module=pkg.layers"
+        )
+    from cnnlab.kernels.user import UserKernels
+
+    return cast("KernelSet", UserKernels(options.user))
+
+
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
@@ -144,8 +206,16 @@ BACKENDS: dict[str, Backend] = {
         ),
         Backend("torch", "PyTorch ops on the CPU, backward by autograd", "torch", _torch, "cpu"),
         Backend("cuda", "PyTorch ops on a GPU, backward by autograd", "torch", _torch, "cuda"),
+        Backend(
+            "user",
+            "your own layers (user.file=), CS231n or EECS 498 style, in a worker process",
+            "numpy",
+            _user,
+        ),
     )
 }
+# What backends=all means: the built-in backends, and user's layers when they are given.
+BUILT_IN = ("naive", "im2col", "torch", "cuda")
 
 
 def get_backend(name: str) -> Backend:
@@ -156,19 +226,21 @@ def get_backend(name: str) -> Backend:
         raise ValueError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}") from None
 
 
-def resolve_backends(spec: str | Sequence[str]) -> list[Backend]:
+def resolve_backends(spec: str | Sequence[str], user: bool = False) -> list[Backend]:
     """Turn a ``backends=`` value (``all``, a name, or a list of names) into backends.
 
-    ``all`` means every registered backend; callers show the unavailable ones as skipped.
+    ``all`` means every built-in backend, and ``user`` too when ``user`` is True (a layer file
+    was given); callers show the unavailable ones as skipped.
     """
+    every = [*BUILT_IN, "user"] if user else list(BUILT_IN)
     if isinstance(spec, str):
-        names = list(BACKENDS) if spec == "all" else [spec]
+        names = every if spec == "all" else [spec]
     else:
         names = [str(n) for n in spec]
         if not names:
             raise UsageError("backends is empty; give a list such as [naive,im2col] or all")
         if "all" in names:
-            names = list(BACKENDS)
+            names = every
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
         raise UsageError(

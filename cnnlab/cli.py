@@ -173,16 +173,18 @@ COMMANDS = (
     Command(
         "gradcheck",
         "cnnlab.commands.gradcheck",
-        """Check every layer's analytic gradients against numeric ones and torch autograd.
+        r"""Check every layer's analytic gradients against numeric ones and torch autograd.
 
     Float64 inputs drawn from [b]trainer.seed[/b]; centred differences with step
     [b]gradcheck.step[/b]; per-tensor relative error ‖a − n‖ / (‖a‖ + ‖n‖). Prints a table,
     writes gradcheck.json to the run directory and exits 1 if any check fails.
 
-    [b]backends[/b]=all | [naive,im2col,torch,cuda] (any subset); unavailable ones are skipped.
+    [b]backends[/b]=all | \[naive,im2col,torch,cuda,user] (any subset); unavailable ones are
+    skipped. [b]user.file[/b]=my_layers.py checks your own layers (CS231n or EECS 498 style).
 
     Examples: [cyan]cnnlab gradcheck layer=batchnorm[/cyan],
-    [cyan]cnnlab gradcheck -m layer=conv,maxpool backends=[naive],[im2col][/cyan]
+    [cyan]cnnlab gradcheck -m layer=conv,maxpool backends=\[naive],\[im2col][/cyan],
+    [cyan]cnnlab gradcheck backends=\[im2col,user] user.file=my_layers.py[/cyan]
     """,
         {"model": "none checks layers", "norm": "with model="},
     ),

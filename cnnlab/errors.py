@@ -38,3 +38,14 @@ class ShapeError(ArgumentError):
 
 class BackendUnavailableError(UsageError):
     """A backend that cannot run on this machine (``cuda`` without a GPU)."""
+
+
+class KernelMissingError(RunError):
+    """A kernel set without a layer's kernel, or without these arguments of it: a user's
+    layer file that does not define the function, or a convention that has no such option
+    (CS231n's conv has no groups). Checks and benches show the layer as skipped."""
+
+
+class UserCodeError(RunError):
+    """A user's layer function raised, ran past its time limit or took its worker process
+    down; the message names the function and what happened."""

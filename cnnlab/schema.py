@@ -213,6 +213,22 @@ class BackendConfig:
 
 
 @dataclass
+class UserConfig:
+    """Your own layers as the ``user`` backend: a file of functions in the CS231n convention or
+    of classes in the EECS 498 one, run in a worker process."""
+
+    file: str | None = None  # path/to/layers.py
+    module: str | None = None  # or an importable module, pkg.layers
+    timeout_s: float = bounded(60.0, gt=0)  # per call; a call past it is stopped and fails
+
+    @staticmethod
+    def rule(user: UserConfig) -> str | None:
+        if user.file and user.module:
+            return "give user.file or user.module, not both"
+        return None
+
+
+@dataclass
 class LayerChoice:
     name: LayerName = LayerName["all"]  # type: ignore[valid-type]
 
@@ -391,6 +407,7 @@ class GradcheckConfig:
     backends: Any = "all"
     gradcheck: GradcheckSettings = field(default_factory=GradcheckSettings)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    user: UserConfig = field(default_factory=UserConfig)
     # Group nodes: each option's schema extends the type given here.
     model: ModelConfig | None = None
     norm: NormConfig | None = None
@@ -417,6 +434,7 @@ class SummaryConfig:
 @dataclass
 class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    user: UserConfig = field(default_factory=UserConfig)
     backend: BackendConfig | None = None
     model: ModelConfig | None = None
     norm: NormConfig | None = None
@@ -436,6 +454,7 @@ class EvalConfig:
     checkpoint: str = MISSING  # a run directory or a .npz checkpoint
     split: Split = Split.test
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    user: UserConfig = field(default_factory=UserConfig)
     backend: BackendConfig | None = None  # evaluate on another backend than the run's
     data: EvalData = field(default_factory=EvalData)
 
@@ -476,6 +495,7 @@ class BenchConfig:
     backends: Any = "all"  # a list of names or "all", as gradcheck's
     bench: BenchSettings = field(default_factory=BenchSettings)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    user: UserConfig = field(default_factory=UserConfig)
     model: ModelConfig | None = None
     norm: NormConfig | None = None
     act: ActConfig | None = None

@@ -211,7 +211,7 @@ def test_shape_mistakes_name_the_shapes_on_every_backend(name):
 def test_registry_resolves_lists_and_all():
     assert [b.name for b in resolve_backends("all")] == ["naive", "im2col", "torch", "cuda"]
     assert [b.name for b in resolve_backends(["im2col", "naive", "im2col"])] == ["im2col", "naive"]
-    with pytest.raises(UsageError, match="choose from naive, im2col, torch, cuda"):
+    with pytest.raises(UsageError, match="choose from naive, im2col, torch, cuda, user"):
         resolve_backends(["foo"])
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         get_backend("nope")

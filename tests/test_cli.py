@@ -41,7 +41,7 @@ def test_command_help_lists_its_groups(tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["backends=[foo]"], "unknown backend 'foo'; choose from naive, im2col, torch, cuda"),
+        (["backends=[foo]"], "unknown backend 'foo'; choose from naive, im2col, torch, cuda, user"),
         (["layer=nosuch"], "layer=nosuch: no such option; choose from adaptive_avgpool, all"),
         (["gradcheck.stpe=1e-6"], "did you mean gradcheck.step"),
         (["gradcheck.step=abc"], "gradcheck.step: 'abc' is not a valid Float"),

@@ -19,6 +19,7 @@ from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.bench.cases import BenchCase, Built
 from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
+from cnnlab.errors import KernelMissingError, UserCodeError
 from cnnlab.kernels.protocol import KernelSet
 
 if TYPE_CHECKING:
@@ -123,14 +124,31 @@ def _check(ctx: Context, case: BenchCase, kernels: KernelSet, batch: int) -> flo
 
 def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any]:
     """Check, then time one case on one backend (or say why it is skipped or failed)."""
-    s = ctx.settings
     row = dict(case=case.name, variant=case.variant, backend=backend.name, batch=case.batch)
     ok, reason = backend.availability()
     if not ok:
         return record(ctx, **row, status="skipped", skipped=True, reason=reason)
     kernels = backend.kernels(ctx.options)
+    try:
+        return _bench_on(ctx, case, backend, kernels, row)
+    except KernelMissingError as exc:  # a user's file without the layer, or these arguments
+        return record(ctx, **row, status="skipped", skipped=True, reason=str(exc))
+    except UserCodeError as exc:
+        log.error("%s/%s on %s: %s", case.name, case.variant or "-", backend.name, exc)
+        return record(ctx, **row, status="failed", reason=str(exc))
+
+
+# Backends timed only within bench.naive_budget_s, estimated from a probe: loops (naive, and
+# a user's layers, which are as often loops) may take hours at a suite's sizes.
+_ESTIMATED = ("naive", "user")
+
+
+def _bench_on(
+    ctx: Context, case: BenchCase, backend: Backend, kernels: KernelSet, row: dict[str, Any]
+) -> dict[str, Any]:
+    s = ctx.settings
     flops = case.flops(case.batch)
-    if backend.name == "naive":
+    if backend.name in _ESTIMATED:
         probe = max(1, min(int(s.naive_probe_batch), case.batch))
         built = case.build(probe, ctx.dtype)
         _, _, dout = _reference(ctx, case, probe)
@@ -157,10 +175,11 @@ def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any
     arrays = _arrays(ctx, built)
     _, _, dout = _reference(ctx, case, case.batch)
     _, _, cache = _pair(kernels, built, arrays)
-    device = backend.device
-    fwd = measure(lambda: built.forward(kernels, arrays), s.warmup, s.runs, s.repeats, device)
-    bwd = measure(lambda: built.backward(kernels, cache, dout), s.warmup, s.runs, s.repeats, device)
-    both = measure(lambda: _pair(kernels, built, arrays, dout), s.warmup, s.runs, s.repeats, device)
+    # A user's layers are timed in their worker, by the seconds their functions ran there.
+    timing = (s.warmup, s.runs, s.repeats, backend.device, getattr(kernels, "busy_seconds", None))
+    fwd = measure(lambda: built.forward(kernels, arrays), *timing)
+    bwd = measure(lambda: built.backward(kernels, cache, dout), *timing)
+    both = measure(lambda: _pair(kernels, built, arrays, dout), *timing)
     gflops = 3 * flops / both.median / 1e9 if flops else None
     return record(
         ctx,

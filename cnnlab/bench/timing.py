@@ -29,9 +29,20 @@ def _sync_for(device: str) -> Callable[[], None]:
 
 
 def measure(
-    fn: Callable[[], object], warmup: int, runs: int, repeats: int = 1, device: str = "cpu"
+    fn: Callable[[], object],
+    warmup: int,
+    runs: int,
+    repeats: int = 1,
+    device: str = "cpu",
+    busy: Callable[[], float] | None = None,
 ) -> Timing:
-    """Time ``fn``: ``warmup`` untimed calls, then ``runs`` timed ones, ``repeats`` times."""
+    """Time ``fn``: ``warmup`` untimed calls, then ``runs`` timed ones, ``repeats`` times.
+
+    busy: where the work runs elsewhere (a user's layers, in their worker process), the
+    seconds it ran since the last call of ``busy``, measured there; the time of each call.
+    """
+    if busy is not None:
+        return _measure_busy(fn, warmup, runs, repeats, busy)
     sync = _sync_for(device)
     medians: list[float] = []
     every: list[float] = []
@@ -45,6 +56,24 @@ def measure(
             fn()
             sync()
             times.append(time.perf_counter() - start)
+        medians.append(statistics.median(times))
+        every += times
+    return Timing(statistics.median(medians), min(every), max(every))
+
+
+def _measure_busy(
+    fn: Callable[[], object], warmup: int, runs: int, repeats: int, busy: Callable[[], float]
+) -> Timing:
+    medians: list[float] = []
+    every: list[float] = []
+    for _ in range(max(repeats, 1)):
+        for _ in range(warmup):
+            fn()
+        busy()
+        times = []
+        for _ in range(max(runs, 1)):
+            fn()
+            times.append(busy())
         medians.append(statistics.median(times))
         every += times
     return Timing(statistics.median(medians), min(every), max(every))

@@ -35,11 +35,11 @@ def check_config(cfg: BenchConfig) -> Plan:
     """Target, backends, harness settings and (for model) the model, before anything runs."""
     import numpy as np
 
-    from cnnlab.backends import resolve_backends
+    from cnnlab.backends import UserSource, resolve_backends
     from cnnlab.bench.cases import cases
 
     s = cfg.bench
-    backends = resolve_backends(cfg.backends)
+    backends = resolve_backends(cfg.backends, user=UserSource.of(cfg.user) is not None)
     if s.target != "model":
         return Plan(backends, cases(s), None)
     from cnnlab.models import INIT_STREAM, instantiate
@@ -65,7 +65,7 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
     """The Hydra task: measure every case on every backend, report, write the files."""
     import numpy as np
 
-    from cnnlab.backends import BackendOptions
+    from cnnlab.backends import BackendOptions, UserSource
     from cnnlab.bench import report
     from cnnlab.bench.run import Context, bench_case, compare
     from cnnlab.bench.timing import matmul_gflops
@@ -74,7 +74,7 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
     from cnnlab.runtime import use_threads
 
     plan = plan or check_config(cfg)
-    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd, UserSource.of(cfg.user))
     # Before the roofline, which is measured at the thread count the kernels will run with.
     use_threads(options.threads)
     s = cfg.bench

@@ -51,7 +51,7 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
     import numpy as np
     from rich.console import Console
 
-    from cnnlab.backends import BackendOptions
+    from cnnlab.backends import BackendOptions, UserSource
     from cnnlab.config import run_dir
     from cnnlab.data import load as load_data
     from cnnlab.models import INIT_STREAM, instantiate
@@ -66,7 +66,7 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
     in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([run.trainer.seed, INIT_STREAM])  # replaced by the checkpoint's
     model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype, act=run.get("act"))
-    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd, UserSource.of(cfg.user))
     engine = make_engine(backend, model, run.optim, options=options)
     engine.load_weights(checkpoint.state)
     split = getattr(data, cfg.split)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cnnlab.backends import BackendOptions
+from cnnlab.backends import BackendOptions, UserSource
 
 if TYPE_CHECKING:
     from cnnlab.backends import Backend
@@ -34,9 +34,9 @@ class Plan:
 
 def check_config(cfg: GradcheckConfig) -> Plan:
     """What the schema cannot express, checked before anything runs: one line, exit 2."""
-    from cnnlab.backends import resolve_backends
+    from cnnlab.backends import UserSource, resolve_backends
 
-    backends = resolve_backends(cfg.backends)
+    backends = resolve_backends(cfg.backends, user=UserSource.of(cfg.user) is not None)
     if cfg.model is None:
         return Plan(backends, None)
     from cnnlab.gradcheck.model_check import make_problem
@@ -112,7 +112,7 @@ def task(cfg: GradcheckConfig, plan: Plan | None = None) -> int:
     from cnnlab.gradcheck.run import Thresholds
 
     plan = plan or check_config(cfg)
-    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd)
+    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd, UserSource.of(cfg.user))
     out_dir = run_dir()
     thresholds = Thresholds.of(cfg.gradcheck)
     batches_of = _layer_batches if plan.problem is None else _model_batches

@@ -192,13 +192,15 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     from omegaconf import OmegaConf
     from rich.console import Console
 
-    from cnnlab.backends import BackendOptions, get_backend
+    from cnnlab.backends import BackendOptions, UserSource, get_backend
     from cnnlab.train.loop import Trainer
     from cnnlab.train.tensorboard import TensorBoardWriter
 
     cfg = OmegaConf.create(job.config)
     main, run_dir = group.main, Path(job.run_dir)
-    options = BackendOptions(group.threads(cfg.trainer.threads), cfg.trainer.winograd)
+    options = BackendOptions(
+        group.threads(cfg.trainer.threads), cfg.trainer.winograd, UserSource.of(cfg.user)
+    )
     backend = get_backend(cfg.backend.name)
     data = _load_data(cfg, group)
     engine, loop = _start(cfg, data, backend, job, group, options, resume)

@@ -53,10 +53,11 @@ def render(records: list[Record], console: Console) -> None:
         ("pass", "center"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    skipped: dict[str, str] = {}
     for (layer, backend, reference), r in _worst(records).items():
         if r.skipped:
-            skipped[backend] = r.reason
+            continue  # in the caption
+        if r.passed is False and r.rel_error is None:  # a user's code raised, hung or died
+            table.add_row(layer, backend, f"failed: {r.reason}", "", "", "", "", "[bold red]✗[/]")
             continue
         rel = "zero grad" if r.zero_gradient else f"{r.rel_error:.2e}"
         tol = f"{r.threshold:.1e}" + (" abs" if r.zero_gradient else "")
@@ -64,22 +65,47 @@ def render(records: list[Record], console: Console) -> None:
         mark = "[green]✓[/]" if r.passed else "[bold red]✗[/]"
         row = (layer, backend, tensor, reference, rel, tol, f"{r.worst_abs_error:.1e}", mark)
         table.add_row(*row)
-    if skipped:
-        table.caption = "; ".join(f"{b} skipped: {why}" for b, why in skipped.items())
+    caption = _skips(records)
+    if caption:
+        table.caption = caption
         table.caption_justify = "left"
     console.print(table)
 
 
+def _skips(records: list[Record]) -> str:
+    """What was skipped, one line per backend and reason: the layers skipped whole, then
+    those where only some cases were (a user's convention without an option)."""
+    ran = {(r.backend, r.layer) for r in records if not r.skipped}
+    whole: dict[tuple[str, str], list[str]] = {}
+    some: dict[tuple[str, str], list[str]] = {}
+    for r in records:
+        if not r.skipped:
+            continue
+        group = some if (r.backend, r.layer) in ran else whole
+        layers = group.setdefault((r.backend, r.reason), [])
+        if r.layer not in layers:
+            layers.append(str(r.layer))
+    lines = [f"{b} skipped {', '.join(ls)}: {why}" for (b, why), ls in whole.items()]
+    lines += [f"{b} skipped some cases of {', '.join(ls)}: {why}" for (b, why), ls in some.items()]
+    return "\n".join(lines)
+
+
 def verdict(records: list[Record]) -> str:
-    """One line: how many checks ran and failed, the worst relative error seen and the check
-    nearest its tolerance (numeric tolerances differ from tensor to tensor)."""
+    """One line: how many checks ran and failed, the worst relative error seen, and what failed
+    or else the check nearest its tolerance (numeric tolerances differ from tensor to tensor)."""
     ran = [r for r in records if not r.skipped]
     failed = [r for r in ran if not r.passed]
     scored = [r for r in ran if not r.zero_gradient]
     worst = max(scored, key=lambda r: r.rel_error or 0.0, default=None)
     nearest = max(ran, key=_share, default=None)
     where = f"; worst rel. error {worst.rel_error:.2e} ({_name(worst)})" if worst else ""
-    if nearest:
+    if failed:
+        # What failed, tensor by tensor (or what the code did), instead of the nearest pass.
+        what = dict.fromkeys(
+            f"{r.model or r.layer} {r.tensor or 'code'} on {r.backend}" for r in failed
+        )
+        where += f"; failed: {', '.join(what)}"
+    elif nearest:
         where += f"; largest share of a tolerance: {_share(nearest):.0%} ({_name(nearest)})"
     skipped = sorted({r.backend for r in records if r.skipped})
     skip_note = f"; skipped: {', '.join(skipped)}" if skipped else ""

@@ -20,9 +20,10 @@ import numpy as np
 
 from cnnlab.backends import DEFAULT_OPTIONS, Backend, BackendOptions
 from cnnlab.compare import Comparison, compare
+from cnnlab.errors import KernelMissingError, UserCodeError
 from cnnlab.gradcheck.numeric import NumericReference, numeric_reference
 from cnnlab.kernels.protocol import KernelSet
-from cnnlab.ops import LayerCase, layer_cases
+from cnnlab.ops import LayerCase, kinds, layer_cases
 
 if TYPE_CHECKING:
     from cnnlab.schema import GradcheckSettings
@@ -165,12 +166,17 @@ def skipped_record(
     backend: Backend, reason: str, layer: str | None = None, model: str | None = None
 ) -> Record:
     """A row for a backend that cannot run here (``cuda`` without a GPU)."""
+    where = {"target": "layer" if model is None else "model", "layer": layer, "model": model}
+    return unjudged({**where, "variant": ""}, backend.name, None, reason)
+
+
+def unjudged(where: dict[str, Any], backend: str, passed: bool | None, reason: str) -> Record:
+    """A row without a comparison: skipped (``passed`` None: the backend cannot run this
+    case, e.g. a user's file without the layer) or failed (False: its code raised, hung or
+    took its worker down), with the reason."""
     return Record(
-        target="layer" if model is None else "model",
-        layer=layer,
-        model=model,
-        variant="",
-        backend=backend.name,
+        **where,
+        backend=backend,
         tensor="",
         reference="",
         rel_error=None,
@@ -179,8 +185,8 @@ def skipped_record(
         zero_gradient=False,
         threshold=None,
         step=None,
-        passed=None,
-        skipped=True,
+        passed=passed,
+        skipped=passed is None,
         reason=reason,
     )
 
@@ -241,22 +247,37 @@ def check_layer_case(
     and gradients with torch autograd.
     """
     arrays = case.make(np.random.default_rng([seed, index]))
-    ref_out, ref_grads = None, None
     records: list[Record] = []
     where = {"target": "layer", "layer": case.layer, "model": None, "variant": case.variant}
-    dout = None
+    out_shape = np.asarray(case.forward(torch_reference, copy.deepcopy(arrays))[0]).shape
+    dout = np.random.default_rng([seed, index, 1]).standard_normal(out_shape)
+    ref_out, ref_grads = _run_pair(case, torch_reference, arrays, dout)
+    kernel = kinds()[case.layer].kernel
     for name, kernels in kernel_sets.items():
-        if dout is None:
-            out_shape = np.asarray(case.forward(kernels, copy.deepcopy(arrays))[0]).shape
-            dout = np.random.default_rng([seed, index, 1]).standard_normal(out_shape)
-        out, grads = _run_pair(case, kernels, arrays, dout)
-        numeric = _numeric(case, kernels, arrays, dout, grads, thresholds, [seed, index, 2])
+        # A kernel set that is not all of cnnlab's own (a user's file) may lack a layer.
+        skips = getattr(kernels, "skips", None)
+        reason = skips(kernel) if skips is not None and kernel is not None else None
+        if reason:
+            records.append(unjudged(where, name, None, reason))
+            continue
+        try:
+            out, grads = _run_pair(case, kernels, arrays, dout)
+            numeric = _numeric(case, kernels, arrays, dout, grads, thresholds, [seed, index, 2])
+        except KernelMissingError as exc:  # arguments the user's convention cannot express
+            records.append(unjudged(where, name, None, str(exc)))
+            continue
+        except UserCodeError as exc:  # the user's code raised, hung or died: a failed row
+            records.append(unjudged(where, name, False, str(exc)))
+            continue
         for tensor, ref in zip(case.wrt, numeric, strict=True):
             records.append(compared_numeric(where, name, tensor, ref, thresholds))
         if name == "torch":
             continue
-        if ref_out is None:
-            ref_out, ref_grads = _run_pair(case, torch_reference, arrays, dout)
+        if kernel in getattr(kernels, "own_randomness", ()):
+            # Its own random draws (a user's dropout mask): torch's would differ.
+            reason = "draws its own mask: its rule is checked, not torch's numbers"
+            records.append(unjudged(where, name, None, reason))
+            continue
         records.append(compared_torch(where, name, "out", compare(out, ref_out), thresholds))
         for tensor, analytic, ref in zip(case.wrt, grads, ref_grads, strict=True):
             records.append(compared_torch(where, name, tensor, compare(analytic, ref), thresholds))

@@ -259,6 +259,21 @@ def kind_of(node: Node) -> LayerKind:
         raise TypeError(f"{type(node).__name__} is not a registered layer kind") from None
 
 
+def kernels_in(node: Node) -> set[str]:
+    """The kernels a tree's nodes name (its leaves' and its containers'), in no order."""
+    found = set()
+    kind = kind_of(node)
+    if kind.kernel is not None:
+        found.add(kind.kernel)
+    if isinstance(node, Chain):
+        for _, child in node.children:
+            found |= kernels_in(child)
+    elif isinstance(node, Branches):
+        for _, branch in node.branches():
+            found |= kernels_in(branch) if branch is not None else set()
+    return found
+
+
 def checked() -> list[LayerKind]:
     """The kinds ``cnnlab gradcheck`` checks: those with a kernel, in registration order."""
     return [k for k in _KINDS.values() if k.kernel is not None]

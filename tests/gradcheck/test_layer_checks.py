@@ -8,13 +8,13 @@ import types
 import numpy as np
 import pytest
 
-from cnnlab.backends import BACKENDS
+from cnnlab.backends import BACKENDS, BUILT_IN
 from cnnlab.gradcheck.run import Thresholds, check_layer_case, check_layers
 from cnnlab.ops import layer_cases
 from cnnlab.schema import GradcheckSettings
 
 THRESHOLDS = Thresholds.of(GradcheckSettings())  # the defaults of the config
-USABLE = [b for b in BACKENDS.values() if b.availability()[0]]
+USABLE = [BACKENDS[n] for n in BUILT_IN if BACKENDS[n].availability()[0]]
 LAYER_CASES = layer_cases()
 
 

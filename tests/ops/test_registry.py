@@ -8,13 +8,13 @@ import inspect
 import numpy as np
 import pytest
 
-from cnnlab.backends import BACKENDS
+from cnnlab.backends import BACKENDS, BUILT_IN
 from cnnlab.kernels.protocol import KernelSet
 from cnnlab.ops import checked, kind_of, kinds, layer_cases, layer_choices
 from cnnlab.ops.registry import LayerKind, register
 from cnnlab.ops.tree import Branches, Chain, Layer
 
-USABLE = [b for b in BACKENDS.values() if b.availability()[0]]
+USABLE = [BACKENDS[n] for n in BUILT_IN if BACKENDS[n].availability()[0]]
 KINDS = list(kinds().values())
 
 

@@ -9,6 +9,16 @@ import numpy as np
 from cnnlab.errors import ShapeError
 
 
+def check_linear(x: tuple[int, ...], w: tuple[int, ...], b: tuple[int, ...] | None) -> None:
+    """A ShapeError unless x: (N, D), w: (M, D) and b: (M,) or None fit together."""
+    if len(x) != 2 or len(w) != 2:
+        raise ShapeError(f"linear: x must be (N, D) and w (M, D), got x {x} and w {w}")
+    if x[1] != w[1]:
+        raise ShapeError(f"linear: x {x} has {x[1]} features but w {w} expects {w[1]}")
+    if b is not None and b != (w[0],):
+        raise ShapeError(f"linear: b must be ({w[0]},) for w {w}, got {b}")
+
+
 def linear_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, bool]]:
@@ -17,14 +27,7 @@ def linear_forward(
     x: (N, D); w: (M, D) (PyTorch's layout); b: (M,) or None. Returns ``(out, cache)`` with
     out: (N, M) and cache ``(x, w, has_bias)``.
     """
-    if x.ndim != 2 or w.ndim != 2:
-        raise ShapeError(f"linear: x must be (N, D) and w (M, D), got x {x.shape} and w {w.shape}")
-    if x.shape[1] != w.shape[1]:
-        raise ShapeError(
-            f"linear: x {x.shape} has {x.shape[1]} features but w {w.shape} expects {w.shape[1]}"
-        )
-    if b is not None and b.shape != (w.shape[0],):
-        raise ShapeError(f"linear: b must be ({w.shape[0]},) for w {w.shape}, got {b.shape}")
+    check_linear(x.shape, w.shape, None if b is None else b.shape)
     out = x @ w.T  # (N, M)
     if b is not None:
         out = out + b

@@ -1,0 +1,21 @@
+"""A conv that ends its own process, beside a correct ReLU."""
+
+import os
+
+import numpy as np
+
+
+def conv_forward_naive(x, w, b, conv_param):
+    os._exit(3)
+
+
+def conv_backward_naive(dout, cache):
+    raise AssertionError("never reached")
+
+
+def relu_forward(x):
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, x):
+    return dout * (x > 0)
