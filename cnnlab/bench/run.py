@@ -43,6 +43,14 @@ class Context:
     roofline_gflops: float
     options: BackendOptions = DEFAULT_OPTIONS
     _refs: dict[tuple[str, str, int], tuple[Any, list[Any]]] = field(default_factory=dict)
+    _kernels: dict[str, KernelSet] = field(default_factory=dict)
+
+    def kernels(self, backend: Backend) -> KernelSet:
+        """The backend's kernel set, made once per run (a user's layers: one worker process,
+        reused by every case)."""
+        if backend.name not in self._kernels:
+            self._kernels[backend.name] = backend.kernels(self.options)
+        return self._kernels[backend.name]
 
     def budget_calls(self) -> int:
         """fwd+bwd-sized calls naive would make: the check, then warm-up and timed runs."""
@@ -102,7 +110,7 @@ def _reference(ctx: Context, case: BenchCase, batch: int) -> tuple[Any, list[Any
     if key not in ctx._refs:
         from cnnlab.backends import get_backend
 
-        torch_kernels = get_backend("torch").kernels(ctx.options)
+        torch_kernels = ctx.kernels(get_backend("torch"))
         built = case.build(batch, ctx.dtype)
         out, _, _ = _pair(torch_kernels, built, _arrays(ctx, built))
         dout = np.random.default_rng(ctx.seed + 1).standard_normal(np.shape(out))
@@ -128,7 +136,7 @@ def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any
     ok, reason = backend.availability()
     if not ok:
         return record(ctx, **row, status="skipped", skipped=True, reason=reason)
-    kernels = backend.kernels(ctx.options)
+    kernels = ctx.kernels(backend)
     try:
         return _bench_on(ctx, case, backend, kernels, row)
     except KernelMissingError as exc:  # a user's file without the layer, or these arguments

@@ -10,6 +10,11 @@ caches that hold references to the caller's arrays) is :mod:`cnnlab.kernels.cont
 kinds name their kernels in their registration (:mod:`cnnlab.ops`), and a test checks that
 every backend has every registered kernel.
 
+A kernel set that is not all of cnnlab's own (the ``user`` backend, :mod:`cnnlab.kernels.user`)
+may lack layers: it raises :class:`~cnnlab.errors.KernelMissingError` for them, and offers
+``skips(kernel) -> reason | None`` (what checks leave out) and ``own_randomness`` (kernels that
+draw their own masks, so that their numbers are not compared with torch's).
+
 Geometry, as in PyTorch: layout NCHW, conv weights (F, C/groups, HH, WW), convolution is
 cross-correlation, ``Ho = 1 + (H + 2*pad - dilation*(HH - 1) - 1) // stride`` (likewise Wo) and
 ``Ho < 1`` is a ShapeError; stride, pad, dilation and kernel are an int or an (h, w) pair.

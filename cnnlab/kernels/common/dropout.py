@@ -11,7 +11,8 @@ import numpy as np
 from cnnlab.errors import ArgumentError, ShapeError
 
 
-def _check_p(p: float) -> None:
+def check_p(p: float) -> None:
+    """An ArgumentError unless p, the probability of dropping a unit, lies in [0, 1)."""
     # Written as a negated range test so that NaN is rejected too.
     if not 0.0 <= p < 1.0:
         raise ArgumentError(f"dropout: p must be in [0, 1), got {p!r}")
@@ -19,7 +20,7 @@ def _check_p(p: float) -> None:
 
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> np.ndarray:
     """Draw a bool keep-mask of ``shape``: each unit is kept with probability ``1 - p``."""
-    _check_p(p)
+    check_p(p)
     return rng.random(shape) >= p
 
 
@@ -32,7 +33,7 @@ def dropout_forward(
     evaluation simply skips the layer. x: any shape; mask: bool of x's shape. Returns
     ``(out, cache)`` with cache ``(mask, p)``.
     """
-    _check_p(p)
+    check_p(p)
     if mask.shape != x.shape:
         raise ShapeError(f"dropout: mask {mask.shape} must have x's shape {x.shape}")
     mask = mask.astype(bool, copy=False)

@@ -24,7 +24,7 @@ import numpy as np
 from cnnlab.backends import UserSource
 from cnnlab.errors import KernelMissingError, UsageError, UserCodeError
 from cnnlab.kernels.common import combine, linear
-from cnnlab.kernels.common.dropout import _check_p
+from cnnlab.kernels.common.dropout import check_p
 from cnnlab.kernels.contract import Cached, check_arrays, check_dout
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair, pool_geometry
 from cnnlab.kernels.protocol import PAIRS
@@ -301,7 +301,7 @@ class UserKernels:
 
     def dropout_forward(self, x: np.ndarray, mask: np.ndarray, p: float) -> tuple[np.ndarray, Any]:
         check_arrays("dropout", [("x", x), ("mask", mask)])
-        _check_p(p)
+        check_p(p)
         keep = 1.0 - p
         seed = int.from_bytes(np.packbits(mask.ravel()[:256]).tobytes()[:4], "little")
         param = {"p": keep if self.convention.keep_p else p, "mode": "train", "seed": seed}

@@ -176,6 +176,12 @@ def serve(conn: Connection, source: UserSource) -> None:
 # -- cnnlab's side -----------------------------------------------------------------------------
 
 
+def _kill(process: multiprocessing.process.BaseProcess) -> None:
+    if process.is_alive():
+        process.kill()
+        process.join(5)
+
+
 class Worker:
     """The worker process of one kernel set: started on first use, restarted after a failure.
 
@@ -250,6 +256,8 @@ class Worker:
         process.start()
         child.close()
         self._process, self._conn = process, parent
+        # Stopped with this object at the latest, whoever forgets to close it.
+        weakref.finalize(self, _kill, process)
         self.starts += 1
         self._freed = []
         if not parent.poll(START_TIMEOUT_S):
