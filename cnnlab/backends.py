@@ -215,7 +215,7 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 # What backends=all means: the built-in backends, and user's layers when they are given.
-BUILT_IN = ("naive", "im2col", "torch", "cuda")
+BUILT_IN = tuple(name for name in BACKENDS if name != "user")
 
 
 def get_backend(name: str) -> Backend:

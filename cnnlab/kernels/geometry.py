@@ -162,7 +162,7 @@ def pool_overhang(
     """How many rows and columns the last windows reach past the bottom and right of the
     padded input: ``max(0, (Ho - 1)*sh + kh - (H + 2*ph))``, likewise for columns.
 
-    Always 0 without ``ceil_mode``. Kernels grow the padded input by this much (:func:`pad_pool`)
+    Always 0 without ``ceil_mode``. Kernels grow the padded input by this much (:func:`pad_spatial`)
     with elements that count for nothing: -inf for max pooling, zeros left out of the divisor
     for average pooling.
     """
@@ -170,19 +170,6 @@ def pool_overhang(
         max(0, (out_hw[0] - 1) * stride[0] + kernel[0] - (hw[0] + 2 * pad[0])),
         max(0, (out_hw[1] - 1) * stride[1] + kernel[1] - (hw[1] + 2 * pad[1])),
     )
-
-
-def pad_pool(
-    x: np.ndarray, pad: tuple[int, int], overhang: tuple[int, int], value: float
-) -> np.ndarray:
-    """Pad x: (N, C, H, W) for pooling: ``pad`` on every side and ``overhang`` more at the
-    bottom and right -> (N, C, H + 2*ph + eh, W + 2*pw + ew); x itself when there is none."""
-    import numpy as np
-
-    (ph, pw), (eh, ew) = pad, overhang
-    if ph == pw == eh == ew == 0:
-        return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=value)
 
 
 def adaptive_geometry(layer: str, x_shape: tuple[int, ...], output: IntPair) -> tuple[int, int]:
@@ -210,18 +197,22 @@ def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
     return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
-def pad_spatial(x: np.ndarray, pad: IntPair, value: float = 0.0) -> np.ndarray:
-    """Pad the two spatial axes of x: (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw).
+def pad_spatial(
+    x: np.ndarray, pad: IntPair, value: float = 0.0, overhang: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """Pad the two spatial axes of x: (N, C, H, W) -> (N, C, H + 2*ph + eh, W + 2*pw + ew):
+    ``pad`` on every side, and ``overhang`` (eh, ew) more at the bottom and right (where a
+    ceil-mode pool's last windows reach, :func:`pool_overhang`).
 
     Returns x itself (no copy) when there is nothing to pad. ``value`` is the fill: 0 for conv
     and average pooling, ``-inf`` for max pooling.
     """
     import numpy as np
 
-    ph, pw = pair(pad, "pad")
-    if ph == 0 and pw == 0:
+    (ph, pw), (eh, ew) = pair(pad, "pad"), overhang
+    if ph == pw == eh == ew == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=value)
 
 
 def check_groups(groups: object, x_shape: tuple[int, ...]) -> int:

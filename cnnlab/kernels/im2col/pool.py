@@ -28,7 +28,7 @@ from cnnlab.kernels.geometry import (
     IntPair,
     adaptive_geometry,
     adaptive_windows,
-    pad_pool,
+    pad_spatial,
     pool_geometry,
     pool_overhang,
 )
@@ -78,12 +78,13 @@ def maxpool2d_forward(
     )
     ties = Ties(ties)
     overhang = pool_overhang(x.shape[2:], kernel, stride, pad, out_hw)
-    cols = _window_columns(pad_pool(x, pad, overhang, -np.inf), kernel, stride)  # (K, N, C, Ho, Wo)
+    xp = pad_spatial(x, pad, -np.inf, overhang)
+    cols = _window_columns(xp, kernel, stride)  # (K, N, C, Ho, Wo)
     out = cols.max(axis=0)  # (N, C, Ho, Wo)
     mask = cols == out  # every maximum of each window
     if any(pad) or any(overhang):
         # Padding equals a window of -inf inputs, but never receives the gradient.
-        inside = pad_pool(np.ones((1, 1, *x.shape[2:]), bool), pad, overhang, False)
+        inside = pad_spatial(np.ones((1, 1, *x.shape[2:]), bool), pad, False, overhang)
         mask &= _window_columns(inside, kernel, stride)
     if ties == "first":
         _keep_first(mask)
@@ -153,7 +154,7 @@ def avgpool2d_forward(
         "avgpool2d", x.shape, kernel, stride, pad, ceil_mode
     )
     overhang = pool_overhang(x.shape[2:], kernel, stride, pad, out_hw)
-    cols = _window_columns(pad_pool(x, pad, overhang, 0.0), kernel, stride)  # (K, N, C, Ho, Wo)
+    cols = _window_columns(pad_spatial(x, pad, 0.0, overhang), kernel, stride)  # (K, N, C, Ho, Wo)
     # Padding zeros are among the K entries and count in the divisor; overhang zeros do not.
     out = cols.sum(axis=0)  # (N, C, Ho, Wo)
     out /= _divisor(x.shape, kernel, stride, pad, out_hw, x.dtype)

@@ -25,7 +25,7 @@ from cnnlab.backends import UserSource
 from cnnlab.errors import KernelMissingError, UsageError, UserCodeError
 from cnnlab.kernels.common import combine, linear
 from cnnlab.kernels.common.dropout import check_p
-from cnnlab.kernels.contract import Cached, check_arrays, check_dout
+from cnnlab.kernels.contract import install
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair, pool_geometry
 from cnnlab.kernels.protocol import PAIRS
 from cnnlab.kernels.user.conventions import CONVENTIONS, Convention, recognise
@@ -141,7 +141,6 @@ class UserKernels:
         dilation: IntPair = 1,
         groups: int = 1,
     ) -> tuple[np.ndarray, Any]:
-        check_arrays("conv2d", [("x", x), ("w", w), ("b", b)])
         b_shape = None if b is None else b.shape
         conv_geometry(x.shape, w.shape, b_shape, stride, pad, dilation, groups)
         (sh, sw), (ph, pw) = pair(stride), pair(pad)
@@ -155,12 +154,12 @@ class UserKernels:
         bias = np.zeros(w.shape[0], x.dtype) if b is None else b
         args = [x, w, bias, {"stride": sh, "pad": ph}]
         out, handle, _, backward = self._forward("conv2d", args)
-        return out, Cached(out.shape, (handle, backward, b is None))
+        return out, (handle, backward, b is None)
 
     def conv2d_backward(
         self, dout: np.ndarray, cache: Any, need_dx: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
-        handle, backward, no_bias = self._cache("conv2d", dout, cache)
+        handle, backward, no_bias = cache
         dx, dw, db = self._backward(backward, dout, handle)
         return (dx if need_dx else None), dw, (None if no_bias else db)
 
@@ -173,7 +172,6 @@ class UserKernels:
         ties: str = "first",
         ceil_mode: bool = False,
     ) -> tuple[np.ndarray, Any]:
-        check_arrays("maxpool2d", [("x", x)])
         (kh, kw), (sh, sw), p, _ = pool_geometry(
             "maxpool2d", x.shape, kernel, stride, pad, ceil_mode
         )
@@ -186,35 +184,33 @@ class UserKernels:
             raise KernelMissingError(f"{forward}: ties={ties} is cnnlab's option, not the course's")
         args = [x, {"pool_height": kh, "pool_width": kw, "stride": sh}]
         out, handle, _, backward = self._forward("maxpool2d", args)
-        return out, Cached(out.shape, (handle, backward))
+        return out, (handle, backward)
 
     def maxpool2d_backward(self, dout: np.ndarray, cache: Any) -> np.ndarray:
-        handle, backward = self._cache("maxpool2d", dout, cache)
+        handle, backward = cache
         return np.asarray(self._backward(backward, dout, handle))
 
     def relu_forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
-        check_arrays("relu", [("x", x)])
         out, handle, _, backward = self._forward("relu", [x])
-        return out, Cached(out.shape, (handle, backward))
+        return out, (handle, backward)
 
     def relu_backward(self, dout: np.ndarray, cache: Any) -> np.ndarray:
-        handle, backward = self._cache("relu", dout, cache)
+        handle, backward = cache
         return np.asarray(self._backward(backward, dout, handle))
 
     def linear_forward(
         self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None
     ) -> tuple[np.ndarray, Any]:
-        check_arrays("linear", [("x", x), ("w", w), ("b", b)])
         linear.check_linear(x.shape, w.shape, None if b is None else b.shape)
         bias = np.zeros(w.shape[0], x.dtype) if b is None else b
         # The course's affine weight is (D, M): x @ w + b.
         out, handle, _, backward = self._forward("linear", [x, np.ascontiguousarray(w.T), bias])
-        return out, Cached(out.shape, (handle, backward, b is None))
+        return out, (handle, backward, b is None)
 
     def linear_backward(
         self, dout: np.ndarray, cache: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        handle, backward, no_bias = self._cache("linear", dout, cache)
+        handle, backward, no_bias = cache
         dx, dw, db = self._backward(backward, dout, handle)
         return dx, np.ascontiguousarray(dw.T), (None if no_bias else db)
 
@@ -229,7 +225,6 @@ class UserKernels:
         momentum: float = 0.1,
         eps: float = 1e-5,
     ) -> tuple[np.ndarray, Any]:
-        check_arrays("batchnorm", [("x", x), ("gamma", gamma), ("beta", beta)])
         layer = "batchnorm" if x.ndim == 2 else "spatial_batchnorm"
         bn_param = {
             "mode": "train" if train else "test",
@@ -244,12 +239,12 @@ class UserKernels:
             _check_running(self.functions(layer)[0], x, bn_param, after)
         running_mean[...] = after["running_mean"]
         running_var[...] = after["running_var"]
-        return out, Cached(out.shape, (handle, backward, layer, train))
+        return out, (handle, backward, layer, train)
 
     def batchnorm_backward(
         self, dout: np.ndarray, cache: Any, mode: str = "fused"
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        handle, backward, layer, train = self._cache("batchnorm", dout, cache)
+        handle, backward, layer, train = cache
         if not train:
             raise KernelMissingError(
                 f"{backward}: the course's batch norm has no test-mode backward"
@@ -257,40 +252,38 @@ class UserKernels:
         if mode == "fused" and layer == "batchnorm":
             backward = self.convention.fused_batchnorm
             if backward not in self.defined:
-                raise KernelMissingError(f"{backward} not defined in {self.source.describe()}")
+                raise KernelMissingError(self._not_defined([backward]))
         dx, dgamma, dbeta = self._backward(backward, dout, handle)
         return dx, dgamma, dbeta
 
     def layernorm_forward(
         self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
     ) -> tuple[np.ndarray, Any]:
-        check_arrays("layernorm", [("x", x), ("gamma", gamma), ("beta", beta)])
         forward = self.functions("layernorm")[0]
         if x.ndim != 2:
             raise KernelMissingError(f"{forward}: the course's layer norm takes x of shape (N, D)")
         out, handle, _, backward = self._forward("layernorm", [x, gamma, beta, {"eps": eps}])
-        return out, Cached(out.shape, (handle, backward))
+        return out, (handle, backward)
 
     def layernorm_backward(
         self, dout: np.ndarray, cache: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        handle, backward = self._cache("layernorm", dout, cache)
+        handle, backward = cache
         dx, dgamma, dbeta = self._backward(backward, dout, handle)
         return dx, dgamma, dbeta
 
     def groupnorm_forward(
         self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float = 1e-5
     ) -> tuple[np.ndarray, Any]:
-        check_arrays("groupnorm", [("x", x), ("gamma", gamma), ("beta", beta)])
         C = x.shape[1]
         args = [x, gamma.reshape(1, C, 1, 1), beta.reshape(1, C, 1, 1), groups, {"eps": eps}]
         out, handle, _, backward = self._forward("groupnorm", args)
-        return out, Cached(out.shape, (handle, backward))
+        return out, (handle, backward)
 
     def groupnorm_backward(
         self, dout: np.ndarray, cache: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        handle, backward = self._cache("groupnorm", dout, cache)
+        handle, backward = cache
         dx, dgamma, dbeta = self._backward(backward, dout, handle)
         return dx, np.reshape(dgamma, -1), np.reshape(dbeta, -1)
 
@@ -300,17 +293,16 @@ class UserKernels:
     own_randomness = frozenset({"dropout"})
 
     def dropout_forward(self, x: np.ndarray, mask: np.ndarray, p: float) -> tuple[np.ndarray, Any]:
-        check_arrays("dropout", [("x", x), ("mask", mask)])
         check_p(p)
         keep = 1.0 - p
         seed = int.from_bytes(np.packbits(mask.ravel()[:256]).tobytes()[:4], "little")
         param = {"p": keep if self.convention.keep_p else p, "mode": "train", "seed": seed}
         out, handle, _, backward = self._forward("dropout", [x, param])
         kept = _rule("dropout", out, x, keep)
-        return out, Cached(out.shape, (handle, backward, kept, keep))
+        return out, (handle, backward, kept, keep)
 
     def dropout_backward(self, dout: np.ndarray, cache: Any) -> np.ndarray:
-        handle, backward, kept, keep = self._cache("dropout", dout, cache)
+        handle, backward, kept, keep = cache
         dx = np.asarray(self._backward(backward, dout, handle))
         if not np.allclose(dx, dout * kept / keep, rtol=RULE_RTOL, atol=0):
             raise UserCodeError(f"{backward}: dx is not dout * mask / keep for its forward's mask")
@@ -322,12 +314,6 @@ class UserKernels:
             raise KernelMissingError(self._not_defined([self.convention.loss[0]]))
         (loss, dlogits), _ = self.worker.call(name, [logits, y])
         return float(loss), np.asarray(dlogits, dtype=logits.dtype)
-
-    def _cache(self, layer: str, dout: np.ndarray, cache: Any) -> Any:
-        if not isinstance(cache, Cached):
-            raise UsageError(f"{layer}_backward: cache must come from this kernel set's forward")
-        check_dout(layer, dout, cache.out_shape)
-        return cache.cache
 
 
 def _rule(layer: str, out: np.ndarray, x: np.ndarray, keep: float) -> np.ndarray:
@@ -381,3 +367,5 @@ for _kernel, _module in BORROWED.items():
 for _kernel in PAIRS:
     if not hasattr(UserKernels, f"{_kernel}_forward"):
         _missing(_kernel)
+# The input contract every kernel set keeps (cnnlab.kernels.contract), as the numpy sets do.
+install(UserKernels, PAIRS)

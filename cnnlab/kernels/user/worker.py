@@ -179,7 +179,7 @@ def serve(conn: Connection, source: UserSource) -> None:
 def _kill(process: multiprocessing.process.BaseProcess) -> None:
     if process.is_alive():
         process.kill()
-        process.join(5)
+    process.join(5)
 
 
 class Worker:
@@ -303,7 +303,5 @@ class Worker:
             self._conn = None
         if process is None:
             return None
-        if process.is_alive():
-            process.kill()
-        process.join(5)
+        _kill(process)
         return process.exitcode
