@@ -188,19 +188,20 @@ def test_same_seed_same_weights_on_every_backend(tmp_path):
                 assert rel <= 1e-10, (backend, key, rel)
 
 
+# naive: narrower and on fewer images (its loops take seconds per ResNet step at batch 16).
 @pytest.mark.parametrize(
-    ("backend", "widths"),
-    [("im2col", "[8,16,32,64]"), ("torch", "[8,16,32,64]"), ("naive", "[2,4,4,8]")],
+    ("backend", "widths", "limit"),
+    [("im2col", "[8,16,32,64]", 32), ("torch", "[8,16,32,64]", 32), ("naive", "[2,4,4,8]", 8)],
 )
-def test_resnet18_takes_steps_on_every_backend(tmp_path, backend, widths):
+def test_resnet18_takes_steps_on_every_backend(tmp_path, backend, widths, limit):
     result = cnnlab(
         "train",
         "model=resnet18",
         f"model.widths={widths}",
         f"backend={backend}",
-        "data.limit=32",
+        f"data.limit={limit}",
         "data.train_size=400",
-        "trainer.batch_size=16",
+        f"trainer.batch_size={limit // 2}",
         "trainer.max_steps=2",
         "trainer.eval_batch_size=32",
         cwd=tmp_path,
