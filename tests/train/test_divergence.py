@@ -29,7 +29,9 @@ def error_line(result) -> str:
 
 # The naive loops take seconds a step at batch 50; five images diverge as surely.
 @pytest.mark.parametrize(
-    "backend", [["backend=im2col"], ["backend=naive", "trainer.batch_size=5"]], ids=["im2col", "naive"]
+    "backend",
+    [["backend=im2col"], ["backend=naive", "trainer.batch_size=5"]],
+    ids=["im2col", "naive"],
 )
 def test_divergence_before_any_checkpoint_claims_none(tmp_path, backend):
     result = run_cnnlab("train", *DIVERGING, *backend, cwd=tmp_path)
