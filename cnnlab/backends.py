@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from cnnlab.nn.numpy_net import NumpyNet
     from cnnlab.nn.torch_net import TorchModel
     from cnnlab.ops.tree import Node
-    from cnnlab.schema import UserConfig
+    from cnnlab.schema import TrainerConfig, UserConfig
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,71 @@ class UserSource:
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How a backend runs, passed to its kernel set (``trainer.threads``, ``trainer.winograd``,
-    ``user.*``).
+    """How a backend runs, passed to its kernel set and engine (``trainer.threads``,
+    ``trainer.winograd``, ``trainer.precision``, ``trainer.channels_last``, ``trainer.compile``,
+    ``trainer.rng``, ``user.*``).
 
     Attributes:
         threads: numpy's BLAS and torch's thread count, and im2col's conv workers; None
             leaves the libraries' defaults (im2col: one worker per CPU).
         winograd: im2col may compute 3x3 stride-1 convs with Winograd's algorithm.
         user: the ``user`` backend's layer file or module; None when none is given.
+        precision: a :class:`~cnnlab.precision.Precision` name (``32-true``, ...).
+        channels_last: torch keeps images and conv weights in NHWC memory order.
+        compile: torch compiles the training step (``torch.compile``).
+        rng: ``numpy`` (dropout masks, data order and augmentation drawn by numpy, the same on
+            every backend) or ``device`` (drawn by torch on the backend's device).
     """
 
     threads: int | None = None
     winograd: bool = True
     user: UserSource | None = None
+    precision: str = "32-true"
+    channels_last: bool = False
+    compile: bool = False
+    rng: str = "numpy"
+
+    @classmethod
+    def of(
+        cls, trainer: TrainerConfig, user: UserConfig | None = None, threads: int | None = None
+    ) -> BackendOptions:
+        """The options a config's ``trainer`` and ``user`` nodes give. threads: replaces
+        ``trainer.threads`` (a data-parallel process's share of the cores); None keeps it."""
+        from cnnlab.precision import Precision
+
+        return cls(
+            threads=threads if threads is not None else trainer.threads,
+            winograd=bool(trainer.winograd),
+            user=UserSource.of(user) if user is not None else None,
+            precision=Precision(str(trainer.precision)).value,
+            channels_last=bool(trainer.channels_last),
+            compile=bool(trainer.compile),
+            rng=str(trainer.rng),
+        )
+
+    def unsupported(self, backend: Backend) -> str | None:
+        """Why ``backend`` cannot run with these options (one line), or None."""
+        from cnnlab.precision import Precision
+
+        why = Precision(self.precision).unsupported(backend.framework, backend.device)
+        if why is None and backend.framework != "torch":
+            torch_only = {
+                "trainer.channels_last=true": self.channels_last,
+                "trainer.compile=true": self.compile,
+                "trainer.rng=device": self.rng == "device",
+            }
+            named = [name for name, on in torch_only.items() if on]
+            if named:
+                verb = "needs" if len(named) == 1 else "need"
+                why = f"{', '.join(named)} {verb} a torch backend (backend=torch or cuda)"
+        return why
+
+    def unusable(self, backend: Backend) -> str | None:
+        """Why ``backend`` cannot run on this machine (``cuda`` without a GPU) or with these
+        options (:meth:`unsupported`), or None: the reason of a skipped bench or gradcheck
+        row."""
+        ok, reason = backend.availability()
+        return reason if not ok else self.unsupported(backend)
 
 
 DEFAULT_OPTIONS = BackendOptions()
@@ -140,7 +192,7 @@ class Backend:
         from cnnlab.nn.torch_net import TorchModel
 
         self.prepare(options)
-        return TorchModel(net, params, buffers, self.device)
+        return TorchModel(net, params, buffers, self.device, options)
 
     def _check_provides(self, kernels: KernelSet, net: Node) -> None:
         """A kernel set that may lack layers (a user's file) must have the net's, and the
@@ -181,7 +233,7 @@ def _torch(backend: Backend, options: BackendOptions) -> KernelSet:
 
     # Its pairs are made from the torch ops at import, out of a type checker's sight;
     # tests/ops/test_registry.py checks each against the protocol.
-    return cast("KernelSet", TorchKernels(backend.device))
+    return cast("KernelSet", TorchKernels(backend.device, options.precision))
 
 
 def _user(backend: Backend, options: BackendOptions) -> KernelSet:

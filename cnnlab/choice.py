@@ -1,7 +1,7 @@
 """The type of every named choice: a string enum that Hydra checks and a library call names.
 
-Members are named as their values, so ``trainer.dtype=float32`` on the command line is the
-member ``float32`` (OmegaConf matches names); calling the enum with a value it lacks, as a
+Members are named as their values, so ``trainer.rng=device`` on the command line is the
+member ``device`` (OmegaConf matches names); calling the enum with a value it lacks, as a
 library user may, raises a ValueError that lists the choices.
 """
 

@@ -178,6 +178,7 @@ COMMANDS = (
     Float64 inputs drawn from [b]trainer.seed[/b]; centred differences with step
     [b]gradcheck.step[/b]; per-tensor relative error ‖a − n‖ / (‖a‖ + ‖n‖). Prints a table,
     writes gradcheck.json to the run directory and exits 1 if any check fails.
+    [b]trainer.precision[/b]=bf16-mixed checks the torch layers under autocast instead.
 
     [b]backends[/b]=all | \[naive,im2col,torch,cuda,user] (any subset); unavailable ones are
     skipped. [b]user.file[/b]=my_layers.py checks your own layers (CS231n or EECS 498 style).
@@ -230,7 +231,8 @@ COMMANDS = (
     Median of [b]bench.runs[/b] after [b]bench.warmup[/b]; GFLOP/s, speed-up over naive, ratio
     to torch and the fraction of numpy's matrix-product rate. naive runs only within
     [b]bench.naive_budget_s[/b]. Writes bench.json, bench.csv and TensorBoard scalars; exits 1
-    if a backend differs from torch.
+    if a backend differs from torch. [b]trainer.precision[/b]=bf16-mixed times the torch
+    backends under autocast.
 
     Examples: [cyan]cnnlab bench conv[/cyan],
     [cyan]cnnlab bench suite backends=\[im2col,torch][/cyan],

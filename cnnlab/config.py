@@ -268,9 +268,24 @@ def _missing_option(missing: str, options: list[str]) -> str:
     return f"{group}={option}: no such option; choose from {', '.join(choices)}"
 
 
+def _renamed_key(full: str, overrides: list[str] | tuple[str, ...]) -> str | None:
+    """What to write instead of a key cnnlab once had (``trainer.dtype``), or None."""
+    if full != "trainer.dtype":
+        return None
+    from cnnlab.precision import dtype_now
+
+    given = [o.partition("=") for o in overrides]
+    # None where a config file set it: the message then names both translations.
+    value = next((v for key, _, v in given if key.lstrip("+~") == full), None)
+    return f"{full} {dtype_now(value)}"
+
+
 def _unknown_key(full: str, command: str, overrides: list[str] | tuple[str, ...]) -> str:
-    """A key the config does not have: a launcher's key before the launcher is chosen, or a
-    typo, with the close names beside it."""
+    """A key the config does not have: one cnnlab renamed, a launcher's key before the
+    launcher is chosen, or a typo, with the close names beside it."""
+    renamed = _renamed_key(full, overrides)
+    if renamed is not None:
+        return renamed
     for plugin in ("launcher", "sweeper"):
         chosen = any(o.startswith(f"hydra/{plugin}=") for o in overrides)
         if full.startswith(f"hydra.{plugin}.") and not chosen:

@@ -26,6 +26,7 @@ from cnnlab.init import Distribution, Scheme
 from cnnlab.ops import layer_choices
 from cnnlab.ops.activation import ACTIVATIONS
 from cnnlab.ops.norm import NORMS
+from cnnlab.precision import Precision, dtype_now
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -141,11 +142,12 @@ def choices(name: str, values: Iterable[str]) -> type[Choice]:
     return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
 
 
-class Dtype(Choice):
-    """The floating-point type of a run's data, weights and kernels (``trainer.dtype``)."""
+class Rng(Choice):
+    """Where a run's random draws are made (``trainer.rng``): numpy's generators, the same on
+    every backend, or torch's on the backend's device."""
 
-    float32 = "float32"
-    float64 = "float64"
+    numpy = "numpy"
+    device = "device"
 
 
 class Schedule(Choice):
@@ -197,7 +199,7 @@ class TrainerConfig:
     epochs: int = bounded(5, ge=1)
     batch_size: int = bounded(64, ge=1)
     eval_batch_size: int = bounded(500, ge=1)
-    dtype: Dtype = Dtype.float32
+    precision: Precision = Precision["32-true"]  # type: ignore[valid-type]
     max_steps: int | None = bounded(None, ge=1)  # None: every epoch to the end
     log_every: int = bounded(50, ge=1)
     checkpoint_every_steps: int = bounded(0, ge=0)  # 0: at the end of each epoch only
@@ -205,6 +207,16 @@ class TrainerConfig:
     overwrite: bool = False  # a new run may replace the run its hydra.run.dir already holds
     devices: int = bounded(1, ge=1)  # data-parallel processes (DDP); batch_size is per process
     winograd: bool = True  # im2col: Winograd's algorithm for the 3x3 convs it fits
+    channels_last: bool = False  # torch: images and conv weights in NHWC memory order
+    compile: bool = False  # torch: the training step compiled with torch.compile
+    rng: Rng = Rng.numpy  # data order, augmentation and dropout drawn by numpy or on the device
+
+    @staticmethod
+    def rule(trainer: TrainerConfig) -> str | None:
+        # +trainer.dtype=... adds the key Hydra would otherwise refuse; it would be ignored.
+        if "dtype" in trainer:  # type: ignore[operator]
+            return f"dtype {dtype_now(trainer.dtype)}"  # type: ignore[attr-defined]
+        return None
 
 
 @dataclass

@@ -138,7 +138,33 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
         (["model=vgg"], "model=vgg: no such option; choose from alexnet_lite, deep, lenet"),
         (["optim.lr=fast"], "optim.lr: 'fast' is not a valid Float"),
         (["trainer.epoch=3"], "trainer.epoch: no such key in the train config; did you mean"),
-        (["trainer.dtype=float16"], "trainer.dtype: 'float16' is not an option; choose from"),
+        (
+            ["trainer.precision=float16"],
+            "trainer.precision: 'float16' is not an option; choose from 32-true, 64-true, "
+            "bf16-mixed, 16-mixed",
+        ),
+        (
+            ["trainer.dtype=float64"],
+            "trainer.dtype is now trainer.precision: write trainer.precision=64-true",
+        ),
+        (
+            ["+trainer.dtype=float32"],
+            "trainer.dtype is now trainer.precision: write trainer.precision=32-true",
+        ),
+        (
+            ["trainer.precision=bf16-mixed"],
+            "backend=im2col: trainer.precision=bf16-mixed needs a torch backend",
+        ),
+        (
+            ["backend=torch", "trainer.precision=16-mixed"],
+            "backend=torch: trainer.precision=16-mixed runs on CUDA only; on the CPU use "
+            "trainer.precision=bf16-mixed",
+        ),
+        (
+            ["backend=naive", "trainer.channels_last=true", "trainer.rng=device"],
+            "backend=naive: trainer.channels_last=true, trainer.rng=device need a torch backend",
+        ),
+        (["trainer.rng=cpu"], "trainer.rng: 'cpu' is not an option; choose from numpy, device"),
         (["optim.schedule=linear"], "'linear' is not an option; choose from none, step, cosine"),
         (["backend.name=tpu"], "backend.name: 'tpu' is not an option; choose from naive, im2col"),
         (["model=resnet18", "model.stem=x"], "model.stem: 'x' is not an option; choose from cifar"),

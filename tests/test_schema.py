@@ -4,16 +4,18 @@ import dataclasses
 import math
 import re
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from cnnlab.backends import BACKENDS
+from cnnlab.backends import BACKENDS, BackendOptions
 from cnnlab.config import compose, group_options
 from cnnlab.errors import UsageError
 from cnnlab.models import MODELS
 from cnnlab.ops import layer_choices
 from cnnlab.ops.norm import NORMS
+from cnnlab.precision import Precision
 from cnnlab.schema import (
     COMMANDS,
     OPTIM_SCHEMAS,
@@ -132,4 +134,54 @@ def test_an_enum_field_refuses_a_value_outside_its_list():
     assert cfg.name == "torch"
     trainer = OmegaConf.structured(TrainerConfig)
     with pytest.raises(ValidationError):
-        trainer.dtype = "float16"
+        trainer.precision = "float16"
+    with pytest.raises(ValidationError):
+        trainer.rng = "cpu"
+
+
+def test_trainer_precision_and_torch_switches_default_to_numpy_s_float32():
+    trainer = OmegaConf.structured(TrainerConfig)
+    assert "dtype" not in trainer
+    assert trainer.precision == "32-true" and Precision(trainer.precision).dtype == np.float32
+    assert (trainer.channels_last, trainer.compile, trainer.rng) == (False, False, "numpy")
+    trainer.precision = "bf16-mixed"
+    assert trainer.precision is Precision["bf16-mixed"]
+
+
+@pytest.mark.parametrize(
+    ("override", "now"),
+    [
+        ("trainer.dtype=float64", "write trainer.precision=64-true"),
+        ("+trainer.dtype=float32", "write trainer.precision=32-true"),  # added, not misspelt
+        (
+            "trainer.dtype=float16",
+            "write trainer.precision=32-true for float32 or 64-true for float64",
+        ),
+    ],
+)
+def test_the_old_dtype_key_names_the_precision_to_write(override, now):
+    with pytest.raises(UsageError) as error:
+        compose("train", [override])
+    assert str(error.value) == f"trainer.dtype is now trainer.precision: {now}"
+
+
+def test_backend_options_come_from_the_trainer_node():
+    overrides = [
+        "trainer.threads=3",
+        "trainer.precision=bf16-mixed",
+        "trainer.channels_last=true",
+        "trainer.rng=device",
+    ]
+    cfg = compose("train", overrides)
+    options = BackendOptions.of(cfg.trainer, cfg.user)
+    assert options == BackendOptions(3, True, None, "bf16-mixed", True, False, "device")
+    assert BackendOptions.of(cfg.trainer, cfg.user, threads=1).threads == 1
+    assert options.unsupported(BACKENDS["torch"]) is None
+    assert options.unsupported(BACKENDS["im2col"]) == (
+        "trainer.precision=bf16-mixed needs a torch backend (numpy has no autocast)"
+    )
+    plain = BackendOptions.of(compose("train", ["trainer.channels_last=true"]).trainer)
+    assert plain.user is None and plain.precision == "32-true"
+    assert plain.unsupported(BACKENDS["naive"]) == (
+        "trainer.channels_last=true needs a torch backend (backend=torch or cuda)"
+    )

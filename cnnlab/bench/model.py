@@ -1,13 +1,15 @@
 """``cnnlab bench model``: one full training step (forward, backward, update) of ``model=``.
 
 Each backend gets an engine (:func:`cnnlab.train.engine.make_engine`) from the same initial
-weights and batch; its first step's logits are checked against torch's, then steps are timed.
+weights and batch; its first step's logits are checked against torch's (in the true precision
+of the run's dtype: a mixed precision is judged by its own tolerance), then steps are timed.
 ``fwd_s`` is an eval-mode forward (``predict``), ``fwdbwd_s`` the whole training step, and
 ``images_per_s`` the batch size over it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from cnnlab.backends import Backend, BackendOptions
 from cnnlab.bench.run import Context, failed, record
 from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
+from cnnlab.precision import Precision
 
 if TYPE_CHECKING:
     from cnnlab.models import Instance
@@ -34,7 +37,7 @@ class ModelBench:
         self.shape = model.in_shape
         self.batch = int(cfg.bench.batch or cfg.trainer.batch_size)
         self.flops = float(summarize(model.net, self.shape)["total_flops"])
-        self.dtype = np.dtype(cfg.trainer.dtype)
+        self.dtype = Precision(options.precision).dtype
         self.options = options
         self._ref: dict[int, np.ndarray] = {}
         self._batches: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -48,23 +51,27 @@ class ModelBench:
             self._batches[n] = (x, y)
         return self._batches[n]
 
-    def engine(self, backend: Backend) -> Engine:
+    def engine(self, backend: Backend, options: BackendOptions | None = None) -> Engine:
         from cnnlab.train.engine import make_engine
 
-        return make_engine(backend, self.model, self.cfg.optim, options=self.options)
+        return make_engine(backend, self.model, self.cfg.optim, options=options or self.options)
 
     def step(self, engine: Engine, n: int) -> np.ndarray:
+        """One training step on ``n`` images; its logits (before the update) on the host."""
         x, y = self.batch_of(n)
-        # A fixed generator per step: dropout masks match across backends.
-        _, logits = engine.train_step(x, y, float(self.cfg.optim.lr), np.random.default_rng(0))
-        return logits
+        # A fixed numpy generator per step: dropout masks match across backends.
+        step = engine.train_step(x, y, float(self.cfg.optim.lr), np.random.default_rng(0))
+        return engine.host(step.logits)
 
     def reference(self, n: int) -> np.ndarray:
-        """torch's (CPU) logits of the first training step on ``n`` images."""
+        """torch's (CPU) logits of the first training step on ``n`` images, in the true
+        precision of the run's dtype, in NCHW layout and not compiled: the plain reference."""
         if n not in self._ref:
             from cnnlab.backends import get_backend
 
-            self._ref[n] = self.step(self.engine(get_backend("torch")), n)
+            true = Precision(self.options.precision).reference.value
+            plain = replace(self.options, precision=true, channels_last=False, compile=False)
+            self._ref[n] = self.step(self.engine(get_backend("torch"), plain), n)
         return self._ref[n]
 
 
@@ -73,9 +80,10 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
     s = ctx.settings
     name = mb.cfg.model.name
     row = dict(case=name, variant="train step", backend=backend.name, batch=mb.batch)
-    ok, reason = backend.availability()
-    if not ok:
+    reason = ctx.options.unusable(backend)
+    if reason is not None:
         return record(ctx, **row, status="skipped", skipped=True, reason=reason)
+    tolerance = ctx.tolerance()[0]
     if backend.name == "naive":
         probe = max(1, min(int(s.naive_probe_batch), mb.batch))
         engine = mb.engine(backend)
@@ -84,7 +92,7 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
         row["naive_estimate_s"] = per_step
         if total > s.naive_budget_s:
             error = rel_error(mb.step(mb.engine(backend), probe), mb.reference(probe))
-            if error > s.rtol:
+            if error > tolerance:
                 return failed(ctx, row, error, f"at batch {probe}")
             why = f"estimated {total:.3g} s > bench.naive_budget_s={s.naive_budget_s:g}"
             return record(
@@ -92,7 +100,7 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
             )
     engine = mb.engine(backend)
     error = rel_error(mb.step(engine, mb.batch), mb.reference(mb.batch))
-    if error > s.rtol:
+    if error > tolerance:
         return failed(ctx, row, error, "")
     x, _ = mb.batch_of(mb.batch)
     dev = backend.device

@@ -5,12 +5,17 @@ Conventions (stated in the README and bench.json): times are seconds per call, t
 medians with ``bench.repeats``); conv and linear FLOPs count a multiply-add as 2, the backward
 as twice the forward, so fwd+bwd is 3x the forward and GFLOP/s is that over ``fwdbwd_s``.
 Kernels take and return numpy arrays, so torch and cuda times include the copies in and out.
+
+In a mixed ``trainer.precision`` the torch backends run each layer under autocast and are
+checked against torch in float32 within that precision's tolerance
+(:data:`cnnlab.precision.TOLERANCE`), not ``bench.rtol``; a backend that cannot run with the
+options (numpy under autocast, float16 on the CPU) is a skipped row that says why.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +26,7 @@ from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
 from cnnlab.errors import KernelMissingError, UserCodeError
 from cnnlab.kernels.protocol import KernelSet
+from cnnlab.precision import Precision
 
 if TYPE_CHECKING:
     from cnnlab.schema import BenchSettings
@@ -45,12 +51,38 @@ class Context:
     _refs: dict[tuple[str, str, int], tuple[Any, list[Any]]] = field(default_factory=dict)
     _kernels: dict[str, KernelSet] = field(default_factory=dict)
 
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.options.precision)
+
+    def tolerance(self) -> tuple[float, str]:
+        """The relative error accepted against torch, and the words a failed row's reason
+        gives it: ``bench.rtol``, or a mixed precision's own tolerance (16-bit layers cannot
+        meet a float32 one)."""
+        p = self.precision
+        if p.mixed:
+            return p.tolerance, f"{p.tolerance:g}, the tolerance of trainer.precision={p}"
+        return float(self.settings.rtol), f"bench.rtol={self.settings.rtol:g}"
+
     def kernels(self, backend: Backend) -> KernelSet:
         """The backend's kernel set, made once per run (a user's layers: one worker process,
         reused by every case)."""
         if backend.name not in self._kernels:
             self._kernels[backend.name] = backend.kernels(self.options)
         return self._kernels[backend.name]
+
+    def reference_kernels(self) -> KernelSet:
+        """torch on the CPU in the true precision of the run's dtype: the reference every
+        row is checked against (the torch row's own kernel set where that is the run's)."""
+        from cnnlab.backends import get_backend
+
+        torch_cpu = get_backend("torch")
+        if not self.precision.mixed:
+            return self.kernels(torch_cpu)
+        if "reference" not in self._kernels:
+            true = replace(self.options, precision=self.precision.reference.value)
+            self._kernels["reference"] = torch_cpu.kernels(true)
+        return self._kernels["reference"]
 
     def budget_calls(self) -> int:
         """fwd+bwd-sized calls naive would make: the check, then warm-up and timed runs."""
@@ -66,6 +98,9 @@ def record(ctx: Context, case: str, variant: str, backend: str, **values: Any) -
         "variant": variant,
         "backend": backend,
         "dtype": str(ctx.dtype),
+        "precision": ctx.options.precision,
+        "channels_last": ctx.options.channels_last,
+        "compile": ctx.options.compile,
         "threads": ctx.threads,
         "batch": None,
         "status": "ok",
@@ -105,12 +140,11 @@ def _arrays(ctx: Context, built: Built) -> dict[str, Any]:
 
 
 def _reference(ctx: Context, case: BenchCase, batch: int) -> tuple[Any, list[Any], Any]:
-    """torch's (CPU) output and gradients for the case at ``batch``, and the upstream dout."""
+    """torch's (CPU, true precision) output and gradients for the case at ``batch``, and the
+    upstream dout."""
     key = (case.name, case.variant, batch)
     if key not in ctx._refs:
-        from cnnlab.backends import get_backend
-
-        torch_kernels = ctx.kernels(get_backend("torch"))
+        torch_kernels = ctx.reference_kernels()
         built = case.build(batch, ctx.dtype)
         out, _, _ = _pair(torch_kernels, built, _arrays(ctx, built))
         dout = np.random.default_rng(ctx.seed + 1).standard_normal(np.shape(out))
@@ -133,8 +167,8 @@ def _check(ctx: Context, case: BenchCase, kernels: KernelSet, batch: int) -> flo
 def bench_case(ctx: Context, case: BenchCase, backend: Backend) -> dict[str, Any]:
     """Check, then time one case on one backend (or say why it is skipped or failed)."""
     row = dict(case=case.name, variant=case.variant, backend=backend.name, batch=case.batch)
-    ok, reason = backend.availability()
-    if not ok:
+    reason = ctx.options.unusable(backend)
+    if reason is not None:
         return record(ctx, **row, status="skipped", skipped=True, reason=reason)
     kernels = ctx.kernels(backend)
     try:
@@ -166,7 +200,7 @@ def _bench_on(
         row["naive_estimate_s"] = per_call
         if total > s.naive_budget_s:
             error = _check(ctx, case, kernels, probe)
-            if error > s.rtol:
+            if error > ctx.tolerance()[0]:
                 return failed(ctx, row, error, f"at batch {probe}")
             return record(
                 ctx,
@@ -177,7 +211,7 @@ def _bench_on(
                 reason=f"estimated {total:.3g} s > bench.naive_budget_s={s.naive_budget_s:g}",
             )
     error = _check(ctx, case, kernels, case.batch)
-    if error > s.rtol:
+    if error > ctx.tolerance()[0]:
         return failed(ctx, row, error, "")
     built = case.build(case.batch, ctx.dtype)
     arrays = _arrays(ctx, built)
@@ -205,8 +239,8 @@ def _bench_on(
 
 
 def failed(ctx: Context, row: dict, error: float, where: str) -> dict[str, Any]:
-    """A failed row: the output differs from torch's beyond ``bench.rtol`` (logged too)."""
-    reason = f"differs from torch: relative error {error:.2e} > bench.rtol={ctx.settings.rtol:g}"
+    """A failed row: the output differs from torch's beyond the tolerance (logged too)."""
+    reason = f"differs from torch: relative error {error:.2e} > {ctx.tolerance()[1]}"
     log.error("%s/%s on %s %s", row["case"], row["variant"] or "-", row["backend"], reason)
     return record(
         ctx, **row, status="failed", max_rel_error=error, reason=f"{reason} {where}".strip()

@@ -1,8 +1,10 @@
 """``cnnlab bench <target>``: time forward, backward and forward+backward on each backend.
 
 Targets are the options of the ``bench`` config group (``conf/bench/<target>.yaml``): their
-shapes are ``bench.cases``. Every backend is first checked against torch on the same inputs;
-naive runs only within ``bench.naive_budget_s`` (estimated from a small batch). Writes
+shapes are ``bench.cases``. Every backend is first checked against torch on the same inputs
+(in a mixed ``trainer.precision``, against torch in float32, within that precision's
+tolerance); a backend that cannot run with the trainer's options is a skipped row. naive runs
+only within ``bench.naive_budget_s`` (estimated from a small batch). Writes
 bench.json (records and provenance), bench.csv and TensorBoard scalars to the run directory,
 and exits 1 if any backend's output differs from torch's.
 """
@@ -37,6 +39,7 @@ def check_config(cfg: BenchConfig) -> Plan:
 
     from cnnlab.backends import UserSource, resolve_backends
     from cnnlab.bench.cases import cases
+    from cnnlab.precision import Precision
 
     s = cfg.bench
     backends = resolve_backends(cfg.backends, user=UserSource.of(cfg.user) is not None)
@@ -46,7 +49,7 @@ def check_config(cfg: BenchConfig) -> Plan:
 
     shape = tuple(int(n) for n in cfg.data.shape)
     rng = np.random.default_rng([cfg.trainer.seed, INIT_STREAM])  # as cnnlab train draws
-    dtype = np.dtype(cfg.trainer.dtype)
+    dtype = Precision(str(cfg.trainer.precision)).dtype
     model = instantiate(cfg.model, cfg.norm, cfg.init, shape, rng, dtype, act=cfg.act)
     return Plan(backends, [], model)
 
@@ -63,22 +66,22 @@ def _threads(requested: int | None) -> int | None:
 
 def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
     """The Hydra task: measure every case on every backend, report, write the files."""
-    import numpy as np
-
-    from cnnlab.backends import BackendOptions, UserSource
+    from cnnlab.backends import BackendOptions
     from cnnlab.bench import report
     from cnnlab.bench.run import Context, bench_case, compare
     from cnnlab.bench.timing import matmul_gflops
     from cnnlab.config import run_dir
+    from cnnlab.precision import Precision
     from cnnlab.provenance import provenance
     from cnnlab.runtime import use_threads
 
     plan = plan or check_config(cfg)
-    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd, UserSource.of(cfg.user))
+    options = BackendOptions.of(cfg.trainer, cfg.user)
     # Before the roofline, which is measured at the thread count the kernels will run with.
     use_threads(options.threads)
     s = cfg.bench
-    dtype = np.dtype(cfg.trainer.dtype)
+    precision = Precision(options.precision)
+    dtype = precision.dtype
     backends = plan.backends
     roofline = matmul_gflops(int(s.roofline_size), dtype)
     log.info("roofline: numpy a @ b (%d²) at %.1f GFLOP/s", s.roofline_size, roofline)
@@ -99,7 +102,7 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
                 name = f"{case.name} {case.variant}".strip()
                 log.info("%s on %s: %s", name, backend.name, rows[-1]["status"])
     compare(rows)
-    report.print_table(f"cnnlab bench {s.target}", rows, roofline)
+    report.print_table(f"cnnlab bench {s.target}, {precision}", rows, roofline)
     _log_staged_over_fused(rows)
     out_dir = run_dir()
     meta = {
@@ -108,7 +111,13 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
         "multiply-add = 2, backward = 2x forward, gflops over fwdbwd_s; roofline_frac: gflops "
         "over numpy a @ b",
         "roofline_gflops": roofline,
+        "precision": precision.value,
+        "dtype": str(dtype),
+        "tolerance": ctx.tolerance()[0],
         "winograd": bool(cfg.trainer.winograd),
+        "channels_last": options.channels_last,
+        "compile": options.compile,
+        "rng": options.rng,
         "provenance": provenance(cfg.trainer.threads, _device(backends)),
     }
     report.write_json(out_dir / "bench.json", rows, meta)

@@ -1,7 +1,7 @@
 """``cnnlab eval checkpoint=<path>``: accuracy, per-class accuracy and confusion matrix.
 
-The checkpoint carries the configuration of its run, so the model, data and preprocessing are
-rebuilt exactly; ``backend=<name>`` evaluates the same weights on another backend.
+The checkpoint carries the configuration of its run, so the model, data, preprocessing and
+precision are rebuilt exactly; ``backend=<name>`` evaluates the same weights on another backend.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cnnlab.backends import Backend
+    from cnnlab.backends import Backend, BackendOptions
     from cnnlab.schema import EvalConfig, TrainConfig
     from cnnlab.train.checkpoint import Checkpoint
 
@@ -23,18 +23,22 @@ log = logging.getLogger("cnnlab.eval")
 @dataclass(frozen=True)
 class Plan:
     """The checkpoint (read once, and checked against its model), the run's config (with
-    ``data.root`` if given) and the backend that evaluates its weights."""
+    ``data.root`` if given), the backend that evaluates its weights and how it runs."""
 
     checkpoint: Checkpoint
     run: TrainConfig
     backend: Backend
+    options: BackendOptions
 
 
 def check_config(cfg: EvalConfig) -> Plan:
-    """The checkpoint exists, reads and fits its model, and the backend can run here."""
+    """The checkpoint exists, reads and fits its model, and the backend can run here in the
+    run's precision."""
     from omegaconf import OmegaConf
 
     from cnnlab.backends import get_backend
+    from cnnlab.errors import UsageError
+    from cnnlab.precision import Precision
     from cnnlab.train.checkpoint import model_of, read
 
     checkpoint = read(cfg.checkpoint, "checkpoint")
@@ -43,7 +47,34 @@ def check_config(cfg: EvalConfig) -> Plan:
         OmegaConf.update(run, "data.root", cfg.data.root, force_add=True)
     model_of(checkpoint, run)
     name = cfg.backend.name if cfg.backend is not None else run.backend.name
-    return Plan(checkpoint, run, get_backend(name).require())
+    backend = get_backend(name).require()
+    options = _options(cfg, run)
+    why = options.unsupported(backend)
+    if why is not None:
+        precision = Precision(options.precision)
+        if precision.unsupported(backend.framework, backend.device) is not None:
+            why += f"; the run trained in {precision}, and eval keeps its precision"
+        raise UsageError(f"backend={backend.name}: {why}")
+    return Plan(checkpoint, run, backend, options)
+
+
+def _options(cfg: EvalConfig, run: TrainConfig) -> BackendOptions:
+    """eval's own threads, Winograd and torch switches, in the precision the run trained in
+    (its weights' dtype); a different ``trainer.precision`` asked of eval is refused."""
+    from dataclasses import replace
+
+    from cnnlab.backends import BackendOptions
+    from cnnlab.errors import UsageError
+    from cnnlab.train.resume import given_overrides
+
+    own = str(run.trainer.precision)
+    asked = {o.lstrip("+~").partition("=")[0] for o in given_overrides(cfg)}
+    if "trainer.precision" in asked and str(cfg.trainer.precision) != own:
+        raise UsageError(
+            f"trainer.precision={cfg.trainer.precision}: eval runs a checkpoint in the "
+            f"precision its run trained in, {own}"
+        )
+    return replace(BackendOptions.of(cfg.trainer, cfg.user), precision=own)
 
 
 def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
@@ -51,22 +82,21 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
     import numpy as np
     from rich.console import Console
 
-    from cnnlab.backends import BackendOptions, UserSource
     from cnnlab.config import run_dir
     from cnnlab.data import load as load_data
     from cnnlab.models import INIT_STREAM, instantiate
+    from cnnlab.precision import Precision
     from cnnlab.train.engine import make_engine
     from cnnlab.train.metrics import confusion_table, evaluate
 
     plan = plan or check_config(cfg)
-    checkpoint, backend, run = plan.checkpoint, plan.backend, plan.run
+    checkpoint, backend, run, options = plan.checkpoint, plan.backend, plan.run, plan.options
     path, meta = checkpoint.path, checkpoint.meta
-    dtype = np.dtype(run.trainer.dtype)
+    dtype = Precision(options.precision).dtype
     data = load_data(run.data, int(run.trainer.seed), dtype)
     in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([run.trainer.seed, INIT_STREAM])  # replaced by the checkpoint's
     model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype, act=run.get("act"))
-    options = BackendOptions(cfg.trainer.threads, cfg.trainer.winograd, UserSource.of(cfg.user))
     engine = make_engine(backend, model, run.optim, options=options)
     engine.load_weights(checkpoint.state)
     split = getattr(data, cfg.split)
@@ -85,6 +115,7 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
         "backend": backend.name,
         "data": data.name,
         "split": cfg.split,
+        "precision": options.precision,
         "acc": ev.acc,
         "loss": ev.loss,
         "per_class_acc": per_class,

@@ -62,6 +62,7 @@ def check_config(cfg: TrainConfig) -> Plan:
     if cfg.trainer.resume:
         return _check_resume(cfg)
     backend = get_backend(cfg.backend.name).require()
+    _check_options(cfg, backend)
     check(int(cfg.trainer.devices), backend)
     check_data(cfg.data)
     build_net(cfg.model, cfg.norm, tuple(cfg.data.shape), act=cfg.act)
@@ -80,9 +81,20 @@ def _check_resume(cfg: TrainConfig) -> Plan:
     model_of(resume, run)
     check_data(run.data)
     backend = get_backend(run.backend.name).require()
+    _check_options(run, backend)
     # Checkpoints written before trainer.devices existed come from one process.
     check(int(run.trainer.get("devices", 1)), backend)
     return Plan(backend, resume, run, run_dir_of(resume))
+
+
+def _check_options(cfg: TrainConfig, backend: Backend) -> None:
+    """The precision and torch switches (``trainer.channels_last``, ...) that ``backend`` can
+    run with: numpy has no autocast, the CPU no float16 autocast."""
+    from cnnlab.backends import BackendOptions
+
+    why = BackendOptions.of(cfg.trainer, cfg.get("user")).unsupported(backend)
+    if why is not None:
+        raise UsageError(f"backend={backend.name}: {why}")
 
 
 def claim(cfg: TrainConfig, plan: Plan, multirun: bool) -> Claim:
@@ -192,15 +204,13 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     from omegaconf import OmegaConf
     from rich.console import Console
 
-    from cnnlab.backends import BackendOptions, UserSource, get_backend
+    from cnnlab.backends import BackendOptions, get_backend
     from cnnlab.train.loop import Trainer
     from cnnlab.train.tensorboard import TensorBoardWriter
 
     cfg = OmegaConf.create(job.config)
     main, run_dir = group.main, Path(job.run_dir)
-    options = BackendOptions(
-        group.threads(cfg.trainer.threads), cfg.trainer.winograd, UserSource.of(cfg.user)
-    )
+    options = BackendOptions.of(cfg.trainer, cfg.user, group.threads(cfg.trainer.threads))
     backend = get_backend(cfg.backend.name)
     data = _load_data(cfg, group)
     engine, loop = _start(cfg, data, backend, job, group, options, resume)
@@ -268,13 +278,15 @@ def _run(
 
 
 def _load_data(cfg: TrainConfig, group: Group) -> Dataset:
-    """The run's data in its dtype. Rank 0 reads (and, if need be, downloads) it first; the
-    other ranks read what it left."""
+    """The run's data in its precision's dtype. Rank 0 reads (and, if need be, downloads) it
+    first; the other ranks read what it left."""
     from cnnlab.data import load as load_data
+    from cnnlab.precision import Precision
 
     if not group.main:
         group.barrier()
-    data = load_data(cfg.data, int(cfg.trainer.seed), cfg.trainer.dtype)
+    dtype = Precision(str(cfg.trainer.precision)).dtype
+    data = load_data(cfg.data, int(cfg.trainer.seed), dtype)
     if group.main:
         group.barrier()
     return data
@@ -294,6 +306,7 @@ def _start(
     import numpy as np
 
     from cnnlab.models import INIT_STREAM, instantiate
+    from cnnlab.precision import Precision
     from cnnlab.train.checkpoint import read
     from cnnlab.train.engine import make_engine
     from cnnlab.train.loop import LoopState
@@ -301,7 +314,8 @@ def _start(
     t = cfg.trainer
     in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([t.seed, INIT_STREAM])
-    dtype, act = np.dtype(t.dtype), cfg.get("act")  # runs from before act= have none: ReLU
+    dtype = Precision(str(t.precision)).dtype
+    act = cfg.get("act")  # runs from before act= have none: ReLU
     model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, dtype, act=act)
     engine = make_engine(backend, model, cfg.optim, group, options)
     loop = LoopState()
@@ -394,6 +408,10 @@ def _results(
         "act": _act_name(cfg),
         "init": cfg.init.name,
         "optim": cfg.optim.name,
+        "precision": str(cfg.trainer.precision),
+        "channels_last": bool(cfg.trainer.channels_last),
+        "compile": bool(cfg.trainer.compile),
+        "rng": str(cfg.trainer.rng),
         "devices": group.world,
         "batch_size": int(cfg.trainer.batch_size) * group.world,  # the global batch
         "epochs": loop.epoch,
@@ -472,6 +490,10 @@ def _finish_outputs(
         "devices": int(results["devices"]),
         "epochs": int(cfg.trainer.epochs),
         "seed": int(cfg.trainer.seed),
+        "precision": results["precision"],
+        "channels_last": results["channels_last"],
+        "compile": results["compile"],
+        "rng": results["rng"],
     }
     metrics = {"hparams/test_acc": results["test_acc"]}
     if results["val_acc"] is not None:

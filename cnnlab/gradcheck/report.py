@@ -36,10 +36,12 @@ def _worst(records: Iterable[Record]) -> dict[tuple, Record]:
     return rows
 
 
-def render(records: list[Record], console: Console) -> None:
-    """Print the table and a one-line verdict."""
+def render(records: list[Record], console: Console, precision: str = "64-true") -> None:
+    """Print the table and a one-line verdict; precision: what the checks ran in (a mixed
+    one: torch under autocast, against torch in float64)."""
+    how = "float64" if precision == "64-true" else f"{precision} against torch in float64"
     table = Table(
-        title="Gradient checks, float64 (each row: the worst tensor and variant)",
+        title=f"Gradient checks, {how} (each row: the worst tensor and variant)",
         title_justify="left",
     )
     for name, justify in [
@@ -75,16 +77,17 @@ def render(records: list[Record], console: Console) -> None:
 def _skips(records: list[Record]) -> str:
     """What was skipped, one line per backend and reason: the layers skipped whole, then
     those where only some cases were (a user's convention without an option)."""
-    ran = {(r.backend, r.layer) for r in records if not r.skipped}
+    ran = {(r.backend, r.model or r.layer) for r in records if not r.skipped}
     whole: dict[tuple[str, str], list[str]] = {}
     some: dict[tuple[str, str], list[str]] = {}
     for r in records:
         if not r.skipped:
             continue
-        group = some if (r.backend, r.layer) in ran else whole
+        target = str(r.model or r.layer)  # a whole-model check's record has no layer
+        group = some if (r.backend, target) in ran else whole
         layers = group.setdefault((r.backend, r.reason), [])
-        if r.layer not in layers:
-            layers.append(str(r.layer))
+        if target not in layers:
+            layers.append(target)
     lines = [f"{b} skipped {', '.join(ls)}: {why}" for (b, why), ls in whole.items()]
     lines += [f"{b} skipped some cases of {', '.join(ls)}: {why}" for (b, why), ls in some.items()]
     return "\n".join(lines)

@@ -7,13 +7,19 @@ checks and whole-model checks share the record format (``target`` tells them apa
 Against torch the gate is a fixed relative error (``rtol_torch``): two analytic gradients
 differ by rounding only. Against numeric differences it is set by the differences' own
 estimated error (:meth:`Thresholds.numeric_rtol`), which grows with the width of a layer.
+
+Checks run in float64, whatever ``trainer.precision`` stores a run in. In a mixed precision
+they check what autocast does instead: the torch backends run each case on float32 arrays
+under autocast and are compared with torch in float64, within that precision's tolerance
+(:meth:`Thresholds.torch_rtol`); numeric differences of a 16-bit forward would measure only its
+rounding, so there are none, and the numpy backends (which have no autocast) are skipped.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +30,7 @@ from cnnlab.errors import KernelMissingError, UserCodeError
 from cnnlab.gradcheck.numeric import NumericReference, numeric_reference
 from cnnlab.kernels.protocol import KernelSet
 from cnnlab.ops import LayerCase, kinds, layer_cases
+from cnnlab.precision import Precision
 
 if TYPE_CHECKING:
     from cnnlab.schema import GradcheckSettings
@@ -40,6 +47,8 @@ class Thresholds:
             all is differenced along ``directions`` random directions, not element by element.
         rtol_torch: the relative error accepted against torch autograd.
         atol_zero: the absolute error accepted where the true gradient is zero.
+        precision: the ``trainer.precision`` checked: ``64-true`` (float64, every backend),
+            or a mixed one (torch under autocast, see :meth:`torch_rtol`).
     """
 
     step: float
@@ -50,11 +59,31 @@ class Thresholds:
     directions: int
     rtol_torch: float
     atol_zero: float
+    precision: str = "64-true"
 
     @classmethod
-    def of(cls, settings: GradcheckSettings) -> Thresholds:
-        """The thresholds of a ``gradcheck`` config node (its keys have the same names)."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+    def of(cls, settings: GradcheckSettings, precision: str = "64-true") -> Thresholds:
+        """The thresholds of a ``gradcheck`` config node (its keys have the same names) for
+        checks in ``precision``: a true one is checked in float64."""
+        names = [f.name for f in fields(cls) if f.name != "precision"]
+        checked = Precision(precision)
+        checked = checked if checked.mixed else Precision("64-true")
+        return cls(**{n: getattr(settings, n) for n in names}, precision=checked.value)
+
+    @property
+    def mixed(self) -> bool:
+        return Precision(self.precision).mixed
+
+    def torch_rtol(self) -> float:
+        """The relative error accepted against torch autograd in float64: ``rtol_torch``, or
+        in a mixed precision its tolerance (:data:`cnnlab.precision.TOLERANCE`), since 16-bit
+        layers round at about 1e-3."""
+        return Precision(self.precision).tolerance if self.mixed else self.rtol_torch
+
+    def torch_atol_zero(self) -> float:
+        """The absolute error accepted against torch where the true gradient is zero:
+        ``atol_zero``, or a mixed precision's tolerance (inputs are of order 1)."""
+        return Precision(self.precision).tolerance if self.mixed else self.atol_zero
 
     def numeric_rtol(self, estimated: float) -> float:
         """The relative error accepted against a numeric reference whose own error is
@@ -131,11 +160,12 @@ def _judged(
 def compared_torch(
     where: dict[str, Any], backend: str, tensor: str, cmp: Comparison, t: Thresholds
 ) -> Record:
-    """The record of one comparison with torch autograd, judged by ``rtol_torch``.
+    """The record of one comparison with torch autograd, judged by
+    :meth:`Thresholds.torch_rtol` (``rtol_torch`` in float64).
 
     where: ``target``, ``layer``, ``model`` and ``variant`` of the check (layer or model).
     """
-    return _judged(where, backend, tensor, "torch", cmp, t.rtol_torch, t.atol_zero)
+    return _judged(where, backend, tensor, "torch", cmp, t.torch_rtol(), t.torch_atol_zero())
 
 
 def compared_numeric(
@@ -165,7 +195,8 @@ def compared_numeric(
 def skipped_record(
     backend: Backend, reason: str, layer: str | None = None, model: str | None = None
 ) -> Record:
-    """A row for a backend that cannot run here (``cuda`` without a GPU)."""
+    """A row for a backend that cannot run here (``cuda`` without a GPU) or with the
+    options (a numpy backend under a mixed precision)."""
     where = {"target": "layer" if model is None else "model", "layer": layer, "model": model}
     return unjudged({**where, "variant": ""}, backend.name, None, reason)
 
@@ -239,7 +270,8 @@ def check_layer_case(
     torch_reference: KernelSet,
     thresholds: Thresholds,
 ) -> list[Record]:
-    """Check one case on every given kernel set; float64 throughout.
+    """Check one case on every given kernel set; float64 throughout, unless the thresholds'
+    precision is mixed (:func:`_check_mixed`).
 
     Each backend's analytic gradients are compared with centred differences of its own
     forward (element by element, or along random directions for a case with more than
@@ -252,6 +284,10 @@ def check_layer_case(
     out_shape = np.asarray(case.forward(torch_reference, copy.deepcopy(arrays))[0]).shape
     dout = np.random.default_rng([seed, index, 1]).standard_normal(out_shape)
     ref_out, ref_grads = _run_pair(case, torch_reference, arrays, dout)
+    if thresholds.mixed:
+        return _check_mixed(
+            case, where, arrays, dout, (ref_out, ref_grads), kernel_sets, thresholds
+        )
     kernel = kinds()[case.layer].kernel
     for name, kernels in kernel_sets.items():
         # A kernel set that is not all of cnnlab's own (a user's file) may lack a layer.
@@ -284,6 +320,33 @@ def check_layer_case(
     return records
 
 
+def _check_mixed(
+    case: LayerCase,
+    where: dict[str, Any],
+    arrays: dict,
+    dout: np.ndarray,
+    reference: tuple[Any, tuple],
+    kernel_sets: dict[str, KernelSet],
+    t: Thresholds,
+) -> list[Record]:
+    """One case on torch kernel sets under autocast: the case's arrays in the precision's
+    storage dtype (autocast leaves float64 alone), its output and gradients against torch's
+    in float64 (``reference``: ``(out, grads)``)."""
+    dtype = Precision(t.precision).dtype
+    stored = {
+        k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v
+        for k, v in arrays.items()
+    }
+    ref_out, ref_grads = reference
+    records = []
+    for name, kernels in kernel_sets.items():
+        out, grads = _run_pair(case, kernels, stored, dout.astype(dtype))
+        records.append(compared_torch(where, name, "out", compare(out, ref_out), t))
+        for tensor, analytic, ref in zip(case.wrt, grads, ref_grads, strict=True):
+            records.append(compared_torch(where, name, tensor, compare(analytic, ref), t))
+    return records
+
+
 def check_layers(
     cases: list[LayerCase],
     backends: Iterable[Backend],
@@ -292,19 +355,20 @@ def check_layers(
     options: BackendOptions = DEFAULT_OPTIONS,
 ) -> Iterator[list[Record]]:
     """Check every case on every backend, yielding each case's records as it completes
-    (first the skipped records of backends that cannot run here), so that a caller can show
-    progress and keep what is done if the run is interrupted."""
+    (first the skipped records of backends that cannot run here or with ``options``), so that
+    a caller can show progress and keep what is done if the run is interrupted."""
     from cnnlab.backends import BACKENDS
 
     kernel_sets: dict[str, KernelSet] = {}
     for backend in backends:
-        ok, reason = backend.availability()
-        if ok:
+        reason = options.unusable(backend)
+        if reason is None:
             kernel_sets[backend.name] = backend.kernels(options)
         else:
             layers = dict.fromkeys(c.layer for c in cases)
             yield [skipped_record(backend, reason, layer=layer) for layer in layers]
-    torch_reference = BACKENDS["torch"].kernels(options)
+    # torch in float64 without autocast: the reference of every precision.
+    torch_reference = BACKENDS["torch"].kernels(replace(options, precision="64-true"))
     every = [(c.layer, c.variant) for c in layer_cases()]
     for case in cases:
         # Seeded by the case's place in the full list: the same inputs for layer=all and alone.

@@ -4,8 +4,8 @@
 (``layer1.0.conv1.w``), so weights drawn once in numpy load into either and gradients compare
 name by name. Nothing here knows a layer kind: each leaf calls the op its registration names
 (``cnnlab.kernels.torch.ops.<kernel>``) with the arguments its binding gives
-(:mod:`cnnlab.ops.registry`). Dropout masks come from the run's numpy generator, exactly as on
-the numpy backends.
+(:mod:`cnnlab.ops.registry`). Dropout masks are drawn before the pass (:meth:`TorchNet.masks`),
+by default from the run's numpy generator, exactly as on the numpy backends.
 
 In a data-parallel run each process holds some rows of the batch (:class:`Rows`): dropout masks
 are drawn for the whole batch and cut to those rows, and batch norm takes its statistics over
@@ -22,11 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.backends import DEFAULT_OPTIONS, BackendOptions
 from cnnlab.data.batches import Rows
 from cnnlab.kernels.common import dropout_mask
+from cnnlab.kernels.common.dropout import check_p
 from cnnlab.kernels.torch import ops
 from cnnlab.ops import kind_of
-from cnnlab.ops.tree import Branches, Chain, Layer, Node
+from cnnlab.ops.tree import Branches, Chain, Layer, LeafInfo, Node, leaves
+from cnnlab.train.feed import to_device
 
 Tensor = torch.Tensor
 
@@ -34,6 +37,7 @@ Tensor = torch.Tensor
 class _Run:
     """What one forward pass needs besides the input.
 
+    masks: each dropout layer's keep-mask by name (drawn before the pass: :meth:`TorchNet.masks`);
     rows: which rows of the batch x holds (the whole batch in a single process);
     batch_sum: sums a tensor over the processes sharing the batch, or None for one process.
     """
@@ -42,21 +46,17 @@ class _Run:
         self,
         modules: dict[str, nn.Module],
         train: bool,
-        rng: np.random.Generator | None,
+        masks: dict[str, Tensor] | None,
         rows: Rows,
         batch_sum: Callable[[Tensor], Tensor] | None,
     ) -> None:
-        self.modules, self.train, self.rng = modules, train, rng
+        self.modules, self.train, self.masks = modules, train, masks
         self.rows, self.batch_sum = rows, batch_sum
 
-    def mask(self, x: Tensor, p: float) -> Tensor:
-        """A dropout keep-mask for x: drawn for the whole batch, as one process would, and cut
-        to this process's rows."""
-        if self.rng is None:
-            raise ValueError("training with dropout needs the run's numpy generator (rng)")
-        rows = self.rows
-        mask = dropout_mask(self.rng, (rows.total, *x.shape[1:]), p)[rows.slice]
-        return torch.as_tensor(mask, device=x.device)
+    def mask(self, name: str) -> Tensor:
+        if self.masks is None or name not in self.masks:
+            raise ValueError(f"training {name} (dropout) needs its mask: see TorchNet.masks")
+        return self.masks[name]
 
 
 def _forward(node: Node, x: Tensor, prefix: str, run: _Run) -> Tensor:
@@ -79,7 +79,7 @@ def _forward(node: Node, x: Tensor, prefix: str, run: _Run) -> Tensor:
         node, lambda p: getattr(module, p, None), lambda b: getattr(module, b), run.train
     )
     if kind.mask:
-        args["mask"] = run.mask(x, args["p"])  # type: ignore[arg-type]
+        args["mask"] = run.mask(prefix.rstrip("."))
     if kind.across is not None and run.train and run.batch_sum is not None:
         del args["train"]
         return getattr(ops, kind.across)(x, batch_sum=run.batch_sum, total=run.rows.total, **args)
@@ -97,6 +97,10 @@ class TorchNet(nn.Module):
         batch_sum: in a data-parallel run, a differentiable sum over the processes (an
             all-reduce) that gives batch norm the statistics of the whole batch; None when one
             process holds the batch.
+        autocast: the 16-bit type the layers run in under ``torch.autocast`` (mixed
+            precision), or None; weights stay in their own dtype and logits come out float32.
+        channels_last: images and conv weights in NHWC memory order (the same values; the
+            layout oneDNN's and cuDNN's fastest convs read).
     """
 
     def __init__(
@@ -106,13 +110,22 @@ class TorchNet(nn.Module):
         buffers: dict[str, np.ndarray],
         device: str | torch.device = "cpu",
         batch_sum: Callable[[Tensor], Tensor] | None = None,
+        autocast: torch.dtype | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
         self.batch_sum = batch_sum
+        self.device = torch.device(device)
+        self.device_type = self.device.type
+        self._mask_layers: dict[tuple[int, ...], list[LeafInfo]] = {}
+        self.autocast, self.channels_last = autocast, channels_last
         for name, value in params.items():
             owner, leaf = self._owner(name)
-            owner.register_parameter(leaf, nn.Parameter(torch.tensor(value, device=device)))
+            t = torch.tensor(value, device=device)
+            if channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+            owner.register_parameter(leaf, nn.Parameter(t))
         for name, value in buffers.items():
             owner, leaf = self._owner(name)
             owner.register_buffer(leaf, torch.tensor(value, device=device))
@@ -128,16 +141,61 @@ class TorchNet(nn.Module):
             module = module._modules[part]  # type: ignore[assignment]
         return module, leaf
 
+    def masks(
+        self,
+        rng: np.random.Generator | torch.Generator | None,
+        sample: tuple[int, ...],
+        rows: Rows,
+    ) -> dict[str, Tensor]:
+        """Every dropout layer's keep-mask for a training batch of images of shape ``sample``,
+        drawn before the forward pass in the order it meets them: by numpy (the very masks
+        the numpy backends draw during theirs) and copied in without blocking, or, given a
+        torch generator, on the device. Each is drawn for the whole batch, as one process
+        would, and cut to this process's rows.
+
+        Drawing ahead keeps the forward pass free of host work (one graph to compile)."""
+        masks = {}
+        for leaf in self._dropouts(tuple(sample)):
+            if rng is None:
+                raise ValueError(f"training {leaf.name} (dropout) needs the run's generator")
+            p = float(leaf.layer.p)  # type: ignore[attr-defined]
+            shape = (rows.total, *leaf.in_shape)
+            if isinstance(rng, torch.Generator):
+                check_p(p)
+                keep = torch.rand(shape, generator=rng, device=rng.device) >= p
+                masks[leaf.name] = keep[rows.slice]
+            else:
+                masks[leaf.name] = to_device(dropout_mask(rng, shape, p)[rows.slice], self.device)
+        return masks
+
+    def _dropouts(self, sample: tuple[int, ...]) -> list[LeafInfo]:
+        """The layers that take a mask in training, in execution order (cached per shape)."""
+        if sample not in self._mask_layers:
+            self._mask_layers[sample] = [
+                leaf
+                for leaf in leaves(self.net, sample)
+                if kind_of(leaf.layer).mask and not leaf.layer.passes_through(True)
+            ]
+        return self._mask_layers[sample]
+
     def forward(
-        self, x: Tensor, rng: np.random.Generator | None = None, rows: Rows | None = None
+        self,
+        x: Tensor,
+        masks: dict[str, Tensor] | None = None,
+        rows: Rows | None = None,
     ) -> Tensor:
         """logits: (N, K) for x: (N, C, H, W); ``self.training`` selects batch statistics and
-        dropout, as for any torch module. rows: which rows of the whole batch x is, in a
-        data-parallel run (None: x is the whole batch)."""
+        dropout, as for any torch module. masks: the dropout layers' keep-masks in training
+        (:meth:`masks`); rows: which rows of the whole batch x is, in a data-parallel run
+        (None: x is the whole batch)."""
         n = x.shape[0]
         rows = Rows(0, n, n) if rows is None else rows
-        run = _Run(self._leaf_modules, self.training, rng, rows, self.batch_sum)
-        return _forward(self.net, x, "", run)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        run = _Run(self._leaf_modules, self.training, masks, rows, self.batch_sum)
+        with torch.autocast(self.device_type, self.autocast, enabled=self.autocast is not None):
+            logits = _forward(self.net, x, "", run)
+        return logits if self.autocast is None else logits.float()
 
 
 class TorchModel:
@@ -153,9 +211,15 @@ class TorchModel:
         params: dict[str, np.ndarray],
         buffers: dict[str, np.ndarray],
         device: str = "cpu",
+        options: BackendOptions = DEFAULT_OPTIONS,
     ) -> None:
+        from cnnlab.precision import Precision
+
         self.device = torch.device(device)
-        self.module = TorchNet(net, params, buffers, self.device)
+        autocast = Precision(options.precision).autocast_dtype()
+        self.module = TorchNet(
+            net, params, buffers, self.device, None, autocast, options.channels_last
+        )
         self._params = dict(self.module.named_parameters())
 
     def loss(
@@ -171,7 +235,8 @@ class TorchModel:
         for p in self._params.values():
             p.grad = None
         with torch.set_grad_enabled(grads):
-            logits = self.module(torch.as_tensor(x, device=self.device), rng)
+            masks = self.module.masks(rng, x.shape[1:], Rows(0, len(x), len(x))) if train else None
+            logits = self.module(torch.as_tensor(x, device=self.device), masks)
             loss = ops.softmax_cross_entropy(logits, torch.as_tensor(y, device=self.device))
             if grads:
                 loss.backward()

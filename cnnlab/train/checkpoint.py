@@ -104,6 +104,32 @@ def find(target: str | Path) -> Path:
     return path.resolve()
 
 
+# The trainer keys added since runs were first saved, at the values every older run had.
+ADDED_TRAINER_KEYS = {"channels_last": False, "compile": False, "rng": "numpy"}
+
+
+def upgraded(config: DictConfig, path: Path) -> DictConfig:
+    """A saved run's config in today's keys: ``trainer.dtype`` (float32 or float64) as the
+    ``trainer.precision`` it means, and trainer keys added since at the values the run had.
+    Every reader of a saved run's config (eval, resume) reads it through here."""
+    from omegaconf import DictConfig
+
+    from cnnlab.precision import from_dtype
+
+    trainer = config.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        return config  # model_of names what is missing
+    if "dtype" in trainer:
+        try:
+            precision = from_dtype(trainer.pop("dtype")).value
+        except UsageError as exc:
+            raise RunError(f"{path}: its config's {exc}") from None
+        trainer.setdefault("precision", precision)
+    for key, value in ADDED_TRAINER_KEYS.items():
+        trainer.setdefault(key, value)
+    return config
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint read once: its file, the engine state and the metadata record."""
@@ -123,7 +149,7 @@ class Checkpoint:
             raise RunError(f"{self.path}: its config does not parse ({_reason(exc)})") from None
         if not isinstance(config, DictConfig):
             raise RunError(f"{self.path}: its config is not a mapping")
-        return config
+        return upgraded(config, self.path)
 
     @property
     def step(self) -> int:
@@ -144,10 +170,13 @@ def read(target: str | Path, key: str) -> Checkpoint:
     return Checkpoint(path, state, meta)
 
 
-def verify(checkpoint: Checkpoint, net: Node, in_shape: Shape, dtype: np.dtype) -> None:
+def verify(
+    checkpoint: Checkpoint, net: Node, in_shape: Shape, dtype: np.dtype, scaled: bool = False
+) -> None:
     """Raise one RunError line unless ``checkpoint`` holds every parameter and buffer of
     ``net`` (for inputs of ``in_shape``) with its shape and ``dtype``, optimizer state only
-    for those parameters, and nothing else."""
+    for those parameters, the loss scaler's state only where the run scales its loss
+    (``scaled``: ``trainer.precision=16-mixed``), and nothing else."""
     from cnnlab.ops.tree import buffer_specs, param_specs
 
     expected = {f"param/{s.name}": s.shape for s in param_specs(net, in_shape)}
@@ -164,6 +193,8 @@ def verify(checkpoint: Checkpoint, net: Node, in_shape: Shape, dtype: np.dtype) 
     for key in state:
         owner = key.removeprefix("optim/").rpartition("/")[0]
         if key not in expected and key != "optim/step" and owner not in params:
+            if scaled and key.startswith("scaler/"):
+                continue
             problems.append(f"{key} unexpected")
     if problems:
         shown = "; ".join(problems[:4]) + (
@@ -180,13 +211,14 @@ def model_of(checkpoint: Checkpoint, run: TrainConfig) -> Sequential:
 
     from cnnlab.errors import CnnlabError
     from cnnlab.models import build_net
+    from cnnlab.precision import Precision
 
     try:
         in_shape = tuple(int(n) for n in run.data.shape)
         net = build_net(run.model, run.norm, in_shape, act=run.get("act"))
-        dtype = np.dtype(str(run.trainer.dtype))
+        precision = Precision(str(run.trainer.precision))
     except (OmegaConfBaseException, CnnlabError, KeyError, TypeError, ValueError) as exc:
         problem = f"its config does not describe a model ({_reason(exc)})"
         raise RunError(f"{checkpoint.path}: {problem}") from None
-    verify(checkpoint, net, in_shape, dtype)
+    verify(checkpoint, net, in_shape, precision.dtype, precision.scaled)
     return net

@@ -10,7 +10,9 @@ trains data-parallel (:mod:`cnnlab.train.distributed`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -20,6 +22,10 @@ from cnnlab.data.batches import Rows
 from cnnlab.errors import UsageError
 from cnnlab.ops.tree import Node
 from cnnlab.train.distributed import SINGLE, Group
+from cnnlab.train.draws import DeviceDraws, Draws, NumpyDraws
+from cnnlab.train.feed import NumpyFeed, TorchFeed, to_device
+
+Feed = NumpyFeed | TorchFeed
 
 if TYPE_CHECKING:
     import torch
@@ -29,22 +35,56 @@ if TYPE_CHECKING:
     from cnnlab.schema import OptimConfig
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one training step leaves, where the engine computed it (on a torch backend, 0-d
+    tensors on its device, read only when :meth:`Engine.fetch` brings them over).
+
+    Attributes:
+        loss: the mean loss over the step's rows (0 for no rows).
+        correct: how many of its rows the logits classify right.
+        logits: (N, K) before the update.
+    """
+
+    loss: Any
+    correct: Any
+    logits: Any
+
+
 class Engine(Protocol):
-    """What the training loop needs from a backend."""
+    """What the training loop needs from a backend.
+
+    ``lazy`` engines (torch) leave a step's results on their device; the loop fetches them
+    in one transfer at its log points, so that no step waits for the device.
+    """
+
+    lazy: bool
+
+    def draws(self, seed: int) -> Draws:
+        """Where the run's random numbers come from (``trainer.rng``)."""
+
+    def feed(self, x: np.ndarray, y: np.ndarray) -> Feed:
+        """A split where this engine computes (its device, for torch)."""
 
     def train_step(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        x: Any,
+        y: Any,
         lr: float,
-        rng: np.random.Generator,
+        rng: Any,
         rows: Rows | None = None,
-    ) -> tuple[float, np.ndarray]:
-        """One step on a batch: forward, backward, update. Returns ``(loss, logits)``: the mean
-        loss over x (0 for no rows) and logits (N, K).
+    ) -> Step:
+        """One step on a batch (from :meth:`feed`, or numpy arrays): forward, backward, update.
 
-        rows: which rows of the global batch x is, in a data-parallel run (None: all of it).
+        rng: the dropout masks' generator (:meth:`Draws.dropout`); rows: which rows of the
+        global batch x is, in a data-parallel run (None: all of it).
         """
+
+    def fetch(self, steps: list[Step]) -> np.ndarray:
+        """(len(steps), 2) float64: each step's loss and correct count, on the host."""
+
+    def host(self, a: Any) -> np.ndarray:
+        """An array of this engine's (a step's logits) as numpy."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits in eval mode (running statistics, no dropout), no gradients."""
@@ -91,6 +131,14 @@ class NumpyEngine:
         self.optimizer = NumpyOptimizer(optim, self.model.params)
         self._grads: dict[str, np.ndarray] = {}
 
+    lazy = False
+
+    def draws(self, seed: int) -> Draws:
+        return NumpyDraws(seed)
+
+    def feed(self, x: np.ndarray, y: np.ndarray) -> Feed:
+        return NumpyFeed(x, y)
+
     def train_step(
         self,
         x: np.ndarray,
@@ -98,13 +146,19 @@ class NumpyEngine:
         lr: float,
         rng: np.random.Generator,
         rows: Rows | None = None,
-    ) -> tuple[float, np.ndarray]:
+    ) -> Step:
         # A diverging run overflows in the loss and the update; the loop stops it on the
         # non-finite loss with one line, so numpy's warnings would only say the same, noisily.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             loss, self._grads, logits = self.model.loss(x, y, True, rng)
             self.optimizer.step(self._grads, lr)
-        return loss, logits
+        return Step(loss, int(np.sum(logits.argmax(axis=1) == y)), logits)
+
+    def fetch(self, steps: list[Step]) -> np.ndarray:
+        return np.array([[s.loss, s.correct] for s in steps], np.float64).reshape(-1, 2)
+
+    def host(self, a: np.ndarray) -> np.ndarray:
+        return a
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.model.forward(x, train=False)
@@ -135,10 +189,18 @@ class NumpyEngine:
 class TorchEngine:
     """:class:`TorchNet` on the backend's device, updated by ``torch.optim``.
 
+    A step queues its work on the device and returns without waiting for it: inputs come from
+    a :class:`TorchFeed` (or are copied in without blocking), loss and accuracy stay on the
+    device (:class:`Step`) until :meth:`fetch`. ``options`` choose the precision (autocast for
+    the mixed ones, with loss scaling for ``16-mixed``), the memory layout (channels_last), the
+    random numbers' source (``rng``) and whether the net is compiled.
+
     In a data-parallel run (``group.world > 1``) the net is wrapped in DistributedDataParallel
     and its batch norm takes statistics over every rank's rows; names, state and predictions go
     through the bare net, so checkpoints have the keys of a single-process run.
     """
+
+    lazy = True
 
     def __init__(
         self,
@@ -153,52 +215,103 @@ class TorchEngine:
         import torch
 
         from cnnlab.nn.torch_net import TorchNet
+        from cnnlab.precision import Precision
         from cnnlab.train.optim import torch_optimizer
 
         backend.prepare(options)
         self.torch = torch
         self.world = group.world
+        self.options = options
         self.device = torch.device(group.place(backend.device))
-        self.module = TorchNet(net, params, buffers, self.device, group.batch_sum())
+        precision = Precision(options.precision)
+        self.module = TorchNet(
+            net,
+            params,
+            buffers,
+            self.device,
+            group.batch_sum(),
+            autocast=precision.autocast_dtype(),
+            channels_last=options.channels_last,
+        )
         self.trained = group.wrap(self.module)
+        if options.compile:
+            self.trained = torch.compile(self.trained)
         self.named = dict(self.module.named_parameters())
-        self.optimizer = torch_optimizer(optim, list(self.named.values()))
+        # float16's narrow exponent: the loss is scaled up for the backward pass, the
+        # gradients down before the update (skipped where they overflowed). The fused CUDA
+        # optimizers do the unscaling and the skip on the device; GradScaler would otherwise
+        # read the overflow flag on the host every step.
+        fused = precision.scaled and self.device.type == "cuda"
+        self.optimizer = torch_optimizer(optim, list(self.named.values()), fused)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision.scaled else None
 
-    def _tensor(self, a: np.ndarray) -> torch.Tensor:
-        return self.torch.as_tensor(a, device=self.device)
+    def draws(self, seed: int) -> Draws:
+        if self.options.rng == "device":
+            return DeviceDraws(seed, self.device)
+        return NumpyDraws(seed)
+
+    def feed(self, x: np.ndarray, y: np.ndarray) -> Feed:
+        return TorchFeed(x, y, self.device)
+
+    def _tensor(self, a: Any) -> torch.Tensor:
+        return to_device(a, self.device) if isinstance(a, np.ndarray) else a
 
     def train_step(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        x: Any,
+        y: Any,
         lr: float,
-        rng: np.random.Generator,
+        rng: Any,
         rows: Rows | None = None,
-    ) -> tuple[float, np.ndarray]:
+    ) -> Step:
         from cnnlab.kernels.torch import ops
         from cnnlab.train.optim import set_torch_lr
 
+        torch = self.torch
+        x, y = self._tensor(x), self._tensor(y)
         n = len(y)
         rows = Rows(0, n, n) if rows is None else rows
         self.module.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.trained(self._tensor(x), rng, rows)
+        masks = self.module.masks(rng, tuple(x.shape[1:]), rows)
+        with _compile_errors(self.options.compile):
+            logits = self.trained(x, masks, rows)
         if n == 0:
             # A rank without rows (a last batch shorter than the ranks) still joins DDP's
             # gradient average, with zeros.
-            loss, objective = None, logits.sum() * 0
+            loss = torch.zeros((), device=self.device)
+            objective = logits.sum() * 0
         else:
-            loss = objective = ops.softmax_cross_entropy(logits, self._tensor(y))
+            loss = objective = ops.softmax_cross_entropy(logits, y)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share
             # of the batch makes that the gradient of the whole batch's mean loss even when
             # shares differ (a short last batch). One process: the weight is exactly 1.
             weight = n * self.world / rows.total
             if weight != 1:
                 objective = loss * weight
-        objective.backward()
         set_torch_lr(self.optimizer, lr)
-        self.optimizer.step()
-        return (0.0 if loss is None else float(loss.detach())), logits.detach().cpu().numpy()
+        with _compile_errors(self.options.compile):
+            if self.scaler is None:
+                objective.backward()
+                self.optimizer.step()
+            else:
+                self.scaler.scale(objective).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+        logits = logits.detach()
+        correct = (logits.argmax(dim=1) == y).sum()
+        return Step(loss.detach(), correct, logits)
+
+    def fetch(self, steps: list[Step]) -> np.ndarray:
+        torch = self.torch
+        if not steps:
+            return np.zeros((0, 2))
+        losses = torch.stack([s.loss for s in steps]).double()
+        correct = torch.stack([s.correct for s in steps]).double()
+        return torch.stack([losses, correct], dim=1).cpu().numpy()
+
+    def host(self, a: torch.Tensor) -> np.ndarray:
+        return a.detach().cpu().numpy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.module.eval()
@@ -225,6 +338,8 @@ class TorchEngine:
                     state[f"optim/{names[index]}/{slot}"] = (
                         self.torch.as_tensor(value).cpu().numpy()
                     )
+        if self.scaler is not None:
+            state |= {f"scaler/{k}": np.asarray(v) for k, v in self.scaler.state_dict().items()}
         return state
 
     def load_weights(self, state: dict[str, np.ndarray]) -> None:
@@ -243,12 +358,42 @@ class TorchEngine:
         index = {name: i for i, name in enumerate(self.named)}
         for key, value in _split(state, "optim/").items():
             name, slot = key.rsplit("/", 1)
-            # Adam keeps its step count as a CPU tensor; moments live with their parameter.
-            device = "cpu" if slot == "step" else self.device
-            slots.setdefault(index[name], {})[slot] = torch.tensor(value, device=device)
+            param = self.named[name]
+            if slot == "step":  # Adam keeps its step count as a CPU tensor
+                slots.setdefault(index[name], {})[slot] = torch.tensor(value)
+                continue
+            # A moment in its parameter's memory layout (channels_last), as the optimizer
+            # would have made it.
+            moment = torch.empty_like(param).copy_(torch.as_tensor(value))
+            slots.setdefault(index[name], {})[slot] = moment
         saved = self.optimizer.state_dict()
         saved["state"] = slots
         self.optimizer.load_state_dict(saved)
+        if self.scaler is not None:
+            scaler = _split(state, "scaler/")
+            if scaler:
+                self.scaler.load_state_dict({k: v.item() for k, v in scaler.items()})
+
+
+@contextmanager
+def _compile_errors(compiled: bool) -> Iterator[None]:
+    """torch.compile's failures (no compiler, an unsupported op) as one line naming the
+    switch, not a traceback; errors of the step itself pass through."""
+    if not compiled:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            raise
+        # The compiler's own error is wrapped (backend='inductor' raised: ...): name the root.
+        root: BaseException = exc
+        while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+            root = inner
+        text = str(root).strip()
+        reason = f"{type(root).__name__}: {text.splitlines()[0]}" if text else type(root).__name__
+        raise UsageError(f"trainer.compile=true: torch.compile failed here: {reason}") from None
 
 
 ENGINES: dict[str, Callable[..., Engine]] = {"numpy": NumpyEngine, "torch": TorchEngine}

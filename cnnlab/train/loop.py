@@ -2,14 +2,21 @@
 
 Every random draw is derived from ``trainer.seed`` and the loop position (epoch, batch): the
 data order from (seed, epoch), augmentation from (seed, epoch, batch, 1) and dropout masks from
-(seed, epoch, batch, 2). So the same seed gives the same batches and masks on every backend,
-and a run resumed from a checkpoint (which stores the position, the running sums of the epoch
-in progress and the engine state) continues exactly as if it had never stopped.
+(seed, epoch, batch, 2) (:mod:`cnnlab.train.draws`). So the same seed gives the same batches and
+masks on every backend, and a run resumed from a checkpoint (which stores the position, the
+running sums of the epoch in progress and the engine state) continues exactly as if it had
+never stopped.
+
+A torch engine's steps leave their loss and accuracy on its device; the loop brings them over
+at log points only (every ``trainer.log_every`` steps, at checkpoints, at the end of an epoch
+and when stopped), so no step waits for the device. A loss that went non-finite is found
+there and the run stopped, naming the step it happened at.
 
 Data-parallel runs (:mod:`cnnlab.train.distributed`) run this loop in every rank over global
-batches of ``devices * trainer.batch_size`` rows, each rank training on its shard; the loop
-sums the step's loss and counts over the ranks, agrees on when to stop, and evaluates each
-split in shards. Only rank 0 writes metrics.jsonl, TensorBoard events and checkpoints.
+batches of ``devices * trainer.batch_size`` rows, each rank training on its shard; at each log
+point the loop sums the steps' losses and counts over the ranks and agrees on when to stop (a
+signal stops every rank at the next log point), and it evaluates each split in shards. Only
+rank 0 writes metrics.jsonl, TensorBoard events and checkpoints.
 """
 
 from __future__ import annotations
@@ -27,11 +34,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnlab.data import Dataset
-from cnnlab.data.augment import augment
-from cnnlab.data.batches import batch_indices, epoch_order
 from cnnlab.train import checkpoint
 from cnnlab.train.distributed import SINGLE, Group
-from cnnlab.train.engine import Engine
+from cnnlab.train.engine import Engine, Step
 from cnnlab.train.metrics import Evaluation, evaluate
 from cnnlab.train.optim import learning_rate
 
@@ -60,6 +65,21 @@ class LoopState:
     metrics_lines: int = 0  # lines of metrics.jsonl that belong to the run up to here
     wall_s: float = 0.0  # wall time of the sessions before this one
     last_val: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A step whose loss and count are still where the engine computed them.
+
+    number: the global step it was (1-based); position: its batch in the epoch (0-based);
+    rows: this rank's rows of it; seen: the whole batch's rows (every rank's).
+    """
+
+    step: Step
+    number: int
+    position: int
+    rows: int
+    seen: int
 
 
 @dataclass
@@ -138,6 +158,14 @@ class Trainer:
         self.agreed_stop: int | None = None
         # The step of the last checkpoint this session saved (None: none yet), for messages.
         self.saved_step: int | None = None
+        self.draws = engine.draws(self.seed)
+        self.feed = engine.feed(data.train.x, data.train.y)
+        # Steps not yet brought to the host, and the seconds spent queueing them. An engine
+        # that computes on the host is read every step (it costs nothing); a lazy one only at
+        # log points, so that its device never waits for the host.
+        self.pending: list[_Pending] = []
+        self.pending_s = 0.0
+        self.sync_every = int(t.log_every) if engine.lazy else 1
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -185,18 +213,8 @@ class Trainer:
 
     def _stop_requested(self) -> int | None:
         """The signal to stop for, if any: at once in one process; in several, only once every
-        rank knows (from the last step's sum), so that all stop at the same step."""
+        rank knows (from the last log point's sum), so that all stop at the same step."""
         return self.stop.signum if self.group.world == 1 else self.agreed_stop
-
-    def _sum_step(self, loss_sum: float, correct: int, seen: int) -> tuple[float, int, int]:
-        """The step's loss sum and counts over every rank's rows; shares pending stops."""
-        if self.group.world == 1:
-            return loss_sum, correct, seen
-        stop = 0.0 if self.stop.signum is None else 1.0
-        total = self.group.sum(np.array([loss_sum, correct, seen, stop]))
-        if total[3] > 0 and self.agreed_stop is None:
-            self.agreed_stop = self.stop.signum or signal.SIGTERM
-        return float(total[0]), int(np.rint(total[1])), int(np.rint(total[2]))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -212,62 +230,100 @@ class Trainer:
 
     def _epoch(self, config_yaml: str, progress: Any) -> Outcome | None:
         t, s, d = self.cfg.trainer, self.state, self.cfg.data
-        train = self.data.train
-        batches = batch_indices(epoch_order(len(train.y), self.seed, s.epoch), self.batch_size)
+        n = len(self.data.train.y)
+        order = self.feed.place(self.draws.order(n, s.epoch))
+        batches = math.ceil(n / self.batch_size)
         seen = max(s.seen, 1)
         task = progress.add_task(
             f"epoch {s.epoch + 1}/{t.epochs}",
-            total=len(batches),
+            total=batches,
             completed=s.position,
             loss=s.loss_sum / seen,
             acc=s.correct / seen,
             ips=0.0,
         )
         every = int(t.checkpoint_every_steps or 0)
-        while s.position < len(batches) and s.step < self.total_steps:
+        while s.position < batches and s.step < self.total_steps:
             stop = self._stop_requested()
             if stop is not None:
+                outcome = self._sync(progress, task)
                 progress.remove_task(task)
+                if outcome is not None:
+                    return outcome
                 path = self.save("last", config_yaml)
                 name = signal.Signals(stop).name
                 return Outcome("interrupted", s, f"{name}: stopped at step {s.step}; saved {path}")
-            index = batches[s.position]
+            start = s.position * self.batch_size
+            index = order[start : start + self.batch_size]
             # This rank's rows of the global batch (all of them in one process); augmentation
             # and dropout draw for the whole batch and keep these rows.
             rows = self.group.shard(len(index))
-            x, y = train.x[index[rows.slice]], train.y[index[rows.slice]]
+            crops = None
             if d.augment:
-                rng = np.random.default_rng([self.seed, s.epoch, s.position, 1])
-                x = augment(x, rng, int(d.crop_pad), bool(d.flip), rows)
+                crops = self.draws.crops(s.epoch, s.position, int(d.crop_pad), bool(d.flip), rows)
+            x, y = self.feed.take(index[rows.slice], crops)
             lr = learning_rate(self.cfg.optim, s.step, self.steps_per_epoch, self.total_steps)
-            dropout_rng = np.random.default_rng([self.seed, s.epoch, s.position, 2])
-            start = time.perf_counter()
-            loss, logits = self.engine.train_step(x, y, lr, dropout_rng, rows)
-            correct = int(np.sum(logits.argmax(axis=1) == y))
-            loss_sum, correct, seen = self._sum_step(loss * len(y), correct, len(y))
-            loss = loss if self.group.world == 1 else loss_sum / seen
-            s.train_s += time.perf_counter() - start
-            if not math.isfinite(loss):
-                progress.remove_task(task)
-                return self._diverged(loss)
-            s.loss_sum += loss_sum
-            s.correct += correct
-            s.seen += seen
+            dropout = self.draws.dropout(s.epoch, s.position)
+            began = time.perf_counter()
+            step = self.engine.train_step(x, y, lr, dropout, rows)
+            self.pending_s += time.perf_counter() - began
+            self.pending.append(_Pending(step, s.step + 1, s.position, len(rows), len(index)))
             s.position += 1
             s.step += 1
-            if t.log_every and s.step % t.log_every == 0 and self.group.main:
-                self.tb.scalar("train/loss_step", loss, s.step)
-            progress.update(
-                task,
-                advance=1,
-                loss=s.loss_sum / s.seen,
-                acc=s.correct / s.seen,
-                ips=s.seen / max(s.train_s, 1e-9),
-            )
-            if every and s.step % every == 0:
+            progress.update(task, advance=1)
+            save = every and s.step % every == 0
+            if save or s.step % self.sync_every == 0:
+                outcome = self._sync(progress, task)
+                if outcome is not None:
+                    progress.remove_task(task)
+                    return outcome
+            if save:
                 self.save("last", config_yaml)
+        outcome = self._sync(progress, task)
         progress.remove_task(task)
+        if outcome is not None:
+            return outcome
         self._end_epoch(config_yaml)
+        return None
+
+    def _sync(self, progress: Any, task: Any) -> Outcome | None:
+        """A log point: bring the steps since the last one to the host (the loop's one wait
+        for a lazy engine's device), add them to the epoch's sums (over every rank), log them,
+        and stop a run whose loss went non-finite at the step where it did."""
+        t, s, pending = self.cfg.trainer, self.state, self.pending
+        self.pending = []
+        began = time.perf_counter()
+        values = self.engine.fetch([p.step for p in pending])
+        losses, correct = values[:, 0], values[:, 1]
+        loss_sums = losses * np.array([p.rows for p in pending], np.float64)
+        if self.group.world > 1:
+            k = len(pending)
+            stop = 0.0 if self.stop.signum is None else 1.0
+            total = self.group.sum(np.concatenate([loss_sums, correct, [stop]]))
+            loss_sums, correct = total[:k], total[k : 2 * k]
+            losses = loss_sums / np.array([max(p.seen, 1) for p in pending], np.float64)
+            if total[-1] > 0 and self.agreed_stop is None:
+                self.agreed_stop = self.stop.signum or signal.SIGTERM
+        s.train_s += self.pending_s + time.perf_counter() - began
+        self.pending_s = 0.0
+        for p, loss, loss_sum, right in zip(pending, losses, loss_sums, correct, strict=True):
+            loss = float(loss)
+            if not math.isfinite(loss):
+                # The state of the step before it, as a loop that stopped there would hold.
+                s.step, s.position = p.number - 1, p.position
+                return self._diverged(loss)
+            s.loss_sum += float(loss_sum)
+            s.correct += int(np.rint(right))
+            s.seen += p.seen
+            if t.log_every and p.number % t.log_every == 0 and self.group.main:
+                self.tb.scalar("train/loss_step", loss, p.number)
+        seen = max(s.seen, 1)
+        progress.update(
+            task,
+            loss=s.loss_sum / seen,
+            acc=s.correct / seen,
+            ips=s.seen / max(s.train_s, 1e-9),
+        )
         return None
 
     def _diverged(self, loss: float) -> Outcome:

@@ -219,20 +219,23 @@ class NumpyOptimizer:
 # -- torch -----------------------------------------------------------------------------------------
 
 
-def torch_optimizer(optim: OptimConfig, params: list) -> torch.optim.Optimizer:
+def torch_optimizer(optim: OptimConfig, params: list, fused: bool = False) -> torch.optim.Optimizer:
     """The ``torch.optim`` optimizer of ``optim`` over ``params`` (one parameter group).
 
     ``sgd`` and ``momentum`` give ``torch.optim.SGD`` (momentum 0, or μ with dampening 0 and
     ``nesterov``), ``adam`` gives ``torch.optim.Adam`` (L2 ``weight_decay``, not AdamW). The
     learning rate starts at ``optim.lr``; the trainer sets each step's with :func:`set_torch_lr`.
+    fused: torch's fused CUDA kernels (the same update in one kernel per step; with loss
+    scaling they skip an overflowed step on the device, where the unfused path asks the host).
     """
     import torch
 
     name = _check(optim)
     lr = float(optim.lr)
     weight_decay = float(optim.weight_decay)
+    kernel = {"fused": True} if fused else {}
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=weight_decay, **kernel)
     if name == "momentum":
         return torch.optim.SGD(
             params,
@@ -241,10 +244,16 @@ def torch_optimizer(optim: OptimConfig, params: list) -> torch.optim.Optimizer:
             dampening=0.0,
             nesterov=bool(optim.nesterov),
             weight_decay=weight_decay,
+            **kernel,
         )
     beta1, beta2 = (float(b) for b in optim.betas)
     return torch.optim.Adam(
-        params, lr=lr, betas=(beta1, beta2), eps=float(optim.eps), weight_decay=weight_decay
+        params,
+        lr=lr,
+        betas=(beta1, beta2),
+        eps=float(optim.eps),
+        weight_decay=weight_decay,
+        **kernel,
     )
 
 

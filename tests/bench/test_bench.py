@@ -12,9 +12,10 @@ from tests.cli import run_cnnlab
 # Tiny and quick: one timed run, no warm-up, a small roofline product.
 FAST = ["bench.runs=1", "bench.warmup=0", "bench.roofline_size=64"]
 FIELDS = {
-    "target", "case", "variant", "backend", "dtype", "threads", "fwd_s", "bwd_s", "fwdbwd_s",
-    "gflops", "images_per_s", "skipped", "status",
+    "target", "case", "variant", "backend", "dtype", "precision", "channels_last", "compile",
+    "threads", "fwd_s", "bwd_s", "fwdbwd_s", "gflops", "images_per_s", "skipped", "status",
 }  # fmt: skip
+TINY_CONV = "bench.cases=[{name:tiny,layer:conv,x:[4,3,9,9],w:[5,3,3,3],stride:2,pad:1}]"
 
 
 def bench(*args: str, cwd):
@@ -52,6 +53,8 @@ def test_targets_run_on_tiny_shapes_and_write_their_files(tmp_path, target, args
     timed = [r for r in records if r["status"] == "ok"]
     assert timed and all(r["fwdbwd_s"] > 0 and r["threads"] == 1 for r in timed)
     assert all(r["target"] == target and r["dtype"] == "float32" for r in records)
+    assert all(r["precision"] == "32-true" and r["channels_last"] is False for r in records)
+    assert (data["precision"], data["dtype"], data["tolerance"]) == ("32-true", "float32", 1e-4)
     if target == "batchnorm":
         assert {r["variant"] for r in records} == {"staged", "fused"}
 
@@ -104,3 +107,31 @@ def test_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_mixed_precision_skips_numpy_rows_and_judges_torch_by_its_tolerance(tmp_path):
+    args = ["conv", *FAST, TINY_CONV, "backends=[im2col,torch]", "trainer.threads=1"]
+    result = bench(*args, "trainer.precision=bf16-mixed", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = outputs(tmp_path)
+    assert (data["precision"], data["dtype"], data["tolerance"]) == ("bf16-mixed", "float32", 5e-2)
+    assert (data["channels_last"], data["compile"], data["rng"]) == (False, False, "numpy")
+    by = {r["backend"]: r for r in data["records"]}
+    assert by["im2col"]["skipped"] and by["im2col"]["fwdbwd_s"] is None
+    assert by["im2col"]["reason"] == (
+        "trainer.precision=bf16-mixed needs a torch backend (numpy has no autocast)"
+    )
+    row = by["torch"]
+    assert row["status"] == "ok" and row["precision"] == "bf16-mixed" and row["fwdbwd_s"] > 0
+    # Checked against torch in float32: off by bfloat16's rounding, which bench.rtol (1e-4)
+    # would fail and the precision's tolerance (5e-2) accepts.
+    assert 1e-4 < row["max_rel_error"] < 5e-2
+
+
+def test_float16_autocast_on_the_cpu_is_a_skipped_torch_row(tmp_path):
+    args = ["conv", *FAST, TINY_CONV, "backends=[torch]", "trainer.precision=16-mixed"]
+    result = bench(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = outputs(tmp_path)["records"]
+    assert row["skipped"] and row["precision"] == "16-mixed"
+    assert row["reason"].startswith("trainer.precision=16-mixed runs on CUDA only")

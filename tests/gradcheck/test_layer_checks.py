@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from cnnlab.backends import BACKENDS, BUILT_IN
+from cnnlab.backends import BACKENDS, BUILT_IN, BackendOptions
 from cnnlab.gradcheck.run import Thresholds, check_layer_case, check_layers
 from cnnlab.ops import layer_cases
 from cnnlab.schema import GradcheckSettings
@@ -94,3 +94,35 @@ def test_inputs_are_the_same_for_one_layer_and_for_all():
     a = case.make(np.random.default_rng([0, index]))
     b = case.make(np.random.default_rng([0, index]))
     np.testing.assert_array_equal(a["x"], b["x"])
+
+
+def test_thresholds_check_true_precisions_in_float64_and_mixed_ones_by_their_tolerance():
+    settings = GradcheckSettings()
+    assert Thresholds.of(settings, "32-true") == THRESHOLDS  # float64 checks, whatever storage
+    assert THRESHOLDS.precision == "64-true" and not THRESHOLDS.mixed
+    assert THRESHOLDS.torch_rtol() == settings.rtol_torch == 1e-10
+    mixed = Thresholds.of(settings, "bf16-mixed")
+    assert mixed.mixed and mixed.torch_rtol() == mixed.torch_atol_zero() == 5e-2
+
+
+def test_a_mixed_precision_checks_torch_under_autocast_and_skips_numpy():
+    mixed = Thresholds.of(GradcheckSettings(), "bf16-mixed")
+    options = BackendOptions(precision="bf16-mixed")
+    cases = layer_cases("conv")[:2] + layer_cases("relu")
+    backends = [BACKENDS["im2col"], BACKENDS["torch"]]
+    records = [r for batch in check_layers(cases, backends, 0, mixed, options) for r in batch]
+    skipped = [r for r in records if r.skipped]
+    assert {(r.backend, r.layer) for r in skipped} == {("im2col", "conv"), ("im2col", "relu")}
+    assert {r.reason for r in skipped} == {
+        "trainer.precision=bf16-mixed needs a torch backend (numpy has no autocast)"
+    }
+    ran = [r for r in records if not r.skipped]
+    # Output and every gradient against float64 torch; no differences of a 16-bit forward.
+    assert {(r.layer, r.tensor) for r in ran} == {
+        ("conv", "out"), ("conv", "x"), ("conv", "w"), ("conv", "b"), ("relu", "out"), ("relu", "x")
+    }  # fmt: skip
+    assert all(r.backend == "torch" and r.reference == "torch" for r in ran)
+    assert all(r.passed and r.threshold == 5e-2 for r in ran)
+    # The conv ran in bfloat16 (float32 would be within 1e-6), the ReLU in float32.
+    assert 1e-4 < max(r.rel_error for r in ran if r.layer == "conv") < 1e-2
+    assert max(r.rel_error for r in ran if r.layer == "relu") < 1e-6

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cnnlab.backends import BACKENDS
+from cnnlab.commands.gradcheck import WHOLE_MODEL
 from cnnlab.config import compose
 from cnnlab.gradcheck.model_check import check_model, make_problem, sampled_coordinates
 from cnnlab.gradcheck.run import Thresholds
@@ -121,3 +122,24 @@ def test_layer_and_model_together_is_a_usage_error(tmp_path):
     )
     assert result.returncode == 2
     assert "give layer= or model=, not both" in result.stderr
+
+
+def test_a_mixed_precision_skips_whole_model_checks_saying_why(tmp_path):
+    args = ["model=threelayer", "backends=[im2col,torch]", "trainer.precision=bf16-mixed"]
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "gradcheck", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (path,) = tmp_path.glob("outputs/*/*/gradcheck.json")
+    reasons = {r["backend"]: r["reason"] for r in json.loads(path.read_text()) if r["skipped"]}
+    assert reasons == {
+        "im2col": "trainer.precision=bf16-mixed needs a torch backend (numpy has no autocast)",
+        "torch": WHOLE_MODEL,
+    }
+    assert "torch skipped threelayer: whole-model checks run in 32/64-bit" in " ".join(
+        result.stdout.split()
+    )

@@ -689,3 +689,32 @@ def test_cuda_without_gpu_raises_backend_unavailable():
 def test_unknown_device_is_a_usage_error():
     with pytest.raises(UsageError, match="device"):
         TorchKernels("tpu")
+
+
+# ----------------------------------------------------------------------------- mixed precision
+
+
+def test_a_mixed_precision_runs_the_forward_under_autocast_and_returns_float32():
+    rng = np.random.default_rng(16)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 7, 7), (4, 3, 3, 3), 4))
+    exact, mixed = TorchKernels("cpu"), TorchKernels("cpu", "bf16-mixed")
+    assert repr(mixed) == "TorchKernels(device='cpu', precision='bf16-mixed')"
+    want, want_cache = exact.conv2d_forward(x, w, b, 1, 1)
+    got, cache = mixed.conv2d_forward(x, w, b, 1, 1)
+    dout = rng.standard_normal(want.shape).astype(np.float32)
+    wants = exact.conv2d_backward(dout, want_cache)
+    grads = mixed.conv2d_backward(dout, cache)
+    assert got.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    # bfloat16 keeps 8 bits of mantissa: errors near 2^-9, far above float32's.
+    for a, ref in zip((got, *grads), (want, *wants), strict=True):
+        assert 1e-4 < compare(a, ref).rel_error < 1e-2
+    # Layers autocast leaves alone (ReLU) run in float32 as before.
+    relu, _ = mixed.relu_forward(x)
+    np.testing.assert_array_equal(relu, np.maximum(x, 0))
+
+
+def test_float16_autocast_is_cuda_s_only_and_a_precision_must_exist():
+    with pytest.raises(UsageError, match="16-mixed runs on CUDA only"):
+        TorchKernels("cpu", "16-mixed")
+    with pytest.raises(UsageError, match="'float16' is not a Precision; choose from 32-true"):
+        TorchKernels("cpu", "float16")

@@ -24,7 +24,7 @@ from tests.cli import run_cnnlab
 from tests.train.test_train_cli import params, run_dir, untimed
 
 # float64 so that two ranks and one process agree to rounding, not to float32's 1e-6.
-TINY = ["backend=torch", "trainer.dtype=float64", "trainer.threads=1", "data.test_size=100"]
+TINY = ["backend=torch", "trainer.precision=64-true", "trainer.threads=1", "data.test_size=100"]
 
 # Batch norm (synchronised over the ranks), dropout and augmentation, all drawn per global
 # batch; 541 training images in global batches of 60 end with a batch of one image, which

@@ -235,7 +235,7 @@ def test_wall_time_carries_across_a_resume(tmp_path, finished):
     assert after > saved
 
 
-@pytest.mark.parametrize("override", ["model=lenet", "optim.lr=0.5", "trainer.dtype=float64"])
+@pytest.mark.parametrize("override", ["model=lenet", "optim.lr=0.5", "trainer.precision=64-true"])
 def test_an_override_a_resume_cannot_honour_is_refused_naming_it(tmp_path, finished, override):
     run = copy_of(finished, tmp_path / "run")
     before = fingerprint(run)

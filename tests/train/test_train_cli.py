@@ -169,7 +169,7 @@ def test_same_seed_same_weights_on_every_backend(tmp_path):
             "train",
             *SMALL,
             f"backend={backend}",
-            "trainer.dtype=float64",
+            "trainer.precision=64-true",
             "trainer.max_steps=3",
             "trainer.batch_size=8",
             "data.limit=40",

@@ -8,13 +8,16 @@ tensors that require grad and keeps the graph in the cache; the backward asks au
 gradients.
 The pairs are made for every op marked :func:`~cnnlab.kernels.torch.ops.paired`, so a new layer
 kind needs only its op.
-``TorchKernels("cpu")`` is the ``torch`` backend, ``TorchKernels("cuda")`` the ``cuda`` one.
+``TorchKernels("cpu")`` is the ``torch`` backend, ``TorchKernels("cuda")`` the ``cuda`` one;
+``TorchKernels("cpu", "bf16-mixed")`` runs each forward under ``torch.autocast`` (a mixed
+``trainer.precision``), its backward following the autocast graph.
 
 This package imports torch, so it is imported only when a torch backend is selected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from cnnlab.kernels.choices import BatchNormBackward
 from cnnlab.kernels.common.loss import check_loss_inputs
 from cnnlab.kernels.contract import check_arrays, check_dout
 from cnnlab.kernels.torch import ops
+from cnnlab.precision import Precision
 
 __all__ = ["TorchKernels", "cuda_available", "ops"]
 
@@ -55,9 +59,15 @@ class TorchCache:
     inputs: tuple[torch.Tensor | None, ...]
 
 
+# Autocast's 16-bit results: numpy has no bfloat16, and the kernel contract's arrays are
+# float32 or float64, so they come back as float32 (the storage dtype of the mixed precisions).
+_HALF = (torch.bfloat16, torch.float16)
+
+
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
     # Always a copy: on CPU .numpy() would alias a tensor that autograd saved for the backward.
-    return t.detach().to("cpu", copy=True).numpy()
+    t = t.detach()
+    return (t.float() if t.dtype in _HALF else t).to("cpu", copy=True).numpy()
 
 
 def _pair(
@@ -96,7 +106,7 @@ def _pair(
                 self.to_tensor(np.asarray(v), requires_grad=star in grads) for v in spread.values()
             )
         # The caller may be inside torch.no_grad(); the cache needs the graph regardless.
-        with torch.enable_grad():
+        with torch.enable_grad(), self.autocast():
             out = op(*bound.args, **bound.kwargs)
         for k in updates:
             arrays[k][...] = _to_numpy(bound.arguments[k])
@@ -173,9 +183,14 @@ class TorchKernels:
 
     device: ``"cpu"`` (the ``torch`` backend) or ``"cuda"`` / ``"cuda:<index>"`` (``cuda``);
     a CUDA device that is not there raises BackendUnavailableError (no fallback to the CPU).
+    precision: a :class:`~cnnlab.precision.Precision` name. The mixed ones run every forward
+    under ``torch.autocast`` in their 16-bit type (convs and matrix products in it, the rest
+    as autocast decides), on float32 arrays; outputs come back as float32 and gradients in
+    their inputs' dtype. ``16-mixed`` is CUDA's only (an ArgumentError on the CPU). The true
+    precisions change nothing: arrays keep their dtype.
     """
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", precision: str = "32-true") -> None:
         try:
             dev = torch.device(device)
         except RuntimeError as e:
@@ -191,10 +206,25 @@ class TorchKernels:
                 )
         elif dev.type != "cpu":
             raise ArgumentError(f"unsupported torch device {device!r} (use 'cpu' or 'cuda')")
+        try:
+            self.precision = Precision(precision)
+        except ValueError as e:
+            raise ArgumentError(str(e)) from None
+        why = self.precision.unsupported("torch", dev.type)
+        if why is not None:
+            raise ArgumentError(why)
         self.device = dev
 
     def __repr__(self) -> str:
-        return f"TorchKernels(device={str(self.device)!r})"
+        precision = "" if self.precision == "32-true" else f", precision={self.precision.value!r}"
+        return f"TorchKernels(device={str(self.device)!r}{precision})"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """torch's autocast in a mixed precision, else a context that does nothing."""
+        half = self.precision.autocast_dtype()
+        if half is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=half)
 
     def to_tensor(self, a: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
         """A copy of a on this device with the same dtype (torch cannot wrap negative strides)."""

@@ -1,0 +1,112 @@
+"""Training batches where the engine computes: numpy arrays on the host, or tensors on the
+torch backend's device.
+
+The loop asks a feed for the samples of each batch by index and hands it the batch's crops
+and flips (:class:`~cnnlab.data.augment.Crops`); a feed never draws random numbers itself.
+:class:`TorchFeed` keeps the split on the device (on a GPU: copied once, where it fits in a
+quarter of the free memory) and gathers, crops and flips each batch there, so a step copies
+at most its indices and draws in, without waiting (pinned memory, non-blocking copies).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cnnlab.data.augment import Crops, apply_crops
+
+if TYPE_CHECKING:
+    import torch
+
+
+class NumpyFeed:
+    """A split as numpy arrays (the numpy backends)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+
+    def place(self, a: np.ndarray) -> np.ndarray:
+        """An index array or draw where :meth:`take` reads it: here, as it is."""
+        return a
+
+    def take(self, index: np.ndarray, crops: Crops | None) -> tuple[np.ndarray, np.ndarray]:
+        """The images (cropped and flipped by ``crops``) and labels at ``index``."""
+        x = self.x[index]
+        return (x if crops is None else apply_crops(x, crops)), self.y[index]
+
+
+class TorchFeed:
+    """A split as tensors on a torch device (the torch backends).
+
+    x lives on the device when it fits (always on the CPU, where it is the numpy array's own
+    memory); otherwise each batch is gathered on the host and copied in from pinned memory.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, device: torch.device) -> None:
+        self.device = device
+        self.host = (x, y)
+        self.resident = device.type == "cpu" or _fits(x.nbytes + y.nbytes, device)
+        self.on_device = tuple(to_device(a, device) for a in self.host) if self.resident else None
+
+    def place(self, index: Any) -> Any:
+        """An epoch's order where :meth:`take` reads it: on the device with the images (a
+        tensor already there stays), else on the host."""
+        if self.resident and isinstance(index, np.ndarray):
+            return to_device(index, self.device)
+        return index
+
+    def take(self, index: Any, crops: Crops | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images (cropped and flipped by ``crops``) and labels at ``index``."""
+        if self.on_device is not None:
+            x, y = (a[index] for a in self.on_device)
+        else:
+            x, y = (to_device(a[index], self.device) for a in self.host)
+        if crops is not None:
+            draws = (crops.dy, crops.dx, crops.mirror)
+            placed = [to_device(a, self.device) if isinstance(a, np.ndarray) else a for a in draws]
+            x = crop_tensor(x, Crops(crops.pad, *placed))
+        return x, y
+
+
+def _fits(nbytes: int, device: torch.device) -> bool:
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 4
+
+
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A numpy array as a tensor on ``device`` without making the host wait: the array's own
+    memory on the CPU; elsewhere a pinned copy sent by a non-blocking transfer (torch's pinned
+    allocator keeps that copy alive until the transfer is done)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def crop_tensor(x: torch.Tensor, crops: Crops) -> torch.Tensor:
+    """:func:`~cnnlab.data.augment.apply_crops` on a device: x (N, C, H, W) zero-padded,
+    cut at each image's offset and mirrored where drawn, in one gather. Exactly the numpy
+    result (it only moves values)."""
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    dev = x.device
+    rows = torch.arange(h, device=dev).expand(n, h)
+    cols = torch.arange(w, device=dev).expand(n, w)
+    if crops.dy is not None:
+        p = crops.pad
+        x = F.pad(x, (p, p, p, p))
+        rows = rows + crops.dy.view(n, 1)
+        cols = cols + crops.dx.view(n, 1)
+    if crops.mirror is not None:
+        # A mirrored image's column j is its window's column w-1-j.
+        cols = torch.where(crops.mirror.view(n, 1), cols.flip(1), cols)
+    images = torch.arange(n, device=dev).view(n, 1, 1, 1)
+    channels = torch.arange(c, device=dev).view(1, c, 1, 1)
+    return x[images, channels, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
