@@ -52,6 +52,13 @@ def test_train_writes_every_output(tmp_path):
     for key in ("test_acc", "val_acc", "train_loss", "epochs", "steps", "wall_s", "images_per_s"):
         assert results[key] is not None, key
     assert results["status"] == "completed" and results["epochs"] == 2 and results["steps"] == 22
+    switches = {k: results[k] for k in ("precision", "channels_last", "compile", "rng")}
+    assert switches == {
+        "precision": "32-true",
+        "channels_last": False,
+        "compile": False,
+        "rng": "numpy",
+    }
     assert {"cnnlab_version", "numpy_version", "torch_version", "cpu_model"} <= set(
         results["provenance"]
     )
