@@ -120,12 +120,32 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     out_hw = mask.shape[3:]
     check_dout("maxpool2d", dout, (N, C, *out_hw))
     eh, ew = pool_overhang((H, W), kernel, stride, (ph, pw), out_hw)
+    if kernel == stride and not (ph or pw or eh or ew) and np.isfinite(dout).all():
+        return _tiled_backward(dout, mask, (N, C, H, W), kernel)
     dxp = np.zeros((N, C, H + 2 * ph + eh, W + 2 * pw + ew), dtype=dout.dtype)
     for k, (_, (rows, cols)) in enumerate(offset_slices(kernel, stride, out_hw)):
         # where() rather than dout * mask so that an inf or nan in dout stays in its window.
         dxp[:, :, rows, cols] += np.where(mask[k], dout, 0)
     # Gradient that landed on the padding belongs to no input element.
     return np.ascontiguousarray(dxp[:, :, ph : ph + H, pw : pw + W])
+
+
+def _tiled_backward(
+    dout: np.ndarray, mask: np.ndarray, x_shape: tuple[int, ...], kernel: tuple[int, int]
+) -> np.ndarray:
+    """dx of max pooling whose windows tile the input (stride = kernel, no padding): each
+    input element lies in one window at one offset, so each offset's gradient is written, not
+    added, straight into its strided plane of dx: no zeroed buffer to add into. For a finite
+    dout only: ``dout * mask`` would spread an inf or nan over the window (inf * 0 is nan)."""
+    N, C, H, W = x_shape
+    kh, kw = kernel
+    Ho, Wo = dout.shape[2:]
+    covered = Ho * kh == H and Wo * kw == W
+    dx = (np.empty if covered else np.zeros)((N, C, H, W), dout.dtype)
+    tiles = dx[:, :, : Ho * kh, : Wo * kw].reshape(N, C, Ho, kh, Wo, kw)  # a view
+    for k in range(kh * kw):
+        np.multiply(dout, mask[k], out=tiles[:, :, :, k // kw, :, k % kw])
+    return dx
 
 
 def avgpool2d_forward(
