@@ -500,6 +500,8 @@ class BenchSettings:
     rtol: float = bounded(1e-4, gt=0)
     roofline_size: int = bounded(1024, ge=1)
     batch: int | None = bounded(None, ge=1)  # replaces every case's batch size
+    profile_steps: int = bounded(3, ge=0)  # bench model: steps of the per-layer profile (0: none)
+    memory: bool = False  # bench model: each backend's peak memory in a training step
 
 
 @dataclass

@@ -4,7 +4,9 @@ Each backend gets an engine (:func:`cnnlab.train.engine.make_engine`) from the s
 weights and batch; its first step's logits are checked against torch's (in the true precision
 of the run's dtype: a mixed precision is judged by its own tolerance), then steps are timed.
 ``fwd_s`` is an eval-mode forward (``predict``), ``fwdbwd_s`` the whole training step, and
-``images_per_s`` the batch size over it.
+``images_per_s`` the batch size over it. After the timed steps come the per-layer profile
+(``layers``: :mod:`cnnlab.bench.profile`) and the step's peak memory (``peak_mem_bytes``:
+:mod:`cnnlab.bench.memory`), each in steps of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cnnlab.backends import Backend, BackendOptions
+from cnnlab.bench.memory import STEPS as MEMORY_STEPS
+from cnnlab.bench.memory import peak_memory
+from cnnlab.bench.profile import profile_layers
 from cnnlab.bench.run import Context, failed, record
 from cnnlab.bench.timing import measure, once
 from cnnlab.compare import rel_error
@@ -22,7 +27,7 @@ from cnnlab.precision import Precision
 
 if TYPE_CHECKING:
     from cnnlab.models import Instance
-    from cnnlab.schema import BenchConfig
+    from cnnlab.schema import BenchConfig, BenchSettings
     from cnnlab.train.engine import Engine
 
 
@@ -36,7 +41,8 @@ class ModelBench:
         self.model = model
         self.shape = model.in_shape
         self.batch = int(cfg.bench.batch or cfg.trainer.batch_size)
-        self.flops = float(summarize(model.net, self.shape)["total_flops"])
+        self.summary = summarize(model.net, self.shape)
+        self.flops = float(self.summary["total_flops"])
         self.dtype = Precision(options.precision).dtype
         self.options = options
         self._ref: dict[int, np.ndarray] = {}
@@ -76,7 +82,8 @@ class ModelBench:
 
 
 def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any]:
-    """Check the first step's logits against torch, then time training steps."""
+    """Check the first step's logits against torch, time training steps, then profile them
+    layer by layer (``bench.profile_steps``) and measure their peak memory (``bench.memory``)."""
     s = ctx.settings
     name = mb.cfg.model.name
     row = dict(case=name, variant="train step", backend=backend.name, batch=mb.batch)
@@ -88,7 +95,7 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
         probe = max(1, min(int(s.naive_probe_batch), mb.batch))
         engine = mb.engine(backend)
         per_step = once(lambda: mb.step(engine, probe)) * mb.batch / probe
-        total = per_step * (1 + (s.warmup + s.runs) * max(s.repeats, 1))
+        total = per_step * (1 + (s.warmup + s.runs) * max(s.repeats, 1) + _extra_steps(s))
         row["naive_estimate_s"] = per_step
         if total > s.naive_budget_s:
             error = rel_error(mb.step(mb.engine(backend), probe), mb.reference(probe))
@@ -108,6 +115,12 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
     step = measure(lambda: mb.step(engine, mb.batch), s.warmup, s.runs, s.repeats, dev)
     flops = 3 * mb.flops * mb.batch
     gflops = flops / step.median / 1e9
+    layers = None
+    # Compiled, the step is fused graphs with no layers left to time.
+    if s.profile_steps and not ctx.options.compile:
+        layers = profile_layers(mb, engine, dev, s.profile_steps)
+    # A user's layers run in their own worker process, outside the RSS that is measured.
+    memory = s.memory and backend.name != "user"
     return record(
         ctx,
         **row,
@@ -120,4 +133,11 @@ def bench_model(ctx: Context, mb: ModelBench, backend: Backend) -> dict[str, Any
         roofline_frac=gflops / ctx.roofline_gflops,
         images_per_s=mb.batch / step.median,
         max_rel_error=error,
+        peak_mem_bytes=peak_memory(mb, backend) if memory else None,
+        layers=layers,
     )
+
+
+def _extra_steps(s: BenchSettings) -> int:
+    """Steps after the timed ones: the profile's, and the memory measurement's."""
+    return s.profile_steps + (MEMORY_STEPS if s.memory else 0)

@@ -1,11 +1,16 @@
-"""bench's outputs: the rich table, bench.json, bench.csv and TensorBoard scalars."""
+"""bench's outputs: the rich tables, bench.json, bench.csv and TensorBoard scalars."""
 
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.bench.profile import OTHER
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _ms(v: float | None) -> str:
@@ -16,16 +21,30 @@ def _x(v: float | None, fmt: str = "{:.3g}×") -> str:
     return "" if v is None else fmt.format(v)
 
 
+def _mib(v: int | None) -> str:
+    return "" if v is None else f"{v / 2**20:.1f}"
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: rich would squeeze the table into 80 columns
+        console = Console(width=160)
+    return console
+
+
 def print_table(title: str, rows: list[dict[str, Any]], roofline: float) -> None:
     """The table; why a row was skipped or failed is printed under it, to keep rows short."""
-    from rich.console import Console
     from rich.table import Table
 
     model = any(r["images_per_s"] is not None for r in rows)
+    memory = any(r["peak_mem_bytes"] is not None for r in rows)
     table = Table(title=f"{title} (roofline: numpy a @ b, {roofline:.1f} GFLOP/s)")
     columns = ["case", "backend", "fwd ms", "bwd ms", "fwd+bwd ms (min–max)", "GFLOP/s"]
     columns += ["roofline", "vs naive", "vs torch"]
     columns += ["images/s"] if model else []
+    columns += ["peak MiB"] if memory else []
     columns += ["status"]
     for c in columns:
         table.add_column(c, justify="left" if c in ("case", "backend", "status") else "right")
@@ -42,15 +61,47 @@ def print_table(title: str, rows: list[dict[str, Any]], roofline: float) -> None
         cells += [_x(r["gflops"], "{:.2f}"), _x(r["roofline_frac"], "{:.0%}")]
         cells += [_x(r["speedup_vs_naive"]), _x(r["ratio_to_torch"])]
         cells += [_x(r["images_per_s"], "{:.1f}")] if model else []
+        cells += [_mib(r["peak_mem_bytes"])] if memory else []
         table.add_row(*cells, f"[{colour[r['status']]}]{r['status']}[/]")
         if r["reason"]:
             notes.append(f"{case} on {r['backend']}: {r['status']}: {r['reason']}")
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: rich would squeeze the table into 80 columns
-        console = Console(width=160)
+    console = _console()
     console.print(table)
     for note in notes:
         console.print(note, soft_wrap=True)
+
+
+# Width of the share bars in the per-layer tables: the largest share fills it.
+_BAR = 20
+
+
+def print_layers(rows: list[dict[str, Any]]) -> None:
+    """One table per profiled row (``bench model``): each layer's forward, backward, share of
+    the step (with a bar, to find the heavy layers among ResNet-18's sixty) and GFLOP/s."""
+    from rich.table import Table
+
+    console = _console()
+    for r in rows:
+        if not r["layers"]:
+            continue
+        layers = r["layers"]
+        step = sum(layer["total_s"] for layer in layers)
+        table = Table(
+            title=f"{r['case']} on {r['backend']}, batch {r['batch']}: where a training step "
+            f"goes ({_ms(step)} ms, profiled apart from the timed steps)",
+            caption=f"{OTHER}: what no layer runs: the loss, the update, residual sums, "
+            "dropout masks, the executor's own work",
+        )
+        for c in ["layer", "type", "fwd ms", "bwd ms", "fwd+bwd ms", "share", "", "GFLOP/s"]:
+            table.add_column(c, justify="left" if c in ("layer", "type", "") else "right")
+        top = max(layer["share"] for layer in layers)
+        for layer in layers:
+            fwd, bwd = layer["fwd_s"], layer["bwd_s"]
+            cells = [layer["name"], layer["layer"] or "", _ms(fwd), _ms(bwd), _ms(layer["total_s"])]
+            cells += [f"{layer['share']:.1%}", "█" * round(_BAR * layer["share"] / top)]
+            cells += [_x(layer["gflops"], "{:.2f}")]
+            table.add_row(*cells, end_section=layer is layers[-2])
+        console.print(table)
 
 
 def write_json(path: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
@@ -58,13 +109,15 @@ def write_json(path: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> 
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """bench.json's records, one line each, without the nested per-layer profile."""
     if not rows:
         path.write_text("")
         return
+    flat = [{k: v for k, v in r.items() if k != "layers"} for r in rows]
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
 
 
 def write_tensorboard(logdir: Path, rows: list[dict[str, Any]]) -> None:
@@ -76,7 +129,7 @@ def write_tensorboard(logdir: Path, rows: list[dict[str, Any]]) -> None:
             case = (r["case"] + (f"/{r['variant']}" if r["variant"] else "")).replace(" ", "_")
             values = {
                 f"bench/{case}/{r['backend']}/{k}": r[k]
-                for k in ("fwd_s", "bwd_s", "fwdbwd_s", "gflops", "images_per_s")
+                for k in ("fwd_s", "bwd_s", "fwdbwd_s", "gflops", "images_per_s", "peak_mem_bytes")
                 if r[k] is not None
             }
             if values:

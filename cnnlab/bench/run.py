@@ -119,6 +119,8 @@ def record(ctx: Context, case: str, variant: str, backend: str, **values: Any) -
         "images_per_s": None,
         "naive_estimate_s": None,
         "max_rel_error": None,
+        "peak_mem_bytes": None,
+        "layers": None,
     }
     row.update(values)
     return row

@@ -19,7 +19,7 @@ class Timing:
     high: float
 
 
-def _sync_for(device: str) -> Callable[[], None]:
+def sync_for(device: str) -> Callable[[], None]:
     """A GPU runs asynchronously: without a synchronise the clock stops before the work does."""
     if device == "cuda":
         import torch
@@ -43,7 +43,7 @@ def measure(
     """
     if busy is not None:
         return _measure_busy(fn, warmup, runs, repeats, busy)
-    sync = _sync_for(device)
+    sync = sync_for(device)
     medians: list[float] = []
     every: list[float] = []
     for _ in range(max(repeats, 1)):

@@ -4,9 +4,10 @@ Targets are the options of the ``bench`` config group (``conf/bench/<target>.yam
 shapes are ``bench.cases``. Every backend is first checked against torch on the same inputs
 (in a mixed ``trainer.precision``, against torch in float32, within that precision's
 tolerance); a backend that cannot run with the trainer's options is a skipped row. naive runs
-only within ``bench.naive_budget_s`` (estimated from a small batch). Writes
-bench.json (records and provenance), bench.csv and TensorBoard scalars to the run directory,
-and exits 1 if any backend's output differs from torch's.
+only within ``bench.naive_budget_s`` (estimated from a small batch); ``bench model`` adds each
+backend's per-layer profile and peak memory. Writes bench.json (records and provenance),
+bench.csv and TensorBoard scalars to the run directory, and exits 1 if any backend's output
+differs from torch's.
 """
 
 from __future__ import annotations
@@ -103,13 +104,16 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
                 log.info("%s on %s: %s", name, backend.name, rows[-1]["status"])
     compare(rows)
     report.print_table(f"cnnlab bench {s.target}, {precision}", rows, roofline)
+    report.print_layers(rows)
     _log_staged_over_fused(rows)
     out_dir = run_dir()
     meta = {
         "target": s.target,
         "conventions": "seconds per call, median of bench.runs after bench.warmup; FLOPs: "
         "multiply-add = 2, backward = 2x forward, gflops over fwdbwd_s; roofline_frac: gflops "
-        "over numpy a @ b",
+        "over numpy a @ b; layers: medians of bench.profile_steps profiled steps, share of "
+        "their sum; peak_mem_bytes: a step's peak above the model and batch (CPU: RSS of a "
+        "child process; CUDA: allocated)",
         "roofline_gflops": roofline,
         "precision": precision.value,
         "dtype": str(dtype),

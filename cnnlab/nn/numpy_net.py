@@ -9,7 +9,9 @@ flat dicts keyed by dotted names (``layer1.0.conv1.w``), the same names the torc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -19,6 +21,21 @@ from cnnlab.ops import kind_of
 from cnnlab.ops.tree import Branches, Chain, Layer, Node
 
 Grads = dict[str, np.ndarray]
+R = TypeVar("R")
+
+
+class LayerTimer(Protocol):
+    """A clock the executor runs each leaf's kernels through, when one is set
+    (:attr:`NumpyNet.timer`: ``cnnlab bench model``'s per-layer profile). Dropout's mask and
+    the containers' kernels (residual sums) run outside it: they belong to no leaf."""
+
+    def forward(self, name: str, call: Callable[[], R]) -> R:
+        """``call()``, the forward kernel of leaf ``name`` (``layer1.0.conv1``), timed."""
+        ...
+
+    def backward(self, name: str, call: Callable[[], R]) -> R:
+        """``call()``, the backward kernel of leaf ``name``, timed."""
+        ...
 
 
 class _PassedThrough:
@@ -37,6 +54,7 @@ class _Run:
     buffers: dict[str, np.ndarray]
     train: bool
     rng: np.random.Generator | None
+    timer: LayerTimer | None = None
 
 
 def _forward(node: Node, x: np.ndarray, prefix: str, run: _Run) -> tuple[np.ndarray, Cache]:
@@ -69,7 +87,10 @@ def _forward(node: Node, x: np.ndarray, prefix: str, run: _Run) -> tuple[np.ndar
         if run.rng is None:
             raise ValueError("training with dropout needs the run's numpy generator (rng)")
         args["mask"] = dropout_mask(run.rng, x.shape, args["p"])  # type: ignore[arg-type]
-    return getattr(run.kernels, kind.forward)(x, **args)
+    forward = getattr(run.kernels, kind.forward)
+    if run.timer is not None:
+        return run.timer.forward(name, lambda: forward(x, **args))
+    return forward(x, **args)
 
 
 def _backward(
@@ -80,6 +101,7 @@ def _backward(
     grads: Grads,
     kernels: KernelSet,
     need_dx: bool = True,
+    timer: LayerTimer | None = None,
 ) -> np.ndarray | None:
     """The parameters' gradients into grads; returns dx (None where ``need_dx`` is False and
     the layer can skip it: the net's first conv skips the products for a gradient nothing
@@ -91,7 +113,7 @@ def _backward(
         ):
             first = i == last
             dout = _backward(  # type: ignore[assignment]
-                child, dout, c, f"{prefix}{name}.", grads, kernels, need_dx or not first
+                child, dout, c, f"{prefix}{name}.", grads, kernels, need_dx or not first, timer
             )
         return dout
     kind = kind_of(node)
@@ -101,7 +123,7 @@ def _backward(
         dx = None
         for (name, branch), d, c in zip(node.branches(), douts, caches, strict=True):
             if branch is not None:
-                d = _backward(branch, d, c, prefix + name, grads, kernels, need_dx)
+                d = _backward(branch, d, c, prefix + name, grads, kernels, need_dx, timer)
             if need_dx:
                 dx = d if dx is None else dx + d
         return dx
@@ -111,7 +133,11 @@ def _backward(
     args = kind.backward_args(node)
     if kind.skips_dx:
         args["need_dx"] = need_dx
-    result = getattr(kernels, kind.backward)(dout, cache, **args)
+    backward = getattr(kernels, kind.backward)
+    if timer is not None:
+        result = timer.backward(name, lambda: backward(dout, cache, **args))
+    else:
+        result = backward(dout, cache, **args)
     dx = None
     for arg, grad in kind.named_grads(result):
         if arg == "x":
@@ -129,6 +155,10 @@ class NumpyNet:
         kernels: a numpy kernel set (``Naive()`` or ``Im2col(...)``).
         params: name -> array, e.g. from :func:`cnnlab.init.init_params`; used in place.
         buffers: name -> array (batch norm's running statistics); updated in place.
+
+    Attributes:
+        timer: a :class:`LayerTimer` every leaf's kernels run through; None (the default)
+            runs them directly.
     """
 
     def __init__(
@@ -140,12 +170,13 @@ class NumpyNet:
     ) -> None:
         self.net, self.kernels, self.params, self.buffers = net, kernels, params, buffers
         self._cache: Cache | None = None
+        self.timer: LayerTimer | None = None
 
     def forward(
         self, x: np.ndarray, train: bool = True, rng: np.random.Generator | None = None
     ) -> np.ndarray:
         """logits: (N, K) for x: (N, C, H, W); keeps what :meth:`backward` needs."""
-        run = _Run(self.kernels, self.params, self.buffers, train, rng)
+        run = _Run(self.kernels, self.params, self.buffers, train, rng, self.timer)
         logits, self._cache = _forward(self.net, x, "", run)
         return logits
 
@@ -155,7 +186,9 @@ class NumpyNet:
             raise RuntimeError("backward needs a forward first")
         grads: Grads = {}
         # Nothing reads the input's gradient: the first conv skips it.
-        _backward(self.net, dlogits, self._cache, "", grads, self.kernels, need_dx=False)
+        _backward(
+            self.net, dlogits, self._cache, "", grads, self.kernels, need_dx=False, timer=self.timer
+        )
         return {name: grads[name] for name in self.params}
 
     def loss(

@@ -17,6 +17,7 @@ one process would on the whole batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,12 +35,23 @@ from cnnlab.train.feed import to_device
 Tensor = torch.Tensor
 
 
+class LayerTimer(Protocol):
+    """A clock each leaf's op runs through, when one is set (:attr:`TorchNet.timer`:
+    ``cnnlab bench model``'s per-layer profile). Autograd runs the backward, so the timer hooks
+    the tensors to time it: the gradient of the output arriving starts the leaf's backward."""
+
+    def forward(self, name: str, x: Tensor, call: Callable[[], Tensor]) -> Tensor:
+        """``call()``, the op of leaf ``name`` (``layer1.0.conv1``) on its input x, timed."""
+        ...
+
+
 class _Run:
     """What one forward pass needs besides the input.
 
     masks: each dropout layer's keep-mask by name (drawn before the pass: :meth:`TorchNet.masks`);
     rows: which rows of the batch x holds (the whole batch in a single process);
-    batch_sum: sums a tensor over the processes sharing the batch, or None for one process.
+    batch_sum: sums a tensor over the processes sharing the batch, or None for one process;
+    timer: the clock each leaf runs through, or None.
     """
 
     def __init__(
@@ -49,9 +61,10 @@ class _Run:
         masks: dict[str, Tensor] | None,
         rows: Rows,
         batch_sum: Callable[[Tensor], Tensor] | None,
+        timer: LayerTimer | None = None,
     ) -> None:
         self.modules, self.train, self.masks = modules, train, masks
-        self.rows, self.batch_sum = rows, batch_sum
+        self.rows, self.batch_sum, self.timer = rows, batch_sum, timer
 
     def mask(self, name: str) -> Tensor:
         if self.masks is None or name not in self.masks:
@@ -83,7 +96,10 @@ def _forward(node: Node, x: Tensor, prefix: str, run: _Run) -> Tensor:
     if kind.across is not None and run.train and run.batch_sum is not None:
         del args["train"]
         return getattr(ops, kind.across)(x, batch_sum=run.batch_sum, total=run.rows.total, **args)
-    return getattr(ops, str(kind.kernel))(x, **args)
+    op = getattr(ops, str(kind.kernel))
+    if run.timer is not None:
+        return run.timer.forward(prefix.rstrip("."), x, lambda: op(x, **args))
+    return op(x, **args)
 
 
 class TorchNet(nn.Module):
@@ -101,6 +117,10 @@ class TorchNet(nn.Module):
             precision), or None; weights stay in their own dtype and logits come out float32.
         channels_last: images and conv weights in NHWC memory order (the same values; the
             layout oneDNN's and cuDNN's fastest convs read).
+
+    Attributes:
+        timer: a :class:`LayerTimer` every leaf's op runs through; None (the default) runs
+            them directly.
     """
 
     def __init__(
@@ -120,6 +140,7 @@ class TorchNet(nn.Module):
         self.device_type = self.device.type
         self._mask_layers: dict[tuple[int, ...], list[LeafInfo]] = {}
         self.autocast, self.channels_last = autocast, channels_last
+        self.timer: LayerTimer | None = None
         for name, value in params.items():
             owner, leaf = self._owner(name)
             t = torch.tensor(value, device=device)
@@ -192,7 +213,7 @@ class TorchNet(nn.Module):
         rows = Rows(0, n, n) if rows is None else rows
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        run = _Run(self._leaf_modules, self.training, masks, rows, self.batch_sum)
+        run = _Run(self._leaf_modules, self.training, masks, rows, self.batch_sum, self.timer)
         with torch.autocast(self.device_type, self.autocast, enabled=self.autocast is not None):
             logits = _forward(self.net, x, "", run)
         return logits if self.autocast is None else logits.float()

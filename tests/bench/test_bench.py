@@ -1,4 +1,5 @@
-"""``cnnlab bench``: every target runs on tiny shapes and writes its files; no timing asserts."""
+"""``cnnlab bench``: every target runs on tiny shapes and writes its files; no timing asserts
+(``bench model``'s profile and memory: tests/bench/test_profile.py)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def test_model_times_a_training_step(tmp_path):
     records = outputs(tmp_path)["records"]
     assert [r["backend"] for r in records] == ["im2col", "torch"]
     assert all(r["case"] == "lenet" and r["images_per_s"] > 0 for r in records)
+    # bench model's own settings: a per-layer profile and each backend's peak memory.
+    assert all(r["layers"] and r["peak_mem_bytes"] > 0 for r in records)
 
 
 @pytest.mark.parametrize(
