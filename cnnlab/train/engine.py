@@ -3,9 +3,12 @@
 The loop in :mod:`cnnlab.train.loop` is written once against this interface; the backend's
 framework picks the engine (:data:`ENGINES`). The numpy engine runs :class:`NumpyNet` with this
 project's optimizers; the torch engine runs :class:`TorchNet` with ``torch.optim`` doing the
-same maths. State (for checkpoints) is a flat dict of numpy arrays in both, with the same keys:
-``param/<name>``, ``buffer/<name>`` and ``optim/<name>/<slot>``, whether or not the torch engine
-trains data-parallel (:mod:`cnnlab.train.distributed`).
+same maths, and leaves each step's loss and accuracy on its device (a :class:`Step`) until the
+loop fetches them at a log point. Batches come from the engine's feed and random numbers from
+its draws (:mod:`cnnlab.train.feed`, :mod:`cnnlab.train.draws`). State (for checkpoints) is a
+flat dict of numpy arrays in both, with the same keys: ``param/<name>``, ``buffer/<name>`` and
+``optim/<name>/<slot>``, whether or not the torch engine trains data-parallel
+(:mod:`cnnlab.train.distributed`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,7 @@ from cnnlab.errors import UsageError
 from cnnlab.ops.tree import Node
 from cnnlab.train.distributed import SINGLE, Group
 from cnnlab.train.draws import DeviceDraws, Draws, NumpyDraws
-from cnnlab.train.feed import NumpyFeed, TorchFeed, to_device
-
-Feed = NumpyFeed | TorchFeed
+from cnnlab.train.feed import Feed, NumpyFeed, TorchFeed, to_device
 
 if TYPE_CHECKING:
     import torch

@@ -69,6 +69,9 @@ class TorchFeed:
         return x, y
 
 
+Feed = NumpyFeed | TorchFeed
+
+
 def _fits(nbytes: int, device: torch.device) -> bool:
     import torch
 
