@@ -137,7 +137,6 @@ class TorchNet(nn.Module):
         self.net = net
         self.batch_sum = batch_sum
         self.device = torch.device(device)
-        self.device_type = self.device.type
         self._mask_layers: dict[tuple[int, ...], list[LeafInfo]] = {}
         self.autocast, self.channels_last = autocast, channels_last
         self.timer: LayerTimer | None = None
@@ -214,7 +213,7 @@ class TorchNet(nn.Module):
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         run = _Run(self._leaf_modules, self.training, masks, rows, self.batch_sum, self.timer)
-        with torch.autocast(self.device_type, self.autocast, enabled=self.autocast is not None):
+        with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
             logits = _forward(self.net, x, "", run)
         return logits if self.autocast is None else logits.float()
 

@@ -26,9 +26,9 @@ class NumpyFeed:
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
 
-    def place(self, a: np.ndarray) -> np.ndarray:
-        """An index array or draw where :meth:`take` reads it: here, as it is."""
-        return a
+    def place(self, index: np.ndarray) -> np.ndarray:
+        """An epoch's order where :meth:`take` reads it: here, as it is."""
+        return index
 
     def take(self, index: np.ndarray, crops: Crops | None) -> tuple[np.ndarray, np.ndarray]:
         """The images (cropped and flipped by ``crops``) and labels at ``index``."""
@@ -46,15 +46,16 @@ class TorchFeed:
     def __init__(self, x: np.ndarray, y: np.ndarray, device: torch.device) -> None:
         self.device = device
         self.host = (x, y)
-        self.resident = device.type == "cpu" or _fits(x.nbytes + y.nbytes, device)
-        self.on_device = tuple(to_device(a, device) for a in self.host) if self.resident else None
+        resident = device.type == "cpu" or _fits(x.nbytes + y.nbytes, device)
+        self.on_device = tuple(to_device(a, device) for a in self.host) if resident else None
 
     def place(self, index: Any) -> Any:
         """An epoch's order where :meth:`take` reads it: on the device with the images (a
-        tensor already there stays), else on the host."""
-        if self.resident and isinstance(index, np.ndarray):
-            return to_device(index, self.device)
-        return index
+        tensor already there stays), else on the host (a device-drawn order comes over once
+        an epoch)."""
+        if self.on_device is None:
+            return index if isinstance(index, np.ndarray) else index.cpu().numpy()
+        return to_device(index, self.device) if isinstance(index, np.ndarray) else index
 
     def take(self, index: Any, crops: Crops | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The images (cropped and flipped by ``crops``) and labels at ``index``."""

@@ -120,32 +120,20 @@ def maxpool2d_backward(dout: np.ndarray, cache: Any) -> np.ndarray:
     out_hw = mask.shape[3:]
     check_dout("maxpool2d", dout, (N, C, *out_hw))
     eh, ew = pool_overhang((H, W), kernel, stride, (ph, pw), out_hw)
-    if kernel == stride and not (ph or pw or eh or ew) and np.isfinite(dout).all():
-        return _tiled_backward(dout, mask, (N, C, H, W), kernel)
+    # Tiling windows: each offset's gradient written straight into its view of dx. For a
+    # finite dout only: ``dout * mask`` would spread an inf or nan over the window (inf * 0).
+    tiled = _tiles((N, C, H, W), kernel, stride, (ph, pw), dout.dtype)
+    if tiled is not None and np.isfinite(dout).all():
+        dx, tiles = tiled
+        for k, tile in enumerate(tiles):
+            np.multiply(dout, mask[k], out=tile)
+        return dx
     dxp = np.zeros((N, C, H + 2 * ph + eh, W + 2 * pw + ew), dtype=dout.dtype)
     for k, (_, (rows, cols)) in enumerate(offset_slices(kernel, stride, out_hw)):
         # where() rather than dout * mask so that an inf or nan in dout stays in its window.
         dxp[:, :, rows, cols] += np.where(mask[k], dout, 0)
     # Gradient that landed on the padding belongs to no input element.
     return np.ascontiguousarray(dxp[:, :, ph : ph + H, pw : pw + W])
-
-
-def _tiled_backward(
-    dout: np.ndarray, mask: np.ndarray, x_shape: tuple[int, ...], kernel: tuple[int, int]
-) -> np.ndarray:
-    """dx of max pooling whose windows tile the input (stride = kernel, no padding): each
-    input element lies in one window at one offset, so each offset's gradient is written, not
-    added, straight into its strided plane of dx: no zeroed buffer to add into. For a finite
-    dout only: ``dout * mask`` would spread an inf or nan over the window (inf * 0 is nan)."""
-    N, C, H, W = x_shape
-    kh, kw = kernel
-    Ho, Wo = dout.shape[2:]
-    covered = Ho * kh == H and Wo * kw == W
-    dx = (np.empty if covered else np.zeros)((N, C, H, W), dout.dtype)
-    tiles = dx[:, :, : Ho * kh, : Wo * kw].reshape(N, C, Ho, kh, Wo, kw)  # a view
-    for k in range(kh * kw):
-        np.multiply(dout, mask[k], out=tiles[:, :, :, k // kw, :, k % kw])
-    return dx
 
 
 def avgpool2d_forward(
@@ -239,17 +227,17 @@ def _tiles(
     dtype: np.dtype,
 ) -> tuple[np.ndarray, list[np.ndarray]] | None:
     """Where the windows tile x exactly (stride = kernel, no padding, sizes divisible: the
-    common 2x2 / 2): a zeroed dx (N, C, H, W) and, per kernel offset in row-major order, the
-    (N, C, Ho, Wo) view of dx that offset covers. None otherwise.
+    common 2x2 / 2): an uninitialised dx (N, C, H, W) and, per kernel offset in row-major
+    order, the (N, C, Ho, Wo) view of dx that offset covers; the views cover dx once, so
+    writing every one fills it. None otherwise.
 
     Windows that do not overlap need no accumulation: each offset's gradient is written
-    straight into its view, with no read-add-write of dx (average pooling gains from it; max
-    pooling does not, its masked writes cost as much as the adds).
+    straight into its view, with no zeroed buffer and no read-add-write of dx.
     """
     (N, C, H, W), (kh, kw) = x_shape, kernel
     if stride != kernel or pad != (0, 0) or H % kh or W % kw:
         return None
-    dx = np.zeros(x_shape, dtype=dtype)
+    dx = np.empty(x_shape, dtype=dtype)
     grid = dx.reshape(N, C, H // kh, kh, W // kw, kw)  # a view: dx is contiguous
     return dx, [grid[:, :, :, a, :, b] for a in range(kh) for b in range(kw)]
 
