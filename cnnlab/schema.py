@@ -305,6 +305,9 @@ class ModelConfig:
 
     name: str = MISSING
     num_classes: int = bounded(10, ge=1)
+    # The smallest input height and width the architecture (with its default stem) accepts:
+    # model gradient checks run on inputs at least this large.
+    min_size: int = bounded(1, ge=1)
 
 
 @dataclass

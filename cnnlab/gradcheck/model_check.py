@@ -57,7 +57,11 @@ def make_problem(cfg: GradcheckConfig) -> ModelProblem:
 
     g = cfg.gradcheck
     channels, height, width = (int(n) for n in cfg.data.shape)
-    size = (g.image_size, g.image_size) if g.image_size else (height, width)
+    if g.image_size:  # never below the smallest input the architecture accepts
+        side = max(g.image_size, cfg.model.min_size)
+        size = (side, side)
+    else:
+        size = (height, width)
     in_shape = (channels, *size)
     rng = np.random.default_rng([cfg.trainer.seed, 1])
     model = instantiate(

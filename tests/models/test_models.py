@@ -247,3 +247,20 @@ def test_act_fills_every_activation_slot_of_a_model(model):
         leaf.layer for leaf in leaves(build_net(relu.model, relu.norm, shape, act=relu.act), shape)
     ]
     assert sum(isinstance(x, ReLU) for x in plain) == sum(isinstance(x, GELU) for x in layers)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_min_size_is_the_smallest_input_the_model_accepts(model):
+    cfg = compose("summary", [f"model={model}"])
+    side = cfg.model.min_size
+    build_net(cfg.model, cfg.norm, (3, side, side))
+    if side > 1:
+        with pytest.raises(ShapeError):
+            build_net(cfg.model, cfg.norm, (3, side - 1, side - 1))
+
+
+def test_model_gradcheck_never_runs_below_the_models_min_size():
+    from cnnlab.gradcheck.model_check import make_problem
+
+    cfg = compose("gradcheck", ["model=deep", "gradcheck.image_size=4", "gradcheck.batch_size=1"])
+    assert make_problem(cfg).x.shape[2:] == (8, 8)
