@@ -7,7 +7,9 @@ optimizer's update, dropout's masks, the containers' kernels such as residual su
 executor's own work) is the ``(other)`` row, the step's time less the leaves', so the shares
 add up to the step. Each figure is the median over the profiled steps.
 
-numpy: the executor calls each leaf's kernels through the timer. torch: the forward op
+numpy: the executor calls each leaf's kernels through the timer. A layer that runs inside a
+fused one (``im2col``'s ReLU inside the conv before it) has no time of its own: its row says
+which layer's row holds it. torch: the forward op
 likewise; autograd runs the backward, on one thread per device, node by node in the reverse
 of the order the forward made them, so a leaf's backward is one stretch of time. It starts
 when the gradient of the leaf's output arrives (a hook on the output) and ends at the first of:
@@ -180,9 +182,15 @@ def profile_layers(mb: ModelBench, engine: Engine, device: str, steps: int) -> l
             sync()
             profiled.append((time.perf_counter() - start, dict(clock.fwd), dict(clock.bwd)))
     kinds = {leaf.name: kind_of(leaf.layer).name for leaf in leaves(mb.model.net, mb.shape)}
+    # Layers a numpy executor runs inside others (torch's engine has no such model).
+    absorbed: dict[str, str] = getattr(getattr(engine, "model", None), "absorbed", {})
     rows = []
     for layer in mb.summary["layers"]:
         name = layer["name"]
+        if name in absorbed:
+            label = f"{layer['layer']} (fused into {absorbed[name]})"
+            rows.append(_row(name, kinds[name], label, None, None, 0.0, None))
+            continue
         f = statistics.median(fwd.get(name, 0.0) for _, fwd, _ in profiled)
         b = statistics.median(bwd.get(name, 0.0) for _, _, bwd in profiled)
         flops = 3 * layer["flops"] * mb.batch

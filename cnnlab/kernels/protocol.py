@@ -62,6 +62,26 @@ class KernelSet(Protocol):
         """-> (dx, dw, db); db is None when b was, dx when need_dx is False (a first layer)."""
         ...
 
+    def conv2d_relu_forward(
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None,
+        stride: IntPair = 1,
+        pad: IntPair = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+    ) -> tuple[Array, Cache]:
+        """``max(conv2d(x, w, b, ...), 0)``: arguments and shapes as :meth:`conv2d_forward`."""
+        ...
+
+    def conv2d_relu_backward(
+        self, dout: Array, cache: Cache, need_dx: bool = True
+    ) -> tuple[Array | None, Array, Array | None]:
+        """-> (dx, dw, db) as :meth:`conv2d_backward`, through the ReLU: its gradient is dout
+        where the output is positive (or NaN), 0 elsewhere."""
+        ...
+
     def maxpool2d_forward(
         self,
         x: Array,

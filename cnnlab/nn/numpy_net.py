@@ -3,7 +3,10 @@
 Nothing here knows a layer kind: each leaf runs through its registration's binding
 (:mod:`cnnlab.ops.registry`), a chain runs its children in order, and branches run on the same
 input and are combined by their container's kernel. So the same code drives both numpy
-backends, and the kernel set decides how each layer computes. Parameters and buffers live in
+backends, and the kernel set decides how each layer computes. Where the set computes a run of
+layers faster in one kernel (a fused kind it names, such as ``conv_relu``), the executor runs
+the tree with those runs replaced (:func:`cnnlab.ops.registry.fused`); names and parameters
+stay the same. Parameters and buffers live in
 flat dicts keyed by dotted names (``layer1.0.conv1.w``), the same names the torch executor uses.
 """
 
@@ -18,6 +21,7 @@ import numpy as np
 from cnnlab.kernels.common import dropout_mask
 from cnnlab.kernels.protocol import Cache, KernelSet
 from cnnlab.ops import kind_of
+from cnnlab.ops.registry import fused
 from cnnlab.ops.tree import Branches, Chain, Layer, Node
 
 Grads = dict[str, np.ndarray]
@@ -159,6 +163,8 @@ class NumpyNet:
     Attributes:
         timer: a :class:`LayerTimer` every leaf's kernels run through; None (the default)
             runs them directly.
+        absorbed: each layer that runs inside a fused one, by name, and the fused layer's
+            name (``{"relu1": "conv1"}``): the timer sees only the latter.
     """
 
     def __init__(
@@ -169,6 +175,7 @@ class NumpyNet:
         buffers: dict[str, np.ndarray],
     ) -> None:
         self.net, self.kernels, self.params, self.buffers = net, kernels, params, buffers
+        self._run, self.absorbed = fused(net, getattr(kernels, "fused", frozenset()))
         self._cache: Cache | None = None
         self.timer: LayerTimer | None = None
 
@@ -177,7 +184,7 @@ class NumpyNet:
     ) -> np.ndarray:
         """logits: (N, K) for x: (N, C, H, W); keeps what :meth:`backward` needs."""
         run = _Run(self.kernels, self.params, self.buffers, train, rng, self.timer)
-        logits, self._cache = _forward(self.net, x, "", run)
+        logits, self._cache = _forward(self._run, x, "", run)
         return logits
 
     def backward(self, dlogits: np.ndarray) -> Grads:
@@ -187,7 +194,14 @@ class NumpyNet:
         grads: Grads = {}
         # Nothing reads the input's gradient: the first conv skips it.
         _backward(
-            self.net, dlogits, self._cache, "", grads, self.kernels, need_dx=False, timer=self.timer
+            self._run,
+            dlogits,
+            self._cache,
+            "",
+            grads,
+            self.kernels,
+            need_dx=False,
+            timer=self.timer,
         )
         return {name: grads[name] for name in self.params}
 

@@ -1,12 +1,14 @@
-"""Convolution: the ``conv`` layer kind."""
+"""Convolution: the ``conv`` layer kind, and ``conv_relu``, a conv and the ReLU after it fused."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from cnnlab.errors import ShapeError
 from cnnlab.kernels.geometry import IntPair, conv_geometry, pair
+from cnnlab.ops.activation import ReLU
 from cnnlab.ops.registry import Bench, Check, LayerKind, register
 from cnnlab.ops.tree import Layer, ParamSpec, Shape, image
 
@@ -127,5 +129,54 @@ CONV = register(
             Bench("conv_dilated", Conv2d(32, 3, 1, 2, dilation=2), (64, 32, 16, 16)),
         ),
         from_spec=_from_spec,
+    )
+)
+
+
+@dataclass(frozen=True)
+class ConvReLU(Conv2d):
+    """A :class:`Conv2d` followed by ReLU, in one kernel: ``max(conv(x), 0)``.
+
+    Models are written with the two layers; an executor whose kernel set computes this faster
+    than the pair (``im2col``: the ReLU and its mask applied to each chunk of output while it
+    is in cache, instead of two more passes over memory) runs this in their place
+    (:func:`cnnlab.ops.registry.fused`). Same arguments, parameters and FLOPs as the conv.
+
+    Shape:
+        x: (N, C, H, W) -> out: (N, F, Ho, Wo), as :class:`Conv2d`.
+    """
+
+    def describe(self) -> str:
+        return f"{super().describe()} + ReLU"
+
+
+def _conv_relu(conv: Conv2d, relu: ReLU) -> ConvReLU:
+    return ConvReLU(**{f.name: getattr(conv, f.name) for f in dataclasses.fields(conv)})
+
+
+CONV_RELU = register(
+    LayerKind(
+        "conv_relu",
+        ConvReLU,
+        "conv2d_relu",
+        params=("w", "b"),
+        options=("stride", "pad", "dilation", "groups"),
+        skips_dx=True,
+        checks=(
+            Check("3x3, stride 1, pad 1, bias", ConvReLU(4, 3, 1, 1), (2, 3, 6, 5)),
+            Check("5x5, 6 -> 16 channels (im2col: dx folded)", ConvReLU(16, 5), (2, 6, 9, 9)),
+            Check(
+                "3x3, 6 -> 4 channels (im2col: dx as a conv)", ConvReLU(4, 3, 1, 1), (2, 6, 5, 5)
+            ),
+            Check("3x3, 16 channels (im2col: Winograd)", ConvReLU(16, 3, 1, 1), (2, 16, 6, 7)),
+            Check(
+                "3x3 stride 2, 2 groups, no bias",
+                ConvReLU(6, 3, 2, 1, False, groups=2),
+                (2, 4, 7, 6),
+            ),
+        ),
+        bench=(Bench("conv_relu", ConvReLU(32, 3, 1, 1), (64, 32, 16, 16)),),
+        fuses=(Conv2d, ReLU),
+        fuse=_conv_relu,
     )
 )

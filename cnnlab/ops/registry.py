@@ -30,12 +30,20 @@ gradient check draws the kernel's inputs, one per branch, at the shapes its chec
 gives them (the branches' output shapes at the check's input): so a check sets the arity and
 each input's shape.
 
+**Fused kinds.** A kind with ``fuses`` computes a run of layers in one kernel (conv then ReLU:
+``conv_relu``). Trees are written without them; a kernel set that computes a fused kind faster
+than its parts names it in its ``fused`` attribute, and its executor runs the tree that
+:func:`fused` makes, with every such run replaced by the fused layer (under the first layer's
+name, so parameters keep their names). Every backend still implements the fused kernel (it is
+checked like any other); only where the set asks for it does it replace the run.
+
 This module imports nothing heavy: ``cnnlab --help`` lists the kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -146,6 +154,8 @@ class LayerKind:
         bench: the default cases of ``cnnlab bench layers``.
         from_spec: builds the layer from a ``bench.cases`` entry's keys (other than ``name``,
             ``layer``, ``x`` and ``variants``); None passes them to the class as they are.
+        fuses: for a fused kind, the classes of the run of layers it replaces, in order.
+        fuse: builds the fused layer from such a run's layers.
     """
 
     name: str
@@ -166,6 +176,8 @@ class LayerKind:
     checks: tuple[Check, ...] = ()
     bench: tuple[Bench, ...] = ()
     from_spec: Callable[[dict[str, object], tuple[int, ...]], Node] | None = None
+    fuses: tuple[type, ...] = ()
+    fuse: Callable[..., Node] | None = None
 
     @property
     def grads(self) -> tuple[str, ...]:
@@ -277,3 +289,57 @@ def kernels_in(node: Node) -> set[str]:
 def checked() -> list[LayerKind]:
     """The kinds ``cnnlab gradcheck`` checks: those with a kernel, in registration order."""
     return [k for k in _KINDS.values() if k.kernel is not None]
+
+
+def fused(node: Node, names: Collection[str]) -> tuple[Node, dict[str, str]]:
+    """``node`` with every run of layers that a fused kind in ``names`` replaces, replaced.
+
+    Returns the new tree and, for each layer folded into another, its dotted name and the name
+    of the fused layer that now computes it (``{"relu1": "conv1"}``).
+    """
+    wanted = [_KINDS[name] for name in names]
+    absorbed: dict[str, str] = {}
+    return _fuse(node, "", wanted, absorbed), absorbed
+
+
+def _fuse(node: Node, prefix: str, wanted: list[LayerKind], absorbed: dict[str, str]) -> Node:
+    if isinstance(node, Chain):
+        children, i = [], 0
+        while i < len(node.children):
+            name, child = node.children[i]
+            kind = next((k for k in wanted if _starts_run(node.children[i:], k.fuses)), None)
+            if kind is None or kind.fuse is None:
+                children.append((name, _fuse(child, f"{prefix}{name}.", wanted, absorbed)))
+                i += 1
+                continue
+            run = node.children[i : i + len(kind.fuses)]
+            children.append((name, kind.fuse(*(layer for _, layer in run))))
+            absorbed |= {f"{prefix}{other}": f"{prefix}{name}" for other, _ in run[1:]}
+            i += len(run)
+        return dataclasses.replace(node, children=tuple(children))  # type: ignore[type-var]
+    if isinstance(node, Branches):
+        # Rebuild the container with each branch fused, whatever its fields hold them in: a
+        # subtree, or (name, subtree) pairs; each branch keeps the prefix it is named under.
+        prefixes = {id(b): p for p, b in node.branches() if b is not None}
+
+        def fuse_branch(b: Node | None) -> Node | None:
+            return None if b is None else _fuse(b, prefix + prefixes[id(b)], wanted, absorbed)
+
+        changes: dict[str, object] = {}
+        for f in dataclasses.fields(node):  # type: ignore[arg-type]
+            value = getattr(node, f.name)
+            if isinstance(value, Layer | Chain | Branches):
+                changes[f.name] = fuse_branch(value)
+            elif isinstance(value, tuple) and value and isinstance(value[0], tuple):
+                changes[f.name] = tuple((n, fuse_branch(b)) for n, b in value)
+        return dataclasses.replace(node, **changes)  # type: ignore[type-var]
+    return node
+
+
+def _starts_run(children: tuple[tuple[str, Node], ...], classes: tuple[type, ...]) -> bool:
+    """Whether ``children`` begin with layers of exactly ``classes``, in that order."""
+    return (
+        bool(classes)
+        and len(children) >= len(classes)
+        and all(type(layer) is cls for (_, layer), cls in zip(children, classes, strict=False))
+    )

@@ -56,6 +56,18 @@ def test_each_backend_has_a_row_per_leaf_and_shares_that_add_up(tmp_path):
     assert "layer4.1.block.conv2" in result.stdout
 
 
+def test_a_layer_fused_into_another_says_so_and_has_no_time_of_its_own():
+    from cnnlab.bench.profile import profile_layers
+
+    mb = model_bench("model=lenet", "backends=[im2col]", "bench.batch=4")
+    rows = {
+        row["name"]: row for row in profile_layers(mb, mb.engine(get_backend("im2col")), "cpu", 2)
+    }
+    assert rows["relu1"]["layer"] == "ReLU (fused into conv1)"
+    assert rows["relu1"]["total_s"] == 0 and rows["relu1"]["fwd_s"] is None
+    assert rows["conv1"]["fwd_s"] > 0 and rows["relu3"]["fwd_s"] > 0  # after a linear: its own
+
+
 def test_peak_memory_is_positive_and_grows_with_the_batch():
     small, large = (
         peak_memory(model_bench(*TINY_THREELAYER, f"bench.batch={n}"), get_backend("im2col"))
@@ -113,5 +125,7 @@ def test_the_clock_times_every_leaf_and_changes_no_result(backend):
         np.testing.assert_array_equal(clocked_params[name], params[name])
     fwd, bwd = times
     names = {leaf.name for leaf in leaves(mb.model.net, mb.shape)}
+    if backend == "im2col":  # its convs run with the ReLUs after them
+        names -= {"relu1", "relu2", "relu3", "relu4", "relu5"}
     assert set(fwd) == set(bwd) == names
     assert all(t > 0 for t in [*fwd.values(), *bwd.values()])

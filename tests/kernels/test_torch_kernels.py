@@ -183,6 +183,12 @@ def make_case(name, rng):
         return Case(
             "conv2d", [normal((2, 2, 5, 5)), normal((3, 2, 3, 3)), None], lambda: {"pad": 1}
         )
+    if name == "conv2d_relu":
+        return Case(
+            "conv2d_relu",
+            [normal((2, 3, 6, 5)), normal((4, 3, 3, 3)), normal(4)],
+            lambda: {"stride": 1, "pad": 1},
+        )
     if name in ("maxpool2d_first", "maxpool2d_all"):
         ties = name.rsplit("_", 1)[1]
         extra = {"kernel": 3, "stride": 2, "pad": 1, "ties": ties}
@@ -244,6 +250,7 @@ def make_case(name, rng):
 GRAD_CASES = [
     "conv2d",
     "conv2d_nobias",
+    "conv2d_relu",
     "maxpool2d_first",
     "maxpool2d_all",
     "maxpool2d_ceil",

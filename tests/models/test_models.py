@@ -146,13 +146,18 @@ def test_only_the_first_conv_skips_its_input_gradient(monkeypatch, model):
     from cnnlab.kernels.im2col import Im2col
 
     calls = []
-    backward = Im2col.conv2d_backward
 
-    def spy(self, dout, cache, need_dx=True):
-        calls.append(need_dx)
-        return backward(self, dout, cache, need_dx=need_dx)
+    def spy_on(kernel):  # LeNet's convs run fused with their ReLUs on im2col
+        backward = getattr(Im2col, kernel)
 
-    monkeypatch.setattr(Im2col, "conv2d_backward", spy)
+        def spy(self, dout, cache, need_dx=True):
+            calls.append(need_dx)
+            return backward(self, dout, cache, need_dx=need_dx)
+
+        monkeypatch.setattr(Im2col, kernel, spy)
+
+    spy_on("conv2d_backward")
+    spy_on("conv2d_relu_backward")
     net, params, buffers, x, y = problem(model, 0.125, 16)
     BACKENDS["im2col"].model(net, params, buffers).loss(x, y, rng=np.random.default_rng(2))
     assert calls[-1] is False  # the backward meets the first conv last

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from cnnlab.kernels.common.activation import ActivationKernels
 from cnnlab.kernels.common.combine import CombineKernels
 from cnnlab.kernels.common.dropout import DropoutKernels, dropout_mask
+from cnnlab.kernels.common.fused import FusedKernels
 from cnnlab.kernels.common.linear import LinearKernels
 from cnnlab.kernels.common.loss import LossKernels
 from cnnlab.kernels.common.lrn import LRNKernels
@@ -30,6 +31,7 @@ class NumpyKernels(
     ActivationKernels,
     CombineKernels,
     DropoutKernels,
+    FusedKernels,
     GlobalPoolKernels,
     LinearKernels,
     LossKernels,
@@ -45,6 +47,9 @@ class NumpyKernels(
     """
 
     workers: Workers | None = None
+    # The fused layer kinds (cnnlab.ops.registry.fused) this set computes faster than their
+    # parts, which its executor substitutes for them: none unless a set says so.
+    fused: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         # Every numpy kernel set keeps the input contract (cnnlab.kernels.contract).

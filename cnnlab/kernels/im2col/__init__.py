@@ -27,6 +27,10 @@ class Im2col(NumpyKernels):
             this process may run on.
     """
 
+    # Runs of layers this set computes in one kernel, faster than their parts (see
+    # cnnlab.ops.registry.fused): its executor runs them fused.
+    fused = frozenset({"conv_relu"})
+
     def __init__(self, winograd: bool = True, threads: int | None = None) -> None:
         self.winograd = winograd
         self.workers = Workers(threads)
@@ -52,6 +56,25 @@ class Im2col(NumpyKernels):
         self, dout: np.ndarray, cache: Cache, need_dx: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         return conv.conv2d_backward(dout, cache, need_dx, workers=self.workers)  # type: ignore[arg-type]
+
+    def conv2d_relu_forward(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride: IntPair = 1,
+        pad: IntPair = 0,
+        dilation: IntPair = 1,
+        groups: int = 1,
+    ) -> tuple[np.ndarray, Cache]:
+        return conv.conv2d_relu_forward(
+            x, w, b, stride, pad, dilation, groups, workers=self.workers, winograd=self.winograd
+        )
+
+    def conv2d_relu_backward(
+        self, dout: np.ndarray, cache: Cache, need_dx: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        return conv.conv2d_relu_backward(dout, cache, need_dx, workers=self.workers)
 
     maxpool2d_forward = staticmethod(pool.maxpool2d_forward)
     maxpool2d_backward = staticmethod(pool.maxpool2d_backward)

@@ -37,6 +37,10 @@ convolution of dout above, so Winograd too. In float32 Winograd's rounding is se
 torch's, so float32 convs always take the columns. The kernel set's ``winograd`` option
 (``trainer.winograd``) switches Winograd off.
 
+Fused with the ReLU after it (:func:`conv2d_relu_forward`, the ``conv_relu`` kind), the ReLU is
+applied to each chunk's product while it is in cache, and its mask to each chunk of dout as it
+is copied into the product's layout: no passes of their own over the activations.
+
 No Python loop runs over samples or output pixels inside a chunk (col2im loops over the HH*WW
 kernel offsets only). Same numbers as :mod:`cnnlab.kernels.naive.conv`, within float rounding.
 """
@@ -95,6 +99,8 @@ EXACT_DW_BELOW = 64
 TRANSPOSED_DW_BELOW = 128
 
 ConvCache = tuple[np.ndarray, np.ndarray, bool, ConvShape]
+# A fused conv + ReLU keeps the conv's cache and its (ReLU'd) output, whose sign is the mask.
+ConvReLUCache = tuple[ConvCache, np.ndarray]
 
 
 def _by_group(m: np.ndarray, groups: int) -> np.ndarray:
@@ -136,7 +142,7 @@ class _Worker:
 
 
 class _ForwardWorker(_Worker):
-    """out[chunk] = w2 @ cols + b, as (n, F, Ho, Wo)."""
+    """out[chunk] = w2 @ cols + b, as (n, F, Ho, Wo); its ReLU where ``relu``."""
 
     def __init__(
         self,
@@ -147,9 +153,10 @@ class _ForwardWorker(_Worker):
         shape: ConvShape,
         size: int,
         arena: Arena,
+        relu: bool = False,
     ) -> None:
         super().__init__(x, w2, shape, size, arena)
-        self.b, self.out = b, out
+        self.b, self.out, self.relu = b, out, relu
         self.out2 = arena.take((shape.w[0], size * shape.pixels), x.dtype)
 
     def __call__(self, chunk: slice) -> None:
@@ -161,11 +168,14 @@ class _ForwardWorker(_Worker):
         _grouped_matmul(_by_group(self.w2, G), _by_group(cols, G), _by_group(out2, G))
         if self.b is not None:
             out2 += self.b.reshape(F, 1)
+        if self.relu:
+            np.maximum(out2, 0, out=out2)
         self.out[chunk] = out2.reshape(F, n, Ho, -1)[..., :Wo].transpose(1, 0, 2, 3)
 
 
 class _BackwardWorker(_Worker):
-    """This worker's partial sums of dw and db, and dx[chunk] unless dx is None."""
+    """This worker's partial sums of dw and db, and dx[chunk] unless dx is None; dout through
+    a fused ReLU first where ``relu_out`` (that ReLU's output) is given."""
 
     def __init__(
         self,
@@ -176,10 +186,15 @@ class _BackwardWorker(_Worker):
         shape: ConvShape,
         size: int,
         arena: Arena,
+        relu_out: np.ndarray | None = None,
     ) -> None:
         super().__init__(x, w2, shape, size, arena)
-        self.dout, self.dx = dout, dx
+        self.dout, self.dx, self.relu_out = dout, dx, relu_out
         F, C = shape.w[0], shape.x[1]
+        if relu_out is not None:
+            chunk_out = (size, *dout.shape[1:])
+            self.keep = arena.take(chunk_out, np.dtype(bool))
+            self.masked = arena.take(chunk_out, x.dtype)
         # Zeros, and only the output columns are ever written: columns a layout adds beyond
         # the output keep a zero gradient.
         self.dout2 = arena.take((F, size * shape.pixels), x.dtype, zero=True)
@@ -208,11 +223,23 @@ class _BackwardWorker(_Worker):
         self.dw = PartialSum(dw_shape, x.dtype, arena)
         self.db = PartialSum((F,), x.dtype, arena)
 
+    def _dout(self, chunk: slice, n: int) -> np.ndarray:
+        """The chunk's dout: (n, F, Ho, Wo), through the fused ReLU where there is one (dout
+        where its output is positive or NaN, as :func:`~cnnlab.kernels.common.activation.
+        relu_backward`)."""
+        if self.relu_out is None:
+            return self.dout[chunk]
+        keep = self.keep[:n]
+        np.less_equal(self.relu_out[chunk], 0, out=keep)
+        np.logical_not(keep, out=keep)
+        return np.multiply(self.dout[chunk], keep, out=self.masked[:n])
+
     def __call__(self, chunk: slice) -> None:
         n, cols = self.columns(chunk)
         layout, F, (Ho, Wo) = self.shape.layout, self.shape.w[0], self.shape.out_hw
+        dout = self._dout(chunk, n)
         dout2 = self.dout2[:, : cols.shape[1]]
-        dout2.reshape(F, n, Ho, -1)[..., :Wo] = self.dout[chunk].transpose(1, 0, 2, 3)
+        dout2.reshape(F, n, Ho, -1)[..., :Wo] = dout.transpose(1, 0, 2, 3)
         G = self.shape.groups
         if self.transposed:  # one group
             a, b = cols[None], dout2.T[None]
@@ -230,7 +257,7 @@ class _BackwardWorker(_Worker):
             return
         dx_planes = self.dx_planes[:, :n]
         if self.folded:
-            dout, buffers = self.dout[chunk], (self.dout_runs, self.shifted, self.partial)
+            buffers = (self.dout_runs, self.shifted, self.partial)
             layout.folded_dx(dout, self.w_rows, *buffers, dx_planes)
         else:
             # The columns are spent: their buffer takes dcols = w2.T @ dout2, group by group.
@@ -251,6 +278,7 @@ def conv2d_forward(
     *,
     workers: Workers | None = None,
     winograd: bool = True,
+    relu: bool = False,
 ) -> tuple[np.ndarray, ConvCache]:
     """Forward pass of a 2-D convolution (cross-correlation) as matrix products.
 
@@ -265,6 +293,7 @@ def conv2d_forward(
         workers: the threads and scratch memory to run on; None runs on this thread, with
             scratch memory for this call only.
         winograd: whether Winograd's algorithm may replace the columns where it fits.
+        relu: apply ReLU to the output (see :func:`conv2d_relu_forward`).
 
     Returns:
         out: (N, F, Ho, Wo) with ``Ho = 1 + (H + 2*ph - dil_h*(HH - 1) - 1) // sh``, likewise
@@ -295,6 +324,8 @@ def conv2d_forward(
     workers = Workers(1) if workers is None else workers
     if tiling is not None:
         out = winograd_forward(x, w, b, tiling, workers=workers)
+        if relu:
+            np.maximum(out, 0, out=out)
         return out, (x, w, b is not None, shape)
     w2 = w.reshape(F, -1).astype(x.dtype, copy=False)  # (F, C/groups*HH*WW)
     out = np.empty((N, F, *out_hw), x.dtype)
@@ -302,7 +333,7 @@ def conv2d_forward(
         N,
         shape.column_bytes(x.itemsize),
         shape.pixels,
-        lambda size, arena: _ForwardWorker(x, w2, b, out, shape, size, arena),
+        lambda size, arena: _ForwardWorker(x, w2, b, out, shape, size, arena, relu),
     )
     return out, (x, w, b is not None, shape)
 
@@ -323,24 +354,70 @@ def conv2d_backward(
         dx: (N, C, H, W), or None when not needed; dw: (F, C/groups, HH, WW); db: (F,), or
         None when b was None.
     """
+    return _backward(dout, cache, need_dx, workers)
+
+
+def conv2d_relu_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    stride: IntPair = 1,
+    pad: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    workers: Workers | None = None,
+    winograd: bool = True,
+) -> tuple[np.ndarray, ConvReLUCache]:
+    """``max(conv2d_forward(x, w, b, ...), 0)``, the ReLU applied to each chunk in cache.
+
+    Arguments and out as :func:`conv2d_forward`; the cache is the conv's and out.
+    """
+    out, cache = conv2d_forward(
+        x, w, b, stride, pad, dilation, groups, workers=workers, winograd=winograd, relu=True
+    )
+    return out, (cache, out)
+
+
+def conv2d_relu_backward(
+    dout: np.ndarray, cache: ConvReLUCache, need_dx: bool = True, *, workers: Workers | None = None
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Backward pass of :func:`conv2d_relu_forward`: :func:`conv2d_backward` of dout through
+    the ReLU, masked chunk by chunk as the columns' products read it."""
+    conv_cache, out = cache
+    return _backward(dout, conv_cache, need_dx, workers, out)
+
+
+def _backward(
+    dout: np.ndarray,
+    cache: ConvCache,
+    need_dx: bool,
+    workers: Workers | None,
+    relu_out: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """:func:`conv2d_backward`, through a fused ReLU whose output is ``relu_out`` if given."""
     x, w, has_bias, shape = cache
     if x.shape[0] == 0:  # an empty batch: zero gradients, as torch gives
         db = np.zeros(w.shape[0], x.dtype) if has_bias else None
         return (np.zeros_like(x) if need_dx else None), np.zeros(w.shape, x.dtype), db
     workers = Workers(1) if workers is None else workers
+    by_convolution = need_dx and _dx_by_convolution(shape)
+    if relu_out is not None and (shape.tiling is not None or by_convolution):
+        # These paths read dout whole, not chunk by chunk: mask it once, as the ReLU would.
+        dout = dout * ~(relu_out <= 0)
+        relu_out = None
     if shape.tiling is not None:
         dw, db = winograd_weight_grads(x, dout, shape.tiling, workers=workers)
         # 3x3 stride 1 again: Winograd too.
         dx = _dx_as_convolution(dout, w, shape, workers) if need_dx else None
         return dx, dw.astype(w.dtype, copy=False), db if has_bias else None
     w2 = w.reshape(w.shape[0], -1).astype(x.dtype, copy=False)
-    by_convolution = need_dx and _dx_by_convolution(shape)
     dx = np.empty(x.shape, x.dtype) if need_dx and not by_convolution else None
     shares = workers.run_chunks(
         x.shape[0],
         shape.column_bytes(x.itemsize),
         shape.pixels,
-        lambda size, arena: _BackwardWorker(x, w2, dout, dx, shape, size, arena),
+        lambda size, arena: _BackwardWorker(x, w2, dout, dx, shape, size, arena, relu_out),
     )
     if by_convolution:
         dx = _dx_as_convolution(dout, w, shape, workers)

@@ -100,6 +100,20 @@ def conv2d(
     )
 
 
+@paired("x", "w", "b", optional_dx=True)
+def conv2d_relu(
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | None,
+    stride: IntPair = 1,
+    pad: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> Tensor:
+    """``relu(conv2d(x, w, b, ...))``: the fused ``conv_relu`` kind, as its two ops."""
+    return torch.relu(conv2d(x, w, b, stride, pad, dilation, groups))
+
+
 @paired("x")
 def maxpool2d(
     x: Tensor,
