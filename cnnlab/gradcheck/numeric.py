@@ -66,12 +66,16 @@ class NumericReference:
         error: ``‖D(h) - D(2h)‖₂``, the estimate of ``numeric``'s own error (absolute).
         method: how the reference was taken, for the record: ``elements``,
             ``<k> directions`` or ``<k> sampled``.
+        resolution: the smallest error the differences can have, known from the loss's
+            rounding (absolute, over all entries; 0: not known). D(h) and D(2h) can round
+            alike and agree exactly, so ``error`` alone may miss it.
     """
 
     analytic: np.ndarray
     numeric: np.ndarray
     error: float
     method: str
+    resolution: float = 0.0
 
 
 def estimated(

@@ -172,11 +172,18 @@ def compared_numeric(
     where: dict[str, Any], backend: str, tensor: str, ref: NumericReference, t: Thresholds
 ) -> Record:
     """The record of an analytic gradient against its numeric reference, judged by a
-    tolerance set from the reference's estimated error (:meth:`Thresholds.numeric_rtol`)."""
-    cmp = compare(ref.analytic, ref.numeric)
+    tolerance set from the reference's estimated error (:meth:`Thresholds.numeric_rtol`),
+    never below its resolution.
+
+    A gradient the reference cannot resolve (both norms within ``error_factor`` times its
+    resolution: a true zero, such as a norm's beta whose shift the next norm removes) is a
+    zero gradient, judged by its absolute error against that much.
+    """
+    floor = t.error_factor * ref.resolution
+    cmp = compare(ref.analytic, ref.numeric, zero_norm=max(1e-10, floor))
     # The denominator of the relative error (cnnlab.compare), so that both are on one scale.
     scale = max(float(np.linalg.norm(ref.analytic) + np.linalg.norm(ref.numeric)), 1e-12)
-    fd_error = ref.error / scale
+    fd_error = max(ref.error, ref.resolution) / scale
     rtol = t.numeric_rtol(fd_error)
     return _judged(
         where,
@@ -185,7 +192,7 @@ def compared_numeric(
         "numeric",
         cmp,
         rtol,
-        t.atol_zero,
+        max(t.atol_zero, floor),
         step=t.step,
         fd_error=fd_error,
         method=ref.method,
