@@ -66,6 +66,8 @@ app = typer.Typer(
             "init": "",
             "data": "",
             "optim": "",
+            "experiment": "(train: presets of course runs)",
+            "debug": "(train: shrink any run)",
             "layer": "(gradcheck)",
         }
     ),
@@ -146,12 +148,14 @@ COMMANDS = (
         """Train a model; log to TensorBoard; checkpoint; evaluate on the test split.
 
     Writes train.log, metrics.jsonl, results.json, TensorBoard events, checkpoints/ (last,
-    best) and history.png to the run directory. Ctrl-C checkpoints and stops;
+    best), history.png and filters.png to the run directory. Ctrl-C checkpoints and stops;
     [b]trainer.resume=<run dir>[/b] continues exactly where it stopped.
+    [b]experiment=[/b] reproduces a course run, [b]debug=[/b] shrinks any run.
 
     Examples: [cyan]cnnlab train[/cyan],
     [cyan]cnnlab train model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
     [cyan]cnnlab train -m optim.lr=0.1,0.01 init=xavier,kaiming[/cyan],
+    [cyan]cnnlab train experiment=lenet_mnist data.root=../shared/datasets/mnist debug=fdr[/cyan],
     [cyan]cnnlab train -m hydra/launcher=joblib hydra.launcher.n_jobs=2 optim.lr=0.1,0.01[/cyan],
     [cyan]cnnlab train backend=torch trainer.devices=2[/cyan] (DistributedDataParallel)
     """,

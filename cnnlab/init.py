@@ -5,7 +5,7 @@ so the same seed gives the same initial weights everywhere.
 
 For a conv weight ``(F, C, HH, WW)`` (C: the channels each filter sees, C/groups):
 ``fan_in = C·HH·WW``, ``fan_out = F·HH·WW``; for a linear weight ``(D_out, D_in)``:
-``fan_in = D_in``, ``fan_out = D_out``. The three schemes, by variance:
+``fan_in = D_in``, ``fan_out = D_out``. The schemes, by variance:
 
 - ``xavier``:  ``W ~ N(0, 1/fan_in)``, the 1/fan_in variant of CS231n and LeCun et al.
   (not torch's ``xavier_normal_``).
@@ -13,6 +13,8 @@ For a conv weight ``(F, C, HH, WW)`` (C: the channels each filter sees, C/groups
   ``xavier_normal_`` (gain 1).
 - ``kaiming``: ``W ~ N(0, 2/fan_in)``, He et al. for ReLU networks; this is torch's
   ``kaiming_normal_`` with its defaults (mode ``fan_in``, ReLU gain sqrt(2)).
+- ``normal``:  ``W ~ N(0, std²)`` for every weight whatever its fans: the fixed
+  ``weight_scale`` of the CS231n and EECS 498 solvers. Only this scheme takes a ``std``.
 
 ``distribution="uniform"`` draws ``U(-a, a)`` with ``a = sqrt(3·var)``, the uniform law of the
 same variance (so ``glorot`` and ``kaiming`` match torch's ``xavier_uniform_`` and
@@ -38,6 +40,7 @@ class Scheme(Choice):
     xavier = "xavier"
     glorot = "glorot"
     kaiming = "kaiming"
+    normal = "normal"
 
 
 class Distribution(Choice):
@@ -64,18 +67,27 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     )
 
 
-def weight_variance(scheme: str, fan_in: int, fan_out: int) -> float:
+def weight_variance(scheme: str, fan_in: int, fan_out: int, std: float | None = None) -> float:
     """The variance of a weight under ``scheme`` (a :class:`Scheme` or its name).
 
-    ``xavier``: 1/fan_in; ``glorot``: 2/(fan_in + fan_out); ``kaiming``: 2/fan_in.
+    ``xavier``: 1/fan_in; ``glorot``: 2/(fan_in + fan_out); ``kaiming``: 2/fan_in;
+    ``normal``: std², the fans aside. ``std`` is required by ``normal`` and refused by the
+    others (ValueError), which take their scale from the fans.
     """
-    match Scheme(scheme):
+    scheme = Scheme(scheme)
+    if scheme == Scheme.normal and std is None:
+        raise ValueError("init=normal needs a std, the weights' standard deviation")
+    if scheme != Scheme.normal and std is not None:
+        raise ValueError(f"init={scheme} scales by the fans; only init=normal takes a std")
+    match scheme:
         case Scheme.xavier:
             return 1.0 / fan_in
         case Scheme.glorot:
             return 2.0 / (fan_in + fan_out)
         case Scheme.kaiming:
             return 2.0 / fan_in
+        case Scheme.normal:
+            return float(std) ** 2  # type: ignore[arg-type]
 
 
 def draw_weight(
@@ -84,15 +96,16 @@ def draw_weight(
     scheme: str,
     distribution: str = "normal",
     dtype: npt.DTypeLike = np.float64,
+    std: float | None = None,
 ) -> np.ndarray:
     """Draw one conv or linear weight of ``shape`` under ``scheme``.
 
     ``normal``: ``N(0, var)``; ``uniform``: ``U(-a, a)`` with ``a = sqrt(3·var)``, where
-    ``var = weight_variance(scheme, *fans(shape))``. The draw is made in float64 and then cast
-    to ``dtype``, so float32 and float64 runs start from the same values up to rounding.
+    ``var = weight_variance(scheme, *fans(shape), std)``. The draw is made in float64 and then
+    cast to ``dtype``, so float32 and float64 runs start from the same values up to rounding.
     """
     normal = Distribution(distribution) == Distribution.normal
-    var = weight_variance(scheme, *fans(shape))
+    var = weight_variance(scheme, *fans(shape), std)
     if normal:
         w = math.sqrt(var) * rng.standard_normal(shape)
     else:
@@ -107,23 +120,24 @@ def init_params(
     distribution: str,
     rng: np.random.Generator,
     dtype: npt.DTypeLike = np.float64,
+    std: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Initial values for every parameter in ``specs``, keyed by name.
 
     Weights are drawn by :func:`draw_weight` one after another in the order of ``specs``, so the
     same seed and the same order give the same weights on every backend. Biases and β are zeros,
     γ ones. Draws are made in float64 and then cast to ``dtype``, so float32 and float64 runs
-    start from the same values up to rounding.
+    start from the same values up to rounding. ``std``: the ``normal`` scheme's (only).
     """
     # Check the choices before drawing anything, so a bad config fails even for a weightless net.
-    weight_variance(scheme, 1, 1)
+    weight_variance(scheme, 1, 1, std)
     Distribution(distribution)
     params: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.name in params:  # a model that names two parameters alike: a bug in it
             raise ValueError(f"init: parameter name {spec.name!r} appears twice")
         if spec.role == "weight":
-            params[spec.name] = draw_weight(rng, spec.shape, scheme, distribution, dtype)
+            params[spec.name] = draw_weight(rng, spec.shape, scheme, distribution, dtype, std)
         elif spec.role == "gamma":
             params[spec.name] = np.ones(spec.shape, dtype=dtype)
         else:  # bias, beta

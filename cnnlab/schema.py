@@ -23,6 +23,7 @@ from cnnlab.config import group_options
 from cnnlab.data import SOURCES
 from cnnlab.errors import UsageError
 from cnnlab.init import Distribution, Scheme
+from cnnlab.kernels.choices import Ties
 from cnnlab.ops import layer_choices
 from cnnlab.ops.activation import ACTIVATIONS
 from cnnlab.ops.norm import NORMS
@@ -210,6 +211,7 @@ class TrainerConfig:
     channels_last: bool = False  # torch: images and conv weights in NHWC memory order
     compile: bool = False  # torch: the training step compiled with torch.compile
     rng: Rng = Rng.numpy  # data order, augmentation and dropout drawn by numpy or on the device
+    checkpoints: bool = True  # false: no checkpoint files (a smoke test; nothing to resume)
 
     @staticmethod
     def rule(trainer: TrainerConfig) -> str | None:
@@ -255,6 +257,7 @@ class DataConfig:
     root: str | None = None  # folder of the files (None: generated data)
     download: bool = True  # fetch missing files, checksum-verified
     classes: list[int] | None = None  # a subset of class indices, relabelled 0..k-1
+    random_classes: int | None = bounded(None, ge=1)  # or k classes drawn from trainer.seed
     val_fraction: float = bounded(0.1, ge=0, lt=1)  # share of train held out for validation
     limit: int | None = bounded(None, ge=1)  # cap on every split
     augment: bool = False  # random crops and flips of training batches
@@ -281,9 +284,15 @@ class ShapesDataConfig(DataConfig):
 
 
 def _classes_problem(data: DataConfig) -> str | None:
+    total = SOURCES[data.name][1]
+    if data.random_classes is not None:
+        if data.classes is not None:
+            return "random_classes: give data.classes or data.random_classes, not both"
+        if data.random_classes > total:
+            return f"random_classes={data.random_classes}: {data.name} has {total} classes"
     if data.classes is None:
         return None
-    total, classes = SOURCES[data.name][1], list(data.classes)
+    classes = list(data.classes)
     bad = [c for c in classes if not 0 <= c < total]
     if not classes or bad or len(set(classes)) != len(classes):
         return (
@@ -297,6 +306,17 @@ def _classes_problem(data: DataConfig) -> str | None:
 class InitConfig:
     name: Scheme = Scheme.kaiming
     distribution: Distribution = Distribution.normal
+    # init=normal's standard deviation; the other schemes take theirs from the fans. One
+    # schema for all, so that a sweep can set a whole init node: 'init={name:normal,std:0.1}'.
+    std: float | None = bounded(None, gt=0)
+
+    @staticmethod
+    def rule(init: InitConfig) -> str | None:
+        if init.name == Scheme.normal and init.std is None:
+            return "std: init=normal needs the weights' standard deviation, e.g. init.std=1e-3"
+        if init.name != Scheme.normal and init.std is not None:
+            return f"std: init={init.name} scales by the fans; only init=normal takes a std"
+        return None
 
 
 @dataclass
@@ -308,6 +328,8 @@ class ModelConfig:
     # The smallest input height and width the architecture (with its default stem) accepts:
     # model gradient checks run on inputs at least this large.
     min_size: int = bounded(1, ge=1)
+    # Where every max pool of the model sends a window's gradient when its maximum is tied.
+    pool_ties: Ties = Ties.first
 
 
 @dataclass

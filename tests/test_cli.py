@@ -46,7 +46,10 @@ def test_command_help_lists_its_groups(tmp_path):
         (["gradcheck.stpe=1e-6"], "did you mean gradcheck.step"),
         (["gradcheck.step=abc"], "gradcheck.step: 'abc' is not a valid Float"),
         (["trainer.threads=two"], "trainer.threads: 'two' is not a valid Integer"),
-        (["model=resnet19"], "model=resnet19: no such option; choose from alexnet_lite, deep"),
+        (
+            ["model=resnet19"],
+            "model=resnet19: no such option; choose from alexnet_lite, asu_lab4, deep",
+        ),
         (["norm=batch"], "norm= fills a model's norm slots: give model= too"),
         (["layer=conv,maxpool"], "sweep them with -m"),
         (["-m", "layer=conv,nosuch"], "layer=nosuch: no such option"),
@@ -57,7 +60,7 @@ def test_command_help_lists_its_groups(tmp_path):
         (["-m", "hydra/launcher=joblib", "hydra.launcher.n_job=2"], "did you mean"),
         (["trainer.winograd=maybe"], "trainer.winograd: 'maybe' is not a valid Boolean"),
         (["layer=[a,b"], "could not parse override 'layer=[a,b'"),
-        (["init=he"], "init=he: no such option; choose from glorot, kaiming, xavier"),
+        (["init=he"], "init=he: no such option; choose from glorot, kaiming, normal, xavier"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, expected):
@@ -135,7 +138,10 @@ def test_multirun_runs_one_job_per_combination(tmp_path):
     [
         (["backend=tpu"], "backend=tpu: no such option; choose from cuda, im2col, naive, torch"),
         (["norm=bogus"], "norm=bogus: no such option; choose from batch, group, layer, lrn, none"),
-        (["model=vgg"], "model=vgg: no such option; choose from alexnet_lite, deep, lenet"),
+        (
+            ["model=vgg"],
+            "model=vgg: no such option; choose from alexnet_lite, asu_lab4, deep, densenet121",
+        ),
         (["optim.lr=fast"], "optim.lr: 'fast' is not a valid Float"),
         (["trainer.epoch=3"], "trainer.epoch: no such key in the train config; did you mean"),
         (

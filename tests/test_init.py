@@ -35,7 +35,9 @@ EXPECTED_VARIANCE = {
     "xavier": lambda fi, fo: 1.0 / fi,
     "glorot": lambda fi, fo: 2.0 / (fi + fo),
     "kaiming": lambda fi, fo: 2.0 / fi,
+    "normal": lambda fi, fo: NORMAL_STD**2,  # the fans aside
 }
+NORMAL_STD = 0.05  # the std the normal scheme is checked at (the others take none)
 
 
 def variance_se(var: float, n: int, kurtosis: float) -> float:
@@ -61,12 +63,13 @@ def test_variance_se_matches_closed_forms():
 def test_weight_statistics_match_formula(scheme, distribution, shape):
     fan_in, fan_out = fans(shape)
     var = EXPECTED_VARIANCE[scheme](fan_in, fan_out)
-    assert weight_variance(scheme, fan_in, fan_out) == pytest.approx(var, rel=1e-15)
+    std = NORMAL_STD if scheme == "normal" else None
+    assert weight_variance(scheme, fan_in, fan_out, std) == pytest.approx(var, rel=1e-15)
 
     # A seed per case: with one shared seed every case would rescale the same draws, and the
     # 12 checks would be 2.
     seed = [list(Scheme).index(scheme), list(Distribution).index(distribution), len(shape)]
-    w = draw_weight(np.random.default_rng(seed), shape, scheme, distribution)
+    w = draw_weight(np.random.default_rng(seed), shape, scheme, distribution, std=std)
     assert w.shape == shape
     assert w.dtype == np.float64
     n = w.size
@@ -172,13 +175,49 @@ def test_float32_is_the_float64_draw_rounded(distribution):
 
 def test_unknown_scheme_lists_choices():
     with pytest.raises(
-        ValueError, match="'he' is not a Scheme; choose from xavier, glorot, kaiming"
+        ValueError, match="'he' is not a Scheme; choose from xavier, glorot, kaiming, normal"
     ):
         weight_variance("he", 10, 10)
     with pytest.raises(ValueError, match="'he' is not a Scheme"):
         draw_weight(np.random.default_rng(0), (4, 4), "he")
     with pytest.raises(ValueError, match="'he' is not a Scheme"):
         init_params([], "he", "normal", np.random.default_rng(0))
+
+
+def test_the_normal_scheme_needs_a_std_and_only_it_takes_one():
+    with pytest.raises(ValueError, match="init=normal needs a std"):
+        weight_variance("normal", 10, 10)
+    with pytest.raises(ValueError, match="init=kaiming scales by the fans"):
+        init_params(SPECS, "kaiming", "normal", np.random.default_rng(0), std=0.1)
+
+
+def test_init_normal_reaches_the_weights_from_the_config():
+    from cnnlab.config import compose
+    from cnnlab.models import instantiate
+
+    cfg = compose("train", ["model=lenet", "init=normal", "init.std=0.02"])
+    model = instantiate(cfg.model, cfg.norm, cfg.init, (3, 32, 32), np.random.default_rng(0))
+    weights = [v for k, v in model.params.items() if k.endswith(".w")]
+    assert len(weights) == 5
+    # fc1.w (120 x 400) alone holds 48,000 draws: its std is within 2% of 0.02.
+    for w in weights:
+        assert w.std() == pytest.approx(0.02, rel=0.02 if w.size > 40_000 else 0.15)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["init=kaiming", "init.std=0.1"], "init=kaiming scales by the fans"),
+        (["init=normal", "init.std=null"], "init=normal needs"),
+        (["init=normal", "init.std=0"], "must be > 0"),
+    ],
+)
+def test_a_std_where_it_does_not_belong_is_a_usage_error(overrides, message):
+    from cnnlab.config import compose
+    from cnnlab.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        compose("train", overrides)
 
 
 def test_unknown_distribution_lists_choices():
@@ -215,5 +254,6 @@ def test_config_options_match_schemes():
     assert group_options("init") == sorted(Scheme)
     for scheme in Scheme:
         cfg = compose("gradcheck", [f"init={scheme}"]).init
-        assert cfg == {"name": scheme, "distribution": "normal"}
+        std = 1e-3 if scheme == "normal" else None  # only init=normal takes a std
+        assert cfg == {"name": scheme, "distribution": "normal", "std": std}
         assert option_summary("init", scheme).startswith(f"{scheme}: W ~ N(0, ")

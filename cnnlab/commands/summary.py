@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cnnlab.ops.structure import Sequential
@@ -27,6 +28,19 @@ def check_config(cfg: SummaryConfig) -> Sequential:
     from cnnlab.models import build_net
 
     return build_net(cfg.model, cfg.norm, input_shape(cfg), act=cfg.act)
+
+
+def table_rows(summary: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The layers' rows with the nested rows of branch containers and their branches placed
+    before the layers inside them (each at its ``at``)."""
+    nested = summary["branches"]
+    k = 0
+    for i, row in enumerate([*summary["layers"], None]):
+        while k < len(nested) and nested[k]["at"] == i:
+            yield nested[k]
+            k += 1
+        if row is not None:
+            yield row
 
 
 def _si(n: float) -> str:
@@ -53,7 +67,8 @@ def task(cfg: SummaryConfig, net: Sequential | None = None) -> int:
         title=f"{cfg.model.name} on {cfg.data.name} {tuple(in_shape)}, norm={cfg.norm.name}, "
         f"act={cfg.act.name}",
         title_justify="left",
-        caption="FLOPs per sample, forward; multiply-adds of conv and linear counted as 2",
+        caption="FLOPs per sample, forward; multiply-adds of conv and linear counted as 2; "
+        "indented: the branches of a block (the block's row: their combined output)",
         caption_justify="left",
     )
     for column, justify in [
@@ -64,13 +79,16 @@ def task(cfg: SummaryConfig, net: Sequential | None = None) -> int:
         ("FLOPs", "right"),
     ]:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for row in summary["layers"]:
+    # Rows inside a branch container (an Inception module, a residual block) are indented;
+    # the container's row gives the combined output, each branch's row its own.
+    for row in table_rows(summary):
         table.add_row(
-            row["name"],
+            "  " * row["depth"] + row["name"],
             row["layer"],
             "×".join(map(str, row["out_shape"])),
-            f"{row['params']:,}" if row["params"] else "",
-            _si(row["flops"]) if row["flops"] else "",
+            f"{row['params']:,}" if row.get("params") else "",
+            _si(row["flops"]) if row.get("flops") else "",
+            style="bold" if "at" in row else None,  # a block's or a branch's own row
         )
     table.add_section()
     table.add_row("total", "", "", f"{summary['total_params']:,}", _si(summary["total_flops"]))

@@ -1,7 +1,7 @@
 """``cnnlab train``: train ``model`` on ``data`` with ``backend``, ``init``, ``norm`` and ``optim``.
 
 Outputs in the run directory: train.log, metrics.jsonl, results.json, TensorBoard
-events, checkpoints/last.npz and best.npz, and history.png. ``trainer.resume=<run dir or
+events, checkpoints/last.npz and best.npz, history.png and filters.png. ``trainer.resume=<run dir or
 checkpoint>`` continues a run in its own directory, with the configuration it was started with.
 ``backend=torch|cuda trainer.devices=N`` trains on N processes with DDP, started here or by
 torchrun (:mod:`cnnlab.train.spawn`, :mod:`cnnlab.train.distributed`); rank 0 writes the
@@ -248,6 +248,7 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
         "test", step=loop.step, test_loss=test.loss, test_acc=test.acc, per_class_acc=per_class
     )
     _write_results(run_dir, results)
+    _plot_filters(trainer.engine.params(), run_dir / "filters.png")
     _finish_outputs(cfg, run_dir, tb, results, test, data, console)
     val_acc = loop.last_val.get("acc")
     return Outcome(0, val_acc if val_acc is not None else test.acc)
@@ -382,7 +383,9 @@ def _stopped(
             return Outcome(1, None)  # rank 0 reports it
         raise RunError(outcome.message)
     if group.main:
-        log.warning("%s; resume with trainer.resume=%s", outcome.message, run_dir)
+        resumable = (run_dir / "checkpoints" / "last.npz").is_file()
+        hint = f"; resume with trainer.resume={run_dir}" if resumable else ""
+        log.warning("%s%s", outcome.message, hint)
     return Outcome(130, loop.last_val.get("acc"))
 
 
@@ -458,6 +461,17 @@ def _images_per_s(path: Path) -> float | None:
 
 def _write_results(run_dir: Path, results: dict) -> None:
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def _plot_filters(params: dict, path: Path) -> None:
+    """filters.png: the first conv layer's filters as training left them (none without a
+    conv)."""
+    from cnnlab.train.plot import plot_filters
+    from cnnlab.train.tensorboard import first_conv
+
+    filters = first_conv(params)
+    if filters is not None:
+        plot_filters(filters, path)
 
 
 def _finish_outputs(

@@ -5,7 +5,8 @@ test splits of normalised float32 images with int64 labels. Each source module r
 format into a :class:`Raw` (the official train and test splits, as stored); what follows is the
 same for all of them:
 
-1. ``data.classes`` keeps a subset of classes, relabelled 0..k-1 in the order given;
+1. ``data.classes`` keeps a subset of classes, relabelled 0..k-1 in the order given, or
+   ``data.random_classes`` keeps k classes drawn from the seed, relabelled in index order;
 2. ``data.val_fraction`` of the training set, drawn from the seed, becomes the val split;
 3. ``data.limit`` caps every split;
 4. the per-channel mean and std of the train split normalise all three.
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 DATA_STREAM = 0xDA7A  # the middle word of every seed drawn in cnnlab.data
 VAL_SPLIT_ID = 2  # shapes uses 0 (train) and 1 (test)
+CLASS_DRAW_ID = 3  # data.random_classes
 
 # data.name -> (the module that reads it, its class count before any data.classes subset)
 SOURCES: dict[str, tuple[str, int]] = {
@@ -146,13 +148,17 @@ def source(name: str) -> ModuleType:
 # ---------------------------------------------------------------------------------------------
 
 
-def class_count(classes: Any, total: Any) -> int:
-    """``num_classes`` of a data config: the size of the ``classes`` subset, else ``total``."""
-    return int(total) if classes is None else len(classes)
+def class_count(classes: Any, random_classes: Any, total: Any) -> int:
+    """``num_classes`` of a data config: the size of the ``classes`` subset, else
+    ``random_classes``, else ``total``."""
+    if classes is not None:
+        return len(classes)
+    return int(total) if random_classes is None else int(random_classes)
 
 
 def register_resolvers() -> None:
-    """Register ``${cnnlab.class_count:${.classes},<total>}`` with OmegaConf (idempotent)."""
+    """Register ``${cnnlab.class_count:${.classes},${.random_classes},<total>}`` with
+    OmegaConf (idempotent)."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("cnnlab.class_count"):
@@ -217,7 +223,7 @@ def load(data: DataConfig, seed: int, dtype: np.dtype | type = np.float32) -> Da
 def _load(data: DataConfig, seed: int) -> Dataset:
     check_config(data)
     raw = source(data.name).read(data, seed)
-    names, (x_train, y_train), (x_test, y_test) = _subset(raw, data.classes)
+    names, (x_train, y_train), (x_test, y_test) = _subset(raw, chosen_classes(data, seed))
 
     order = np.random.default_rng([seed, DATA_STREAM, VAL_SPLIT_ID]).permutation(len(y_train))
     n_val = round(data.val_fraction * len(y_train))
@@ -241,13 +247,28 @@ def _load(data: DataConfig, seed: int) -> Dataset:
     )
 
 
+def chosen_classes(data: DataConfig, seed: int) -> list[int] | None:
+    """The class indices a run keeps: ``data.classes`` as given, or ``data.random_classes`` of
+    them drawn from ``seed`` (sorted, so labels follow the data set's own order), or None
+    for all. The same seed draws the same classes wherever the data is loaded again (eval,
+    resume)."""
+    if data.classes is not None:
+        return [int(c) for c in data.classes]
+    # .get: configs saved before data.random_classes existed lack the key.
+    k = data.get("random_classes")
+    if k is None:
+        return None
+    rng = np.random.default_rng([seed, DATA_STREAM, CLASS_DRAW_ID])
+    return sorted(int(c) for c in rng.choice(SOURCES[data.name][1], int(k), replace=False))
+
+
 def _subset(
-    raw: Raw, classes: Any
+    raw: Raw, classes: list[int] | None
 ) -> tuple[list[str], tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Keep only ``classes`` (indices, in the order given) and relabel them 0..k-1."""
     if classes is None:
         return list(raw.classes), (raw.x_train, raw.y_train), (raw.x_test, raw.y_test)
-    keep = [int(c) for c in classes]
+    keep = classes
     relabel = np.full(len(raw.classes), -1, dtype=np.int64)
     relabel[keep] = np.arange(len(keep))
 

@@ -7,6 +7,7 @@ weights from the seed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,9 +16,24 @@ import numpy as np
 
 from cnnlab.errors import ShapeError, UsageError
 from cnnlab.init import init_params
-from cnnlab.models import alexnet, deep, lenet, resnet, threelayer
+from cnnlab.kernels.choices import Ties
+from cnnlab.models import (
+    alexnet,
+    deep,
+    densenet,
+    googlenet,
+    lenet,
+    mobilenet,
+    nin,
+    resnet,
+    threelayer,
+    vgg,
+    zfnet,
+)
+from cnnlab.ops.pool import MaxPool2d
+from cnnlab.ops.registry import replace_leaves
 from cnnlab.ops.structure import Sequential
-from cnnlab.ops.tree import Shape, buffer_specs, leaves, param_specs
+from cnnlab.ops.tree import Layer, Shape, buffer_specs, leaves, param_specs
 
 if TYPE_CHECKING:
     from cnnlab.schema import ActConfig, InitConfig, ModelConfig, NormConfig
@@ -35,6 +51,17 @@ MODELS: dict[str, Model] = {
     "lenet": Model(lenet.build, lenet.LeNetConfig),
     "alexnet_lite": Model(alexnet.build, alexnet.AlexNetConfig),
     "resnet18": Model(resnet.build, resnet.ResNetConfig),
+    "resnet34": Model(resnet.build, resnet.ResNet34Config),
+    "resnet50": Model(resnet.build, resnet.ResNet50Config),
+    "resnext50_32x4d": Model(resnet.build, resnet.ResNeXt50Config),
+    "se_resnet18": Model(resnet.build, resnet.SEResNet18Config),
+    "densenet121": Model(densenet.build, densenet.DenseNetConfig),
+    "mobilenet_v2": Model(mobilenet.build, mobilenet.MobileNetV2Config),
+    "zfnet": Model(zfnet.build, zfnet.ZFNetConfig),
+    "vgg11": Model(vgg.build, vgg.VGGConfig),
+    "vgg16": Model(vgg.build, vgg.VGG16Config),
+    "nin": Model(nin.build, nin.NiNConfig),
+    "googlenet": Model(googlenet.build, googlenet.GoogLeNetConfig),
 }
 
 
@@ -54,12 +81,25 @@ def build_net(
     if model.name not in MODELS:
         raise UsageError(f"model={model.name}: no such model; choose from {', '.join(MODELS)}")
     net = MODELS[model.name].build(model, norm, tuple(in_shape), width, act)
+    # Configs saved before model.pool_ties existed lack it: PyTorch's rule, as they ran.
+    net = _with_pool_ties(net, getattr(model, "pool_ties", Ties.first))
     try:
         for _ in leaves(net, tuple(in_shape)):
             pass
     except ShapeError as exc:
         raise ShapeError(f"model={model.name} on input {tuple(in_shape)}: {exc}") from None
     return net
+
+
+def _with_pool_ties(net: Sequential, ties: str) -> Sequential:
+    """``net`` with every max pool's tie rule set to ``ties`` (``model.pool_ties``): set here,
+    for every architecture, so that no model file has to pass it to its pools."""
+    rule = Ties(ties)
+
+    def tie(layer: Layer) -> Layer:
+        return dataclasses.replace(layer, ties=rule) if isinstance(layer, MaxPool2d) else layer
+
+    return replace_leaves(net, tie)  # type: ignore[return-value]
 
 
 # A run's initial weights are drawn from default_rng([trainer.seed, INIT_STREAM]): the same
@@ -104,7 +144,8 @@ def init_state(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Initial parameters (drawn by ``init``'s scheme, in execution order) and buffers."""
     specs = param_specs(net, tuple(in_shape))
-    params = init_params(specs, init.name, init.distribution, rng, dtype)
+    # Configs saved before init.std existed lack it.
+    params = init_params(specs, init.name, init.distribution, rng, dtype, init.get("std"))
     buffers = {
         b.name: np.full(b.shape, b.fill, dtype=dtype) for b in buffer_specs(net, tuple(in_shape))
     }

@@ -318,22 +318,38 @@ def _fuse(node: Node, prefix: str, wanted: list[LayerKind], absorbed: dict[str, 
             i += len(run)
         return dataclasses.replace(node, children=tuple(children))  # type: ignore[type-var]
     if isinstance(node, Branches):
-        # Rebuild the container with each branch fused, whatever its fields hold them in: a
-        # subtree, or (name, subtree) pairs; each branch keeps the prefix it is named under.
-        prefixes = {id(b): p for p, b in node.branches() if b is not None}
-
-        def fuse_branch(b: Node | None) -> Node | None:
-            return None if b is None else _fuse(b, prefix + prefixes[id(b)], wanted, absorbed)
-
-        changes: dict[str, object] = {}
-        for f in dataclasses.fields(node):  # type: ignore[arg-type]
-            value = getattr(node, f.name)
-            if isinstance(value, Layer | Chain | Branches):
-                changes[f.name] = fuse_branch(value)
-            elif isinstance(value, tuple) and value and isinstance(value[0], tuple):
-                changes[f.name] = tuple((n, fuse_branch(b)) for n, b in value)
-        return dataclasses.replace(node, **changes)  # type: ignore[type-var]
+        return _rebuilt(node, lambda b, p: _fuse(b, prefix + p, wanted, absorbed))
     return node
+
+
+def replace_leaves(node: Node, change: Callable[[Layer], Layer]) -> Node:
+    """``node`` with every leaf layer replaced by ``change(leaf)``, containers and names kept
+    (``model.pool_ties`` sets every max pool's tie rule this way)."""
+    if isinstance(node, Chain):
+        children = tuple((name, replace_leaves(child, change)) for name, child in node.children)
+        return dataclasses.replace(node, children=children)  # type: ignore[type-var]
+    if isinstance(node, Branches):
+        return _rebuilt(node, lambda b, _: replace_leaves(b, change))
+    return change(node)
+
+
+def _rebuilt(node: Branches, rebuild: Callable[[Node, str], Node]) -> Branches:
+    """The container with each branch ``b`` replaced by ``rebuild(b, prefix)``, ``prefix`` the
+    name its children are found under (:meth:`Branches.branches`), whatever the container's
+    fields hold its branches in: a subtree, or (name, subtree) pairs."""
+    prefixes = {id(b): p for p, b in node.branches() if b is not None}
+
+    def branch(b: Node | None) -> Node | None:
+        return None if b is None else rebuild(b, prefixes[id(b)])
+
+    changes: dict[str, object] = {}
+    for f in dataclasses.fields(node):  # type: ignore[arg-type]
+        value = getattr(node, f.name)
+        if isinstance(value, Layer | Chain | Branches):
+            changes[f.name] = branch(value)
+        elif isinstance(value, tuple) and value and isinstance(value[0], tuple):
+            changes[f.name] = tuple((n, branch(b)) for n, b in value)
+    return dataclasses.replace(node, **changes)  # type: ignore[type-var]
 
 
 def _starts_run(children: tuple[tuple[str, Node], ...], classes: tuple[type, ...]) -> bool:

@@ -47,6 +47,9 @@ class Residual(Branches):
             raise ShapeError(f"body gives {out} but the shortcut {short}")
         return out
 
+    def describe(self, shapes: list[Shape]) -> str:
+        return "Residual body + shortcut"
+
 
 SEQUENTIAL = register(LayerKind("sequential", Sequential, None))
 
@@ -95,6 +98,10 @@ class Concat(Branches):
             raise ShapeError(f"Concat's branches must differ in channels only, got {given}")
         return (sum(s[0] for s in shapes), *first[1:])
 
+    def describe(self, shapes: list[Shape]) -> str:
+        """``Concat 64+128+32+32``: the channels of each branch, in order."""
+        return "Concat " + "+".join(str(s[0]) for s in shapes)
+
 
 @dataclass(frozen=True)
 class ChannelGate(Branches):
@@ -129,6 +136,9 @@ class ChannelGate(Branches):
                 f"of {x}"
             )
         return x
+
+    def describe(self, shapes: list[Shape]) -> str:
+        return "ChannelGate x * s"
 
 
 def _widths(*channels: int) -> Concat:

@@ -119,6 +119,10 @@ class Branches:
         """The output shape from the branches' output shapes (ShapeError if they do not fit)."""
         raise NotImplementedError
 
+    def describe(self, shapes: list[Shape]) -> str:
+        """A short label for tables from the branches' output shapes, e.g. ``Concat 64+32``."""
+        return type(self).__name__
+
     def out_shape(self, shape: Shape) -> Shape:
         """The combined output shape (ShapeError naming the layer that does not fit)."""
         return out_shape(self, shape)
@@ -137,12 +141,27 @@ def image(layer: str, shape: Shape) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class LeafInfo:
-    """One leaf layer with its full name and the shapes around it (from :func:`leaves`)."""
+    """One leaf layer with its full name and the shapes around it (from :func:`leaves`);
+    ``depth``: how many branch containers and named branches enclose it."""
 
     name: str
     layer: Layer
     in_shape: Shape
     out_shape: Shape = field(default=())
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    """A :class:`Branches` container (``label`` its :meth:`~Branches.describe`, ``out_shape``
+    the combined output), or one of its named branches (``branch``, or ``identity`` for None):
+    a nested row of :func:`summarize`, which comes before the leaves inside it."""
+
+    name: str
+    label: str
+    in_shape: Shape
+    out_shape: Shape
+    depth: int
 
 
 def out_shape(node: Node, shape: Shape) -> Shape:
@@ -160,26 +179,69 @@ def leaves(node: Node, shape: Shape, prefix: str = "") -> Iterator[LeafInfo]:
     yield from found
 
 
-def _walk(node: Node, shape: Shape, prefix: str, visit: Callable[[LeafInfo], None]) -> Shape:
+def _walk(
+    node: Node,
+    shape: Shape,
+    prefix: str,
+    visit: Callable[[LeafInfo], None],
+    nest: Callable[[BranchInfo], None] | None = None,
+    depth: int = 0,
+) -> Shape:
+    """Visit the leaves below ``node`` in execution order; with ``nest``, also each branch
+    container and each of its named branches, before the leaves inside them."""
     if isinstance(node, Chain):
         for name, child in node.children:
-            shape = _walk(child, shape, f"{prefix}{name}.", visit)
+            shape = _walk(child, shape, f"{prefix}{name}.", visit, nest, depth)
         return shape
     if isinstance(node, Branches):
-        outs = [
-            shape if branch is None else _walk(branch, shape, f"{prefix}{name}", visit)
-            for name, branch in node.branches()
-        ]
-        try:
-            return node.combine_shape(outs)
-        except ShapeError as exc:
-            raise ShapeError(f"{prefix.rstrip('.')}: {exc}") from None
+        return _walk_branches(node, shape, prefix, visit, nest, depth)
     name = prefix.rstrip(".")
     try:
         out = node.out_shape(shape)
     except ShapeError as exc:
         raise ShapeError(f"layer {name} ({node.describe()}) on input {shape}: {exc}") from None
-    visit(LeafInfo(name, node, shape, out))
+    visit(LeafInfo(name, node, shape, out, depth))
+    return out
+
+
+def _walk_branches(
+    node: Branches,
+    shape: Shape,
+    prefix: str,
+    visit: Callable[[LeafInfo], None],
+    nest: Callable[[BranchInfo], None] | None,
+    depth: int,
+) -> Shape:
+    def combined(outs: list[Shape]) -> Shape:
+        try:
+            return node.combine_shape(outs)
+        except ShapeError as exc:
+            raise ShapeError(f"{prefix.rstrip('.')}: {exc}") from None
+
+    branches = node.branches()
+    if nest is None:
+        return combined(
+            [
+                shape if branch is None else _walk(branch, shape, f"{prefix}{name}", visit)
+                for name, branch in branches
+            ]
+        )
+    # The rows of the container and its branches come first and show their outputs: those
+    # shapes are walked for first, visiting nothing.
+    outs = [
+        shape if branch is None else _walk(branch, shape, f"{prefix}{name}", lambda _: None)
+        for name, branch in branches
+    ]
+    out = combined(outs)
+    nest(BranchInfo(prefix.rstrip("."), node.describe(outs), shape, out, depth))
+    for (name, branch), branch_out in zip(branches, outs, strict=True):
+        inner = depth + 1
+        if name:  # a named branch gets a row; an unnamed one (a residual body) is the block's
+            label = "identity" if branch is None else "branch"
+            nest(BranchInfo(f"{prefix}{name}".rstrip("."), label, shape, branch_out, inner))
+            inner += 1
+        if branch is not None:
+            _walk(branch, shape, f"{prefix}{name}", visit, nest, inner)
     return out
 
 
@@ -202,14 +264,22 @@ def buffer_specs(net: Node, in_shape: Shape) -> list[BufferSpec]:
 
 
 def summarize(net: Node, in_shape: Shape) -> dict[str, Any]:
-    """Per-layer rows (name, label, shapes, parameters, FLOPs) and totals: what
+    """Per-layer rows (name, label, shapes, parameters, FLOPs, depth) and totals: what
     ``cnnlab summary`` prints and writes to summary.json.
 
     FLOPs are for one sample's forward pass, multiply-adds of conv and linear layers counted
     as 2 (other layers' element-wise work is left out, as is usual).
+
+    ``branches`` holds a row per branch container (an Inception module: its label lists the
+    branches' channels, its output is their concatenation) and per named branch (its output),
+    each with ``at``, the index of the first ``layers`` row it comes before (``len(layers)``:
+    after them all), and ``depth``, its nesting like the layers' rows. Containers own no
+    parameters and count no FLOPs, so the totals are the sums over ``layers``.
     """
-    rows = []
-    for leaf in leaves(net, in_shape):
+    rows: list[dict[str, Any]] = []
+    nested: list[dict[str, Any]] = []
+
+    def leaf_row(leaf: LeafInfo) -> None:
         params = sum(math.prod(p.shape) for p in leaf.layer.params(leaf.in_shape))
         rows.append(
             {
@@ -219,11 +289,27 @@ def summarize(net: Node, in_shape: Shape) -> dict[str, Any]:
                 "out_shape": list(leaf.out_shape),
                 "params": params,
                 "flops": leaf.layer.flops(leaf.in_shape),
+                "depth": leaf.depth,
             }
         )
+
+    def branch_row(info: BranchInfo) -> None:
+        nested.append(
+            {
+                "name": info.name,
+                "layer": info.label,
+                "in_shape": list(info.in_shape),
+                "out_shape": list(info.out_shape),
+                "depth": info.depth,
+                "at": len(rows),
+            }
+        )
+
+    _walk(net, tuple(in_shape), "", leaf_row, branch_row)
     return {
         "input_shape": list(in_shape),
         "total_params": sum(r["params"] for r in rows),
         "total_flops": sum(r["flops"] for r in rows),
         "layers": rows,
+        "branches": nested,
     }

@@ -176,8 +176,12 @@ class Trainer:
                 f.write(json.dumps({"kind": kind, **values}) + "\n")
         self.state.metrics_lines += 1
 
-    def save(self, name: str, config_yaml: str) -> Path:
-        """Checkpoint ``name`` (rank 0 writes it; the ranks hold the same state)."""
+    def save(self, name: str, config_yaml: str) -> Path | None:
+        """Checkpoint ``name`` (rank 0 writes it; the ranks hold the same state). None, and
+        nothing written, under ``trainer.checkpoints=false``."""
+        # .get: configs saved before trainer.checkpoints existed lack it.
+        if not self.cfg.trainer.get("checkpoints", True):
+            return None
         path = self.run_dir / "checkpoints" / f"{name}.npz"
         if self.group.main:
             # The wall time so far, this session's included: a run killed after this
@@ -252,7 +256,10 @@ class Trainer:
                     return outcome
                 path = self.save("last", config_yaml)
                 name = signal.Signals(stop).name
-                return Outcome("interrupted", s, f"{name}: stopped at step {s.step}; saved {path}")
+                kept = (
+                    "no checkpoint (trainer.checkpoints=false)" if path is None else f"saved {path}"
+                )
+                return Outcome("interrupted", s, f"{name}: stopped at step {s.step}; {kept}")
             start = s.position * self.batch_size
             index = order[start : start + self.batch_size]
             # This rank's rows of the global batch (all of them in one process); augmentation
@@ -388,7 +395,7 @@ class Trainer:
             self.save("best", config_yaml)
 
     def _tensorboard(self, values: dict[str, Any]) -> None:
-        from cnnlab.train.tensorboard import filter_grid
+        from cnnlab.train.tensorboard import filter_grid, first_conv
 
         step = values["step"]
         scalars = {
@@ -405,7 +412,7 @@ class Trainer:
             self.tb.histogram(f"weights/{name}", value, step)
         for name, value in grads.items():
             self.tb.histogram(f"grads/{name}", value, step)
-        first_conv = next((v for v in params.values() if v.ndim == 4), None)
-        if first_conv is not None:
-            self.tb.image("filters/first_conv", filter_grid(first_conv), step)
+        filters = first_conv(params)
+        if filters is not None:
+            self.tb.image("filters/first_conv", filter_grid(filters), step)
         self.tb.flush()

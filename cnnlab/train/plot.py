@@ -1,10 +1,15 @@
-"""The run's loss and accuracy curves as one PNG, from the epoch records of ``metrics.jsonl``."""
+"""The run's pictures: its loss and accuracy curves, from the epoch records of
+``metrics.jsonl``, and its first conv layer's filters."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["plot_history"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["plot_filters", "plot_history"]
 
 
 def plot_history(records: list[dict], path: str | Path) -> None:
@@ -48,3 +53,16 @@ def plot_history(records: list[dict], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=100)
+
+
+def plot_filters(w: np.ndarray, path: str | Path) -> None:
+    """Writes the filters ``w`` (F, C, HH, WW) as one PNG: the grid TensorBoard shows under
+    ``filters/first_conv`` (:func:`cnnlab.train.tensorboard.filter_grid`: each filter scaled to
+    its own range, RGB for 3 channels, grey otherwise)."""
+    from matplotlib.image import imsave
+
+    from cnnlab.train.tensorboard import filter_grid
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imsave(path, filter_grid(w), format="png")

@@ -43,7 +43,7 @@ from tensorboard.util import tensor_util
 
 from cnnlab.errors import ShapeError
 
-__all__ = ["TensorBoardWriter", "filter_grid"]
+__all__ = ["TensorBoardWriter", "filter_grid", "first_conv"]
 
 # How often the writer's thread flushes on its own (tensorboard's default is 120 s); flush() and
 # close() flush at once.
@@ -203,6 +203,12 @@ class TensorBoardWriter:
         event.wall_time = time.time()
         self._last_step = max(self._last_step, event.step)
         self._writer.add_event(event)
+
+
+def first_conv(params: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The first conv layer's weight (F, C, HH, WW): the first 4-D array of ``params``, which
+    are in execution order. None for a net without convs."""
+    return next((v for v in params.values() if v.ndim == 4), None)
 
 
 def filter_grid(w: np.ndarray, pad: int = 1) -> np.ndarray:

@@ -22,12 +22,60 @@ THRESHOLDS = Thresholds.of(GradcheckSettings())  # the defaults of the config
 # The naive loops are slow: narrower models and fewer sampled coordinates there, and
 # ResNet-18 (sixty-odd tensors, each probed by whole forward passes) on 8x8 inputs.
 SETTINGS = {"naive": (0.0625, 2), "im2col": (0.125, 3), "torch": (0.125, 3)}
-SMALLER = {("naive", "resnet18"): ["gradcheck.image_size=8"]}
+# GoogLeNet's nine Inception modules hold 173 tensors (57 convs, each with a batch norm): its
+# checks build three, 3a – pool – 4a – pool – 5a, with every kind of layer and join it has.
+SHALLOW_GOOGLENET = [
+    "model.modules=[[64,96,128,16,32,32],[192,96,208,16,48,64],[384,192,384,48,128,128]]",
+    "model.pool_before=[1,2]",
+]
+SMALLER = {
+    ("naive", "resnet18"): ["gradcheck.image_size=8"],
+    ("naive", "zfnet"): ["gradcheck.image_size=8"],  # its 5x5 and 3x3 convs at 8x8, 4x4, 2x2
+    ("naive", "nin"): ["gradcheck.image_size=8"],
+    ("im2col", "googlenet"): SHALLOW_GOOGLENET,
+    ("torch", "googlenet"): SHALLOW_GOOGLENET,
+}
+# These check the blocks they are built of at a reduced depth (each tensor costs whole forward
+# passes): two stages of one block for the ResNets (a bottleneck's first block widens 64 ->
+# 256 at stride 1, the next strides; ResNet-34's BasicBlocks are ResNet-18's, checked in full),
+# two dense blocks of two layers with a transition for DenseNet, and three MobileNetV2 stages
+# (t=1; t=6 twice, the second a residual; a stride-2 t=6).
+TWO_STAGES = ["model.widths=[64,128]", "model.blocks=[1,1]"]
+REDUCED = {
+    "resnet34": TWO_STAGES,
+    "resnet50": TWO_STAGES,
+    "resnext50_32x4d": TWO_STAGES,
+    "se_resnet18": TWO_STAGES,
+    "densenet121": ["model.blocks=[2,2]"],
+    "mobilenet_v2": [
+        "model.expansions=[1,6,6]",
+        "model.channels=[16,24,32]",
+        "model.repeats=[1,2,1]",
+        "model.strides=[1,2,2]",
+    ],
+}
+SMALLER.update({(b, m): o for m, o in REDUCED.items() for b in ("im2col", "torch")})
+# Models naive is not checked on (their im2col and torch checks stand): at the smallest input
+# they accept, its loops make the hundreds of whole forward passes of a check take tens of
+# seconds each.
+NAIVE_SKIPS = {
+    "vgg11": "VGG's five 2x2 pools need 32x32 inputs",
+    "vgg16": "VGG's five 2x2 pools need 32x32 inputs",
+    "googlenet": "even three of GoogLeNet's modules take 500 forward passes through 21 convs",
+    **{
+        m: "a check's hundreds of forward passes take seconds each there; the kernels its "
+        "layers run (grouped and depthwise convs, concat, channel gate) are checked on naive "
+        "one by one, and its logits and gradients against torch in tests/models"
+        for m in REDUCED
+    },
+}
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("backend", list(SETTINGS))
 def test_model_passes_on_backend(model, backend):
+    if backend == "naive" and model in NAIVE_SKIPS:
+        pytest.skip(f"naive is too slow for {model}: {NAIVE_SKIPS[model]}")
     width, samples = SETTINGS[backend]
     overrides = [f"model={model}", f"gradcheck.width_scale={width}"]
     cfg = compose("gradcheck", overrides + SMALLER.get((backend, model), []))
