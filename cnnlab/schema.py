@@ -173,6 +173,9 @@ class OptimName(Choice):
     sgd = "sgd"
     momentum = "momentum"
     adam = "adam"
+    adamw = "adamw"
+    adagrad = "adagrad"
+    rmsprop = "rmsprop"
 
 
 class Split(Choice):
@@ -412,10 +415,33 @@ class AdamConfig(OptimConfig):
     eps: float = bounded(1e-8, ge=0)
 
 
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: OptimName = OptimName.adamw
+    weight_decay: float = bounded(1e-2, ge=0)  # decoupled: p <- p * (1 - lr * wd) each step
+
+
+@dataclass
+class AdagradConfig(OptimConfig):
+    name: OptimName = OptimName.adagrad
+    eps: float = bounded(1e-10, ge=0)
+
+
+@dataclass
+class RMSpropConfig(OptimConfig):
+    name: OptimName = OptimName.rmsprop
+    alpha: float = bounded(0.99, ge=0, lt=1)  # decay of the running mean of g^2
+    eps: float = bounded(1e-8, ge=0)
+    momentum: float = bounded(0.0, ge=0, lt=1)
+
+
 OPTIM_SCHEMAS = {
     OptimName.sgd: SGDConfig,
     OptimName.momentum: MomentumConfig,
     OptimName.adam: AdamConfig,
+    OptimName.adamw: AdamWConfig,
+    OptimName.adagrad: AdagradConfig,
+    OptimName.rmsprop: RMSpropConfig,
 }
 
 # -- commands ----------------------------------------------------------------------------------

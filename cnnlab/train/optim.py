@@ -1,4 +1,5 @@
-"""Optimizers and learning-rate schedules: the numpy twins of ``torch.optim.SGD`` and ``Adam``.
+"""Optimizers and learning-rate schedules: the numpy twins of ``torch.optim``'s SGD, Adagrad,
+RMSprop, Adam and AdamW.
 
 The numpy backends train with :class:`NumpyOptimizer`; the torch backend with the
 ``torch.optim`` optimizer that :func:`torch_optimizer` builds from the same config. Both do the
@@ -15,6 +16,12 @@ every parameter as torch does with a single parameter group):
 - ``adam``:     ``g' = g + wd·p``;  ``m ← m + (1 − β1)·(g' − m)``;
   ``v ← β2·v + (1 − β2)·g'·g'``;  ``p ← p − (lr / (1 − β1^t))·m / (sqrt(v) / sqrt(1 − β2^t) + eps)``
   (torch's Adam with L2 decay, not AdamW; step ``t`` counts from 1)
+- ``adamw``:    ``p ← p·(1 − lr·wd)`` (decay decoupled from the gradient), then ``adam``'s update
+  with ``g' = g``
+- ``adagrad``:  ``g' = g + wd·p``;  ``s ← s + g'·g'``;  ``p ← p − lr·g' / (sqrt(s) + eps)``
+- ``rmsprop``:  ``g' = g + wd·p``;  ``v ← α·v + (1 − α)·g'·g'``;  with momentum μ > 0
+  ``buf ← μ·buf + g' / (sqrt(v) + eps)`` and ``p ← p − lr·buf``, else
+  ``p ← p − lr·g' / (sqrt(v) + eps)`` (torch's RMSprop, not centred)
 
 The learning rate of each step comes from :func:`learning_rate`, which the trainer calls every
 step and hands to both engines:
@@ -40,12 +47,24 @@ if TYPE_CHECKING:
 
     from cnnlab.schema import OptimConfig
 
-# The state each optimizer keeps per parameter, named as torch names it.
+# The state each optimizer keeps per parameter, named as torch names it (RMSprop's momentum
+# buffer only with momentum, see slots()).
 SLOTS: dict[str, tuple[str, ...]] = {
     "sgd": (),
     "momentum": ("momentum_buffer",),
     "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+    "adagrad": ("sum",),
+    "rmsprop": ("square_avg",),
 }
+
+
+def slots(optim: OptimConfig) -> tuple[str, ...]:
+    """The state ``optim`` keeps per parameter."""
+    name = _check(optim)
+    if name == "rmsprop" and float(optim.momentum) > 0:
+        return (*SLOTS[name], "momentum_buffer")
+    return SLOTS[name]
 
 
 def _check(optim: OptimConfig) -> OptimName:
@@ -111,9 +130,11 @@ class NumpyOptimizer:
             owns them sees every step. Scalars are cast to each parameter's dtype before use,
             so float32 parameters are updated in float32, as torch does.
 
-    State: ``momentum`` keeps ``momentum_buffer`` per parameter, ``adam`` ``exp_avg`` and
-    ``exp_avg_sq`` (torch's slot names), all in the parameter's dtype; every optimizer counts
-    its steps. :meth:`state_dict` gives them as ``"<param name>/<slot>"`` plus ``"step"``.
+    State: ``momentum`` keeps ``momentum_buffer`` per parameter, ``adam`` and ``adamw``
+    ``exp_avg`` and ``exp_avg_sq``, ``adagrad`` ``sum``, ``rmsprop`` ``square_avg`` (and
+    ``momentum_buffer`` with momentum) (torch's slot names), all in the parameter's dtype;
+    every optimizer counts its steps. :meth:`state_dict` gives them as
+    ``"<param name>/<slot>"`` plus ``"step"``.
     """
 
     def __init__(self, optim: OptimConfig, params: dict[str, np.ndarray]) -> None:
@@ -123,13 +144,18 @@ class NumpyOptimizer:
         if self.name == "momentum":
             self.momentum = float(optim.momentum)
             self.nesterov = bool(optim.nesterov)
-        if self.name == "adam":
+        if self.name in ("adam", "adamw"):
             self.beta1, self.beta2 = (float(b) for b in optim.betas)
+        if self.name in ("adam", "adamw", "adagrad", "rmsprop"):
             self.eps = float(optim.eps)
+        if self.name == "rmsprop":
+            self.alpha, self.momentum = float(optim.alpha), float(optim.momentum)
+        # AdamW decays the weights apart from the gradient (in its update); the rest add wd·p.
+        self.l2 = self.weight_decay if self.name != "adamw" else 0.0
         self.state = {
             f"{name}/{slot}": np.zeros_like(p)
             for name, p in params.items()
-            for slot in SLOTS[self.name]
+            for slot in slots(optim)
         }
         self.steps = 0  # updates made so far; Adam's t of the current update is steps + 1
 
@@ -142,8 +168,8 @@ class NumpyOptimizer:
         update = getattr(self, f"_{self.name}")
         for name, p in self.params.items():
             g = grads[name]
-            if self.weight_decay != 0:
-                g = g + p.dtype.type(self.weight_decay) * p  # torch: grad.add(p, alpha=wd)
+            if self.l2 != 0:
+                g = g + p.dtype.type(self.l2) * p  # torch: grad.add(p, alpha=wd)
             update(name, p, g, lr)
         self.steps += 1
 
@@ -182,6 +208,32 @@ class NumpyOptimizer:
         bias_correction2_sqrt = bias_correction2**0.5
         denom = np.sqrt(v) / dtype(bias_correction2_sqrt) + dtype(self.eps)
         p += dtype(-step_size) * m / denom  # p.addcdiv_(m, denom, value=-step_size)
+
+    def _adamw(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        p *= p.dtype.type(1 - lr * self.weight_decay)  # p.mul_(1 - lr * wd), before the step
+        self._adam(name, p, g, lr)
+
+    def _adagrad(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        dtype = p.dtype.type
+        total = self.state[f"{name}/sum"]
+        total += g * g  # state_sum.addcmul_(g, g, value=1)
+        std = np.sqrt(total) + dtype(self.eps)
+        p += dtype(-lr) * g / std  # p.addcdiv_(g, std, value=-lr)
+
+    def _rmsprop(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        dtype = p.dtype.type
+        v = self.state[f"{name}/square_avg"]
+        # square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        v *= dtype(self.alpha)
+        v += dtype(1 - self.alpha) * g * g
+        avg = np.sqrt(v) + dtype(self.eps)
+        if self.momentum > 0:
+            buf = self.state[f"{name}/momentum_buffer"]
+            buf *= dtype(self.momentum)
+            buf += g / avg  # buf.mul_(momentum).addcdiv_(g, avg)
+            p += dtype(-lr) * buf
+        else:
+            p += dtype(-lr) * g / avg  # p.addcdiv_(g, avg, value=-lr)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the state: ``"<param name>/<slot>"`` arrays and ``"step"`` (0-d int64)."""
@@ -223,7 +275,10 @@ def torch_optimizer(optim: OptimConfig, params: list, fused: bool = False) -> to
     """The ``torch.optim`` optimizer of ``optim`` over ``params`` (one parameter group).
 
     ``sgd`` and ``momentum`` give ``torch.optim.SGD`` (momentum 0, or μ with dampening 0 and
-    ``nesterov``), ``adam`` gives ``torch.optim.Adam`` (L2 ``weight_decay``, not AdamW). The
+    ``nesterov``), ``adam`` gives ``torch.optim.Adam`` (L2 ``weight_decay``), ``adamw``
+    ``torch.optim.AdamW``, ``adagrad`` ``torch.optim.Adagrad`` and ``rmsprop``
+    ``torch.optim.RMSprop`` (not centred). Adagrad's and RMSprop's fused kernels are not CUDA
+    ones: they run unfused. The
     learning rate starts at ``optim.lr``; the trainer sets each step's with :func:`set_torch_lr`.
     fused: torch's fused CUDA kernels (the same update in one kernel per step; with loss
     scaling they skip an overflowed step on the device, where the unfused path asks the host).
@@ -246,8 +301,20 @@ def torch_optimizer(optim: OptimConfig, params: list, fused: bool = False) -> to
             weight_decay=weight_decay,
             **kernel,
         )
+    if name == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, eps=float(optim.eps), weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(
+            params,
+            lr=lr,
+            alpha=float(optim.alpha),
+            eps=float(optim.eps),
+            momentum=float(optim.momentum),
+            weight_decay=weight_decay,
+        )
     beta1, beta2 = (float(b) for b in optim.betas)
-    return torch.optim.Adam(
+    adam = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return adam(
         params,
         lr=lr,
         betas=(beta1, beta2),

@@ -39,8 +39,21 @@ CASES = [
     ("momentum", {}),
     ("momentum", {"nesterov": True}),
     ("adam", {}),
+    ("adamw", {}),
+    ("adagrad", {}),
+    ("rmsprop", {}),
+    ("rmsprop", {"momentum": 0.9}),
 ]
-CASE_IDS = ["sgd", "momentum", "nesterov", "adam"]
+CASE_IDS = [
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adam",
+    "adamw",
+    "adagrad",
+    "rmsprop",
+    "rmsprop-momentum",
+]
 
 
 def make_config(option: str, **keys):
@@ -173,13 +186,42 @@ def test_state_dict_round_trip_continues_bit_for_bit(name, keys):
 
 @pytest.mark.parametrize("name", list(OptimName))
 def test_state_dict_keys(name):
-    expected_slots = {"sgd": [], "momentum": ["momentum_buffer"], "adam": ["exp_avg", "exp_avg_sq"]}
+    expected_slots = {
+        "sgd": [],
+        "momentum": ["momentum_buffer"],
+        "adam": ["exp_avg", "exp_avg_sq"],
+        "adamw": ["exp_avg", "exp_avg_sq"],
+        "adagrad": ["sum"],
+        "rmsprop": ["square_avg"],
+    }
     state = NumpyOptimizer(make_config(name), make_params()).state_dict()
     keys = {f"{p}/{slot}" for p in SHAPES for slot in expected_slots[name]} | {"step"}
     assert set(state) == keys
     for key, value in state.items():
         if key != "step":
             assert value.shape == SHAPES[key.rsplit("/", 1)[0]]
+
+
+def test_adamw_decays_the_weights_apart_from_the_gradient():
+    """With a zero gradient Adam's update is 0 (m = v = 0): AdamW's step is the decay alone,
+    where Adam's L2 decay goes through the moments."""
+    params = make_params()
+    start = {k: v.copy() for k, v in params.items()}
+    zero = {k: np.zeros(s) for k, s in SHAPES.items()}
+    NumpyOptimizer(make_config("adamw", weight_decay=0.1), params).step(zero, 0.5)
+    for k in SHAPES:
+        np.testing.assert_allclose(params[k], start[k] * (1 - 0.5 * 0.1), rtol=1e-15)
+
+
+def test_adagrad_first_step_is_lr_times_sign_and_rmsprop_momentum_keeps_a_buffer():
+    params = make_params()
+    start = {k: v.copy() for k, v in params.items()}
+    g = make_grads(1)[0]
+    NumpyOptimizer(make_config("adagrad", eps=0.0), params).step(g, 0.1)
+    for k in SHAPES:  # s = g^2 after one step: g / sqrt(s) = sign(g)
+        np.testing.assert_allclose(params[k], start[k] - 0.1 * np.sign(g[k]), rtol=1e-15)
+    opt = NumpyOptimizer(make_config("rmsprop", momentum=0.5), make_params())
+    assert {key.rsplit("/", 1)[1] for key in opt.state} == {"square_avg", "momentum_buffer"}
 
 
 def test_load_state_dict_refuses_another_optimizer_state():
@@ -248,10 +290,10 @@ def test_schedule_cosine_endpoints_and_midpoint():
 
 
 def test_unknown_optimizer_is_refused_with_the_choices():
-    with pytest.raises(ValidationError, match="rmsprop"):
-        make_config("sgd", name="rmsprop")
-    with pytest.raises(ValueError, match=r"'rmsprop'.*sgd, momentum, adam"):
-        OptimName("rmsprop")
+    with pytest.raises(ValidationError, match="lbfgs"):
+        make_config("sgd", name="lbfgs")
+    with pytest.raises(ValueError, match=r"'lbfgs'.*sgd, momentum, adam, adamw, adagrad, rmsprop"):
+        OptimName("lbfgs")
 
 
 def test_the_schema_admits_only_the_known_schedules():
