@@ -385,6 +385,9 @@ class OptimConfig:
     gamma: float = bounded(0.1, gt=0)  # step: factor of each drop
     min_lr: float = bounded(0.0, ge=0)  # cosine: the learning rate at the last step
     warmup_steps: int = bounded(0, ge=0)  # linear warmup from lr/warmup_steps over the first steps
+    # Gradients scaled down to this total 2-norm (over every parameter) before each update, as
+    # torch.nn.utils.clip_grad_norm_; None: not clipped.
+    clip_norm: float | None = bounded(None, gt=0)
 
 
 @dataclass

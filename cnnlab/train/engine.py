@@ -27,6 +27,7 @@ from cnnlab.ops.tree import Node
 from cnnlab.train.distributed import SINGLE, Group
 from cnnlab.train.draws import DeviceDraws, Draws, NumpyDraws
 from cnnlab.train.feed import Feed, NumpyFeed, TorchFeed, to_device
+from cnnlab.train.optim import clip_grad_norm
 
 if TYPE_CHECKING:
     import torch
@@ -130,6 +131,7 @@ class NumpyEngine:
             raise UsageError(f"backend={backend.name} trains in one process (trainer.devices=1)")
         self.model: NumpyNet = backend.model(net, params, buffers, options)  # type: ignore[assignment]
         self.optimizer = NumpyOptimizer(optim, self.model.params)
+        self.clip_norm = optim.clip_norm
         self._grads: dict[str, np.ndarray] = {}
 
     lazy = False
@@ -152,6 +154,8 @@ class NumpyEngine:
         # non-finite loss with one line, so numpy's warnings would only say the same, noisily.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             loss, self._grads, logits = self.model.loss(x, y, True, rng)
+            if self.clip_norm is not None:
+                clip_grad_norm(self._grads, self.clip_norm)
             self.optimizer.step(self._grads, lr)
         return Step(loss, int(np.sum(logits.argmax(axis=1) == y)), logits)
 
@@ -244,6 +248,7 @@ class TorchEngine:
         # read the overflow flag on the host every step.
         fused = precision.scaled and self.device.type == "cuda"
         self.optimizer = torch_optimizer(optim, list(self.named.values()), fused)
+        self.clip_norm = optim.clip_norm
         self.scaler = torch.amp.GradScaler(self.device.type) if precision.scaled else None
 
     def draws(self, seed: int) -> Draws:
@@ -294,14 +299,24 @@ class TorchEngine:
         with _compile_errors(self.options.compile):
             if self.scaler is None:
                 objective.backward()
+                self._clip()
                 self.optimizer.step()
             else:
                 self.scaler.scale(objective).backward()
+                if self.clip_norm is not None:  # the norm of the true gradients, not scaled ones
+                    self.scaler.unscale_(self.optimizer)
+                    self._clip()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
         logits = logits.detach()
         correct = (logits.argmax(dim=1) == y).sum()
         return Step(loss.detach(), correct, logits)
+
+    def _clip(self) -> None:
+        """The gradients scaled to ``optim.clip_norm`` at most (no host read: the norm stays
+        on the device)."""
+        if self.clip_norm is not None:
+            self.torch.nn.utils.clip_grad_norm_(self.named.values(), self.clip_norm)
 
     def fetch(self, steps: list[Step]) -> np.ndarray:
         torch = self.torch

@@ -23,6 +23,10 @@ every parameter as torch does with a single parameter group):
   ``buf ← μ·buf + g' / (sqrt(v) + eps)`` and ``p ← p − lr·buf``, else
   ``p ← p − lr·g' / (sqrt(v) + eps)`` (torch's RMSprop, not centred)
 
+With ``optim.clip_norm`` set, the gradients are first scaled by ``min(1, clip_norm / (‖g‖ +
+1e-6))``, ``‖g‖`` the 2-norm of all of them together (:func:`clip_grad_norm`, torch's
+``clip_grad_norm_``), before weight decay is added.
+
 The learning rate of each step comes from :func:`learning_rate`, which the trainer calls every
 step and hands to both engines:
 
@@ -118,6 +122,19 @@ def _scheduled(optim: OptimConfig, step: int, steps_per_epoch: int, total_steps:
 
 
 # -- numpy -----------------------------------------------------------------------------------------
+
+
+def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """Scale ``grads`` in place so that their total 2-norm is at most ``max_norm``; return the
+    norm before. As ``torch.nn.utils.clip_grad_norm_``: the norm of the parameters' norms, and
+    the factor ``max_norm / (norm + 1e-6)`` applied only where it is below 1."""
+    norms = [np.linalg.norm(g.reshape(-1)) for g in grads.values()]
+    total = float(np.linalg.norm(np.array(norms, dtype=np.float64)))
+    factor = max_norm / (total + 1e-6)
+    if factor < 1:
+        for g in grads.values():
+            g *= g.dtype.type(factor)
+    return total
 
 
 class NumpyOptimizer:

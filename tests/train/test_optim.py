@@ -366,3 +366,64 @@ def test_schemas_are_registered():
     stored = ConfigStore.instance().list("optim")
     for name in OptimName:
         assert f"{name}_schema.yaml" in stored
+
+
+# -- gradient clipping -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 100.0], ids=["clipped", "under the norm"])
+def test_clip_grad_norm_matches_torch(max_norm):
+    from cnnlab.train.optim import clip_grad_norm
+
+    grads = make_grads(1)[0]
+    tensors = {
+        k: torch.zeros(v.shape, dtype=torch.float64, requires_grad=True) for k, v in grads.items()
+    }
+    for k, t in tensors.items():
+        t.grad = torch.tensor(grads[k])
+    before = {k: v.copy() for k, v in grads.items()}
+    total = clip_grad_norm(grads, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(tensors.values(), max_norm)
+    assert total == pytest.approx(float(expected), rel=1e-14)
+    for k, t in tensors.items():
+        assert rel_error(grads[k], t.grad.numpy()) <= 1e-14, k
+    norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))
+    if max_norm < total:
+        assert norm == pytest.approx(max_norm, rel=1e-5)
+    else:
+        assert all(np.array_equal(grads[k], before[k]) for k in grads)
+
+
+@pytest.mark.parametrize("backend", ["im2col", "torch"])
+def test_a_clipped_training_step_moves_as_torch_does(backend):
+    """Both engines clip the batch's gradients before the update: one step of each from the
+    same weights ends at torch's (float64), and the clip changed the step."""
+    from cnnlab.backends import BackendOptions, get_backend
+    from cnnlab.config import compose
+    from cnnlab.models import instantiate
+    from cnnlab.train.engine import make_engine
+
+    ends = {}
+    for clip in ("null", "0.01"):
+        cfg = compose("train", ["model=lenet", "optim=sgd", f"optim.clip_norm={clip}"])
+        x = np.random.default_rng(0).standard_normal((4, 3, 32, 32))
+        y = np.array([0, 1, 2, 3])
+        for name in (backend, "torch"):
+            model = instantiate(
+                cfg.model, cfg.norm, cfg.init, (3, 32, 32), np.random.default_rng(1)
+            )
+            engine = make_engine(
+                get_backend(name),
+                model,
+                cfg.optim,
+                options=BackendOptions(precision="64-true", threads=1),
+            )
+            engine.train_step(x, y, 0.1, np.random.default_rng(2))
+            ends[clip, name] = {k: v.copy() for k, v in engine.params().items()}
+    for clip in ("null", "0.01"):
+        for k in ends[clip, "torch"]:
+            assert rel_error(ends[clip, backend][k], ends[clip, "torch"][k]) <= 1e-10, (clip, k)
+    assert any(
+        not np.allclose(ends["null", backend][k], ends["0.01", backend][k])
+        for k in ends["null", "torch"]
+    )
