@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from cnnlab.choice import Choice
@@ -212,36 +213,33 @@ def _walk_branches(
     nest: Callable[[BranchInfo], None] | None,
     depth: int,
 ) -> Shape:
-    def combined(outs: list[Shape]) -> Shape:
-        try:
-            return node.combine_shape(outs)
-        except ShapeError as exc:
-            raise ShapeError(f"{prefix.rstrip('.')}: {exc}") from None
-
-    branches = node.branches()
-    if nest is None:
-        return combined(
-            [
-                shape if branch is None else _walk(branch, shape, f"{prefix}{name}", visit)
-                for name, branch in branches
-            ]
-        )
-    # The rows of the container and its branches come first and show their outputs: those
-    # shapes are walked for first, visiting nothing.
-    outs = [
-        shape if branch is None else _walk(branch, shape, f"{prefix}{name}", lambda _: None)
-        for name, branch in branches
-    ]
-    out = combined(outs)
-    nest(BranchInfo(prefix.rstrip("."), node.describe(outs), shape, out, depth))
-    for (name, branch), branch_out in zip(branches, outs, strict=True):
-        inner = depth + 1
-        if name:  # a named branch gets a row; an unnamed one (a residual body) is the block's
+    # One walk per branch; what it visits is held back, so that the container's row, which
+    # shows the combined output of all of them, comes before the rows inside it.
+    held: list[list[Callable[[], None]]] = []
+    outs: list[Shape] = []
+    for name, branch in node.branches():
+        rows: list[Callable[[], None]] = []
+        held.append(rows)
+        if branch is None:
+            outs.append(shape)
+            continue
+        # A named branch gets a row of its own (an unnamed one, a residual body, is the block's).
+        inner = depth + (2 if nest is not None and name else 1)
+        hold_nest = None if nest is None else (lambda info, r=rows: r.append(partial(nest, info)))
+        hold_leaf = lambda leaf, r=rows: r.append(partial(visit, leaf))  # noqa: E731
+        outs.append(_walk(branch, shape, f"{prefix}{name}", hold_leaf, hold_nest, inner))
+    try:
+        out = node.combine_shape(outs)
+    except ShapeError as exc:
+        raise ShapeError(f"{prefix.rstrip('.')}: {exc}") from None
+    if nest is not None:
+        nest(BranchInfo(prefix.rstrip("."), node.describe(outs), shape, out, depth))
+    for (name, branch), branch_out, rows in zip(node.branches(), outs, held, strict=True):
+        if nest is not None and name:
             label = "identity" if branch is None else "branch"
-            nest(BranchInfo(f"{prefix}{name}".rstrip("."), label, shape, branch_out, inner))
-            inner += 1
-        if branch is not None:
-            _walk(branch, shape, f"{prefix}{name}", visit, nest, inner)
+            nest(BranchInfo(f"{prefix}{name}".rstrip("."), label, shape, branch_out, depth + 1))
+        for row in rows:
+            row()
     return out
 
 
