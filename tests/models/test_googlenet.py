@@ -11,9 +11,7 @@ from cnnlab.errors import UsageError
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.tree import leaves, summarize
 from tests.cli import run_cnnlab
-from tests.models.test_models import net_for
-
-IMAGENET = ["model.stem=imagenet", "model.num_classes=1000", "data.shape=[3,224,224]"]
+from tests.models.test_models import IMAGENET, net_for
 
 
 def test_torchvision_variant_has_its_parameters_and_multiply_adds():

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from cnnlab.config import compose
-from cnnlab.models import build_net
 from cnnlab.models.mobilenet import divisible
 from cnnlab.ops.activation import ReLU6
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.structure import Residual
 from cnnlab.ops.tree import leaves, summarize
-
-IMAGENET = ["model.stem=imagenet", "model.num_classes=1000", "data.shape=[3,224,224]"]
+from tests.models.test_models import IMAGENET
+from tests.models.test_models import net_for as models_net_for
 
 
 def net_for(overrides: list[str], width: float = 1.0):
-    cfg = compose("summary", ["model=mobilenet_v2", *overrides])
-    in_shape = tuple(cfg.data.shape)
-    return build_net(cfg.model, cfg.norm, in_shape, width, cfg.act), in_shape
+    _, net, in_shape = models_net_for(["model=mobilenet_v2", *overrides], width)
+    return net, in_shape
 
 
 def test_parameter_counts_and_multiply_adds():

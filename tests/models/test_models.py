@@ -17,11 +17,15 @@ from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import LRN, BatchNorm, GroupNorm, LayerNorm
 from cnnlab.ops.tree import leaves, summarize
 
+# The papers' ImageNet networks, whose counts the tests compare with torchvision's.
+IMAGENET = ["model.stem=imagenet", "model.num_classes=1000", "data.shape=[3,224,224]"]
+
 
 def net_for(overrides: list[str], width: float = 1.0):
+    """The composed summary config, the net it builds (its act= too) and its input shape."""
     cfg = compose("summary", overrides)
     in_shape = tuple(cfg.data.shape)
-    return cfg, build_net(cfg.model, cfg.norm, in_shape, width), in_shape
+    return cfg, build_net(cfg.model, cfg.norm, in_shape, width, cfg.act), in_shape
 
 
 @pytest.mark.parametrize(

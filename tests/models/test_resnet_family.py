@@ -10,8 +10,7 @@ from cnnlab.errors import UsageError
 from cnnlab.models import build_net
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.tree import leaves, summarize
-
-IMAGENET = ["model.stem=imagenet", "model.num_classes=1000", "data.shape=[3,224,224]"]
+from tests.models.test_models import IMAGENET
 
 
 def summary(model: str, overrides: list[str], width: float = 1.0) -> dict:

@@ -10,9 +10,7 @@ from cnnlab.errors import UsageError
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.norm import BatchNorm
 from cnnlab.ops.tree import leaves, summarize
-from tests.models.test_models import net_for
-
-IMAGENET = ["model.stem=imagenet", "model.num_classes=1000", "data.shape=[3,224,224]"]
+from tests.models.test_models import IMAGENET, net_for
 
 # cnnlab counts a conv's or linear layer's multiply-add as 2 FLOPs and leaves out norms, pools,
 # activations and dropout; torchvision's "GFLOPS" are multiply-adds of the same layers, so they

@@ -7,9 +7,7 @@ import pytest
 from cnnlab.ops.linear import Linear
 from cnnlab.ops.norm import LRN
 from cnnlab.ops.tree import leaves, summarize
-from tests.models.test_models import net_for
-
-IMAGENET = ["model.stem=imagenet", "model.num_classes=1000", "data.shape=[3,224,224]"]
+from tests.models.test_models import IMAGENET, net_for
 
 
 def shapes(net, in_shape) -> dict[str, tuple[int, ...]]:
