@@ -5,6 +5,8 @@ promote); masks are bool; a backward's ``dout`` has the shape of its forward's o
 forward's cache holds references to the caller's arrays where the backend needs them (the
 numpy backends keep x, w, ... as CS231n's caches do), so changing those arrays in place between
 forward and backward changes the gradients; the torch backends keep copies on their device.
+The loss's labels and its label smoothing ε (in [0, 1)) are refused alike on every set by
+:func:`cnnlab.kernels.common.loss.check_loss_inputs`.
 
 :func:`check_arrays` is called by every forward of every kernel set (the numpy sets through
 :func:`contracted`, the torch adapter directly); :class:`Cached` carries the output shape from

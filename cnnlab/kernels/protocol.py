@@ -213,8 +213,15 @@ class KernelSet(Protocol):
         """-> dx = dout * mask / (1 - p)."""
         ...
 
-    def softmax_cross_entropy(self, logits: Array, y: Array) -> tuple[float, Array]:
-        """logits: (N, K), y: (N,) int labels -> (mean loss, dlogits: (N, K))."""
+    def softmax_cross_entropy(
+        self, logits: Array, y: Array, smoothing: float = 0.0
+    ) -> tuple[float, Array]:
+        """logits: (N, K), y: (N,) int labels -> (mean loss, dlogits: (N, K)).
+
+        ``smoothing`` ε in [0, 1) smooths the targets to ``(1 - ε)·onehot(y) + ε/K``, as
+        ``torch.nn.CrossEntropyLoss(label_smoothing=ε)``; then ``dlogits = (softmax - t) / N``.
+        A set whose loss cannot smooth (a user's file) raises KernelMissingError for ε > 0.
+        """
         ...
 
     def batchnorm_forward(

@@ -212,13 +212,15 @@ class NumpyNet:
         train: bool = True,
         rng: np.random.Generator | None = None,
         grads: bool = True,
+        smoothing: float = 0.0,
     ) -> tuple[float, Grads, np.ndarray]:
         """Softmax cross-entropy of a batch: ``(loss, grads by name, logits)``.
 
-        x: (N, C, H, W); y: (N,) labels. ``grads=False`` skips the backward (grads is empty).
+        x: (N, C, H, W); y: (N,) labels. ``grads=False`` skips the backward (grads is empty);
+        smoothing: the loss's label smoothing ε.
         """
         logits = self.forward(x, train, rng)
-        loss, dlogits = self.kernels.softmax_cross_entropy(logits, y)
+        loss, dlogits = self.kernels.softmax_cross_entropy(logits, y, smoothing=smoothing)
         return float(loss), self.backward(dlogits) if grads else {}, logits
 
     def get(self, name: str) -> np.ndarray:

@@ -249,15 +249,18 @@ class TorchModel:
         train: bool = True,
         rng: np.random.Generator | None = None,
         grads: bool = True,
+        smoothing: float = 0.0,
     ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-        """Softmax cross-entropy of a batch: ``(loss, grads by name, logits)``, by autograd."""
+        """Softmax cross-entropy of a batch (label smoothing ε = ``smoothing``): ``(loss,
+        grads by name, logits)``, by autograd."""
         self.module.train(train)
         for p in self._params.values():
             p.grad = None
         with torch.set_grad_enabled(grads):
             masks = self.module.masks(rng, x.shape[1:], Rows(0, len(x), len(x))) if train else None
             logits = self.module(torch.as_tensor(x, device=self.device), masks)
-            loss = ops.softmax_cross_entropy(logits, torch.as_tensor(y, device=self.device))
+            y_t = torch.as_tensor(y, device=self.device)
+            loss = ops.softmax_cross_entropy(logits, y_t, smoothing)
             if grads:
                 loss.backward()
         found = {

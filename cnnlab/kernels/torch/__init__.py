@@ -244,13 +244,17 @@ class TorchKernels:
         mode = BatchNormBackward(mode)
         return self._batchnorm_backward(dout, cache)  # type: ignore[attr-defined]
 
-    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def softmax_cross_entropy(
+        self, logits: np.ndarray, y: np.ndarray, smoothing: float = 0.0
+    ) -> tuple[float, np.ndarray]:
         """Mean softmax cross-entropy and its gradient.
 
-        logits: (N, K); y: (N,) integer labels -> (loss, dlogits), dlogits: (N, K).
+        logits: (N, K); y: (N,) integer labels; smoothing: label smoothing ε in [0, 1) ->
+        (loss, dlogits), dlogits: (N, K).
         """
-        check_loss_inputs(logits, y)  # torch would drop a label of -100 and NaN an empty batch
-        loss, cache = self._softmax_ce_forward(logits, y)
+        # torch would drop a label of -100 and NaN an empty batch
+        check_loss_inputs(logits, y, smoothing)
+        loss, cache = self._softmax_ce_forward(logits, y, smoothing)
         dlogits = self._softmax_ce_backward(np.ones((), dtype=logits.dtype), cache)
         return float(loss), dlogits
 

@@ -323,17 +323,22 @@ def dropout(x: Tensor, mask: Tensor, p: float) -> Tensor:
     return x * mask / (1.0 - p)
 
 
-def softmax_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    """Softmax cross-entropy, mean over the batch (numerically stable).
+def softmax_cross_entropy(logits: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy, mean over the batch (numerically stable), with optional label
+    smoothing.
 
-    logits: (N, K); y: (N,) integer class labels in [0, K) -> loss: () scalar.
+    logits: (N, K); y: (N,) integer class labels in [0, K); smoothing: ε in [0, 1), the
+    targets ``(1 - ε)·onehot(y) + ε/K`` (``F.cross_entropy``'s ``label_smoothing``) ->
+    loss: () scalar.
     """
     if logits.dim() != 2 or tuple(y.shape) != (logits.shape[0],):
         raise ShapeError(
             f"softmax_cross_entropy: logits must be (N, K) and y (N,), got "
             f"{tuple(logits.shape)} and {tuple(y.shape)}"
         )
-    return F.cross_entropy(logits, y.long())
+    if not 0.0 <= smoothing < 1.0:  # torch takes 1.0 too: uniform targets teach nothing
+        raise ArgumentError(f"softmax_cross_entropy: smoothing must be in [0, 1), got {smoothing}")
+    return F.cross_entropy(logits, y.long(), label_smoothing=smoothing)
 
 
 def _check_per_channel(layer: str, x: Tensor, **params: Tensor | None) -> int:

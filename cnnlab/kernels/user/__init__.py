@@ -308,10 +308,16 @@ class UserKernels:
             raise UserCodeError(f"{backward}: dx is not dout * mask / keep for its forward's mask")
         return dx
 
-    def softmax_cross_entropy(self, logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def softmax_cross_entropy(
+        self, logits: np.ndarray, y: np.ndarray, smoothing: float = 0.0
+    ) -> tuple[float, np.ndarray]:
         name = self._loss()
         if name is None:
             raise KernelMissingError(self._not_defined([self.convention.loss[0]]))
+        if smoothing:
+            # Smoothing added here would be cnnlab's arithmetic, not the file's, in what is
+            # checked and trained as the user's loss.
+            raise KernelMissingError(f"{name}(x, y) takes hard labels: no label smoothing")
         (loss, dlogits), _ = self.worker.call(name, [logits, y])
         return float(loss), np.asarray(dlogits, dtype=logits.dtype)
 
