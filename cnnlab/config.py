@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import difflib
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,7 +238,7 @@ def explain(exc: BaseException, command: str, overrides: list[str] | tuple[str, 
         if isinstance(e, ConfigKeyError | ConfigAttributeError) and full_key:
             return _unknown_key(str(full_key), command, overrides)
         if isinstance(e, ValidationError) and full_key:
-            choices = getattr(e.child_node, "enum_type", None)
+            choices = getattr(e.child_node, "enum_type", None) or _item_enum(e.ref_type)
             if choices is not None:
                 names = ", ".join(m.name for m in choices)
                 return f"{full_key}: '{e.value}' is not an option; choose from {names}"
@@ -252,6 +254,18 @@ def explain(exc: BaseException, command: str, overrides: list[str] | tuple[str, 
     # Anything else: the first line of Hydra's own report.
     lines = [ln.strip() for e in chain for ln in str(e).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def _item_enum(ref_type: Any) -> type[Enum] | None:
+    """The Enum of a list's items (``data.transforms``): OmegaConf reports a bad item with no
+    node, only the list's type, ``Optional[List[TransformName]]``."""
+    for arg in typing.get_args(ref_type):
+        if isinstance(arg, type) and issubclass(arg, Enum):
+            return arg
+        found = _item_enum(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _missing_option(missing: str, options: list[str]) -> str:

@@ -1,11 +1,14 @@
 """Training batches where the engine computes: numpy arrays on the host, or tensors on the
 torch backend's device.
 
-The loop asks a feed for the samples of each batch by index and hands it the batch's crops
-and flips (:class:`~cnnlab.data.augment.Crops`); a feed never draws random numbers itself.
-:class:`TorchFeed` keeps the split on the device (on a GPU: copied once, where it fits in a
-quarter of the free memory) and gathers, crops and flips each batch there, so a step copies
-at most its indices and draws in, without waiting (pinned memory, non-blocking copies).
+The loop asks a feed for the samples of each batch by index and hands it the batch's
+augmentation draws (:func:`~cnnlab.data.augment.draw_transforms`); a feed never draws random
+numbers itself. :class:`TorchFeed` keeps the split on the device (on a GPU: copied once, where
+it fits in a quarter of the free memory) and gathers, crops and flips each batch there, so a
+step copies at most its indices and draws in, without waiting (pinned memory, non-blocking
+copies). A batch that is also rotated, scaled or colour-jittered is made on the host instead,
+by the numpy backends' own functions, and copied in: the same images, at the price of its
+indices coming back from the device first (on a GPU, a wait for the steps queued before it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.data.augment import Crops, apply_crops
+from cnnlab.data.augment import Crops, Step, apply_transforms
 
 if TYPE_CHECKING:
     import torch
@@ -30,10 +33,10 @@ class NumpyFeed:
         """An epoch's order where :meth:`take` reads it: here, as it is."""
         return index
 
-    def take(self, index: np.ndarray, crops: Crops | None) -> tuple[np.ndarray, np.ndarray]:
-        """The images (cropped and flipped by ``crops``) and labels at ``index``."""
-        x = self.x[index]
-        return (x if crops is None else apply_crops(x, crops)), self.y[index]
+    def take(self, index: np.ndarray, draws: Steps) -> tuple[np.ndarray, np.ndarray]:
+        """The images (augmented by ``draws``) and labels at ``index``."""
+        x, steps = self.x[index], as_steps(draws)
+        return (apply_transforms(x, steps) if steps else x), self.y[index]
 
 
 class TorchFeed:
@@ -57,20 +60,42 @@ class TorchFeed:
             return index if isinstance(index, np.ndarray) else index.cpu().numpy()
         return to_device(index, self.device) if isinstance(index, np.ndarray) else index
 
-    def take(self, index: Any, crops: Crops | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images (cropped and flipped by ``crops``) and labels at ``index``."""
+    def take(self, index: Any, draws: Steps) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images (augmented by ``draws``) and labels at ``index``."""
+        steps = as_steps(draws)
+        if not all(isinstance(step, Crops) for step in steps):
+            return self._take_on_host(index, steps)
         if self.on_device is not None:
             x, y = (a[index] for a in self.on_device)
         else:
             x, y = (to_device(a[index], self.device) for a in self.host)
-        if crops is not None:
-            draws = (crops.dy, crops.dx, crops.mirror)
-            placed = [to_device(a, self.device) if isinstance(a, np.ndarray) else a for a in draws]
-            x = crop_tensor(x, Crops(crops.pad, *placed))
+        for crops in steps:
+            values = (crops.dy, crops.dx, crops.mirror)  # type: ignore[union-attr]
+            placed = [to_device(a, self.device) if isinstance(a, np.ndarray) else a for a in values]
+            x = crop_tensor(x, Crops(crops.pad, *placed))  # type: ignore[union-attr]
         return x, y
+
+    def _take_on_host(self, index: Any, steps: tuple[Step, ...]) -> tuple[torch.Tensor, ...]:
+        """A batch with transforms that only numpy applies (numpy draws: trainer.rng=numpy),
+        made on the host and copied in. An index on a GPU comes back first, which waits for
+        the steps queued before it."""
+        host = index if isinstance(index, np.ndarray) else index.cpu().numpy()
+        x = to_device(apply_transforms(self.host[0][host], steps), self.device)
+        if self.on_device is not None:
+            return x, self.on_device[1][index]
+        return x, to_device(self.host[1][host], self.device)
 
 
 Feed = NumpyFeed | TorchFeed
+# A batch's augmentation draws: the steps of draw_transforms, one Crops, or None for none.
+Steps = tuple[Step, ...] | Crops | None
+
+
+def as_steps(draws: Steps) -> tuple[Step, ...]:
+    """``draws`` as a tuple of steps (a lone Crops is one step; None is none)."""
+    if draws is None:
+        return ()
+    return (draws,) if isinstance(draws, Crops) else tuple(draws)
 
 
 def _fits(nbytes: int, device: torch.device) -> bool:
