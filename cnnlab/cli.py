@@ -4,6 +4,7 @@ Imports stay light here (Typer and rich): numpy, torch and Hydra load inside com
 ``cnnlab --help`` starts fast.
 """
 
+import importlib
 import inspect
 import os
 from collections.abc import Callable
@@ -160,6 +161,23 @@ COMMANDS = (
     [cyan]cnnlab train backend=torch trainer.devices=2[/cyan] (DistributedDataParallel)
     """,
         {"norm": "default: per model", "hparams_search": "with -m; needs the optuna extra"},
+    ),
+    Command(
+        "lrfind",
+        "cnnlab.commands.lrfind",
+        """Find a learning rate: the range test, a sweep from tiny to huge rates.
+
+    From fresh weights (drawn from [b]trainer.seed[/b]), one optimizer step per batch with a
+    rate growing geometrically from [b]lrfind.min_lr[/b] to [b]lrfind.max_lr[/b] over
+    [b]lrfind.steps[/b]; optim's schedule and warm-up are not used. Stops when the loss
+    diverges. Suggests the rate of the steepest descent of the smoothed loss. Writes
+    lrfind.json and lrfind.png to the run directory.
+
+    Examples: [cyan]cnnlab lrfind[/cyan],
+    [cyan]cnnlab lrfind model=lenet data=mnist data.root=../shared/datasets/mnist[/cyan],
+    [cyan]cnnlab lrfind optim=adam backend=torch lrfind.steps=200[/cyan]
+    """,
+        {"norm": "default: per model"},
     ),
     Command(
         "eval",
@@ -328,6 +346,23 @@ def _add(command: Command) -> None:
 
 for _command in COMMANDS:
     _add(_command)
+
+# Commands with no config of their own, which read what runs left behind: Typer apps added
+# whole under these names (their modules import Typer only, so --help stays fast).
+APPS = {"runs": "cnnlab.commands.runs"}
+
+for _name, _module in APPS.items():
+    app.add_typer(importlib.import_module(_module).app, name=_name)
+
+# Commands that run a saved model and print or write what they are asked for, with no run
+# directory of their own: Typer commands whose key=value arguments are overrides of
+# conf/<name>.yaml (see cnnlab.commands.saved; their modules import Typer only).
+SAVED_MODEL_COMMANDS = {"predict": "cnnlab.commands.predict", "export": "cnnlab.commands.export"}
+
+for _name, _module in SAVED_MODEL_COMMANDS.items():
+    app.command(name=_name, context_settings={"help_option_names": ["-h", "--help"]})(
+        importlib.import_module(_module).command
+    )
 
 
 @app.callback(invoke_without_command=True)

@@ -60,6 +60,26 @@ class RunLock:
         self.release()
 
 
+def in_use(run_dir: Path) -> bool:
+    """Whether a live process holds ``run_dir``'s lock now (a run is going on there).
+
+    Probes with a shared lock taken and dropped at once. A run that starts into the directory
+    in that same instant is refused as 'in use', so ask only about runs that say they are
+    running (see :mod:`cnnlab.runs.status`), not about every directory.
+    """
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:  # no lock file: no run has ever taken the directory
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops the probe's lock, if it got one
+    return False
+
+
 def holds_run(run_dir: Path) -> bool:
     """Whether ``run_dir`` already holds a run (Hydra's record of one is there)."""
     return (run_dir / HYDRA_RECORD).is_file()

@@ -21,6 +21,7 @@ from cnnlab.backends import BACKENDS
 from cnnlab.choice import Choice
 from cnnlab.config import group_options
 from cnnlab.data import SOURCES
+from cnnlab.data.augment import TRANSFORMS
 from cnnlab.errors import UsageError
 from cnnlab.init import Distribution, Scheme
 from cnnlab.kernels.choices import Ties
@@ -28,6 +29,7 @@ from cnnlab.ops import layer_choices
 from cnnlab.ops.activation import ACTIVATIONS
 from cnnlab.ops.norm import NORMS
 from cnnlab.precision import Precision, dtype_now
+from cnnlab.train.monitor import MONITORS
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -159,6 +161,13 @@ class Schedule(Choice):
     cosine = "cosine"
 
 
+class Mode(Choice):
+    """Whether a larger or a smaller ``trainer.monitor`` value is better."""
+
+    max = "max"
+    min = "min"
+
+
 class DataAction(Choice):
     """What ``cnnlab data`` does: fetch missing files, or say what is on disk."""
 
@@ -191,6 +200,8 @@ LayerName = choices("LayerName", layer_choices())
 NormName = choices("NormName", NORMS)
 ActName = choices("ActName", ACTIVATIONS)
 DataName = choices("DataName", SOURCES)
+TransformName = choices("TransformName", TRANSFORMS)  # data.transforms
+MonitorName = choices("MonitorName", MONITORS)
 BenchTarget = choices("BenchTarget", group_options("bench"))  # conf/bench/<target>.yaml
 
 # -- groups ------------------------------------------------------------------------------------
@@ -203,11 +214,15 @@ class TrainerConfig:
     epochs: int = bounded(5, ge=1)
     batch_size: int = bounded(64, ge=1)
     eval_batch_size: int = bounded(500, ge=1)
+    label_smoothing: float = bounded(0.0, ge=0, lt=1)  # ε of the training loss (not of eval's)
     precision: Precision = Precision["32-true"]  # type: ignore[valid-type]
     max_steps: int | None = bounded(None, ge=1)  # None: every epoch to the end
-    log_every: int = bounded(50, ge=1)
+    log_every: int | None = bounded(None, ge=1)  # None: ~100 points a run, <= 50 apart
     checkpoint_every_steps: int = bounded(0, ge=0)  # 0: at the end of each epoch only
     resume: str | None = None
+    init_from: str | None = None  # a run directory or checkpoint: a new run from its weights
+    freeze: list[str] = field(default_factory=list)  # parameters no update changes (patterns)
+    reinit: list[str] = field(default_factory=list)  # init_from: draw these afresh (patterns)
     overwrite: bool = False  # a new run may replace the run its hydra.run.dir already holds
     devices: int = bounded(1, ge=1)  # data-parallel processes (DDP); batch_size is per process
     winograd: bool = True  # im2col: Winograd's algorithm for the 3x3 convs it fits
@@ -215,6 +230,14 @@ class TrainerConfig:
     compile: bool = False  # torch: the training step compiled with torch.compile
     rng: Rng = Rng.numpy  # data order, augmentation and dropout drawn by numpy or on the device
     checkpoints: bool = True  # false: no checkpoint files (a smoke test; nothing to resume)
+    # What best.npz and early stopping watch (cnnlab.train.monitor), and in which direction
+    # (None: max for an accuracy, min for a loss).
+    monitor: MonitorName = MonitorName["val_acc"]  # type: ignore[valid-type]
+    mode: Mode | None = None
+    patience: int | None = bounded(None, ge=1)  # early stop after this many epochs; None: never
+    min_delta: float = bounded(0.0, ge=0)  # smaller changes do not count as an improvement
+    save_top_k: int = bounded(1, ge=0)  # best checkpoints kept (0: none)
+    checkpoint_every_epochs: int = bounded(0, ge=0)  # also keep epoch=NNN.npz (0: none)
 
     @staticmethod
     def rule(trainer: TrainerConfig) -> str | None:
@@ -263,16 +286,24 @@ class DataConfig:
     random_classes: int | None = bounded(None, ge=1)  # or k classes drawn from trainer.seed
     val_fraction: float = bounded(0.1, ge=0, lt=1)  # share of train held out for validation
     limit: int | None = bounded(None, ge=1)  # cap on every split
-    augment: bool = False  # random crops and flips of training batches
+    augment: bool = False  # augmentation of training batches: transforms, or crop and flip
     crop_pad: int = bounded(4, ge=0)
     flip: bool = True
+    # The transforms in the order they are applied; None: crop (if crop_pad > 0) and flip.
+    transforms: list[TransformName] | None = None  # type: ignore[valid-type]
+    rotate_deg: float = bounded(15.0, ge=0)  # rotate: an angle uniform in [-rotate_deg, rotate_deg]
+    scale: list[float] = bounded_list(lambda: [0.9, 1.1], gt=0, length=2)  # scale: [low, high]
+    brightness: float = bounded(0.2, ge=0)  # color: factors uniform in [1 - s, 1 + s]
+    contrast: float = bounded(0.2, ge=0)
+    saturation: float = bounded(0.2, ge=0)  # 3-channel images only
 
     @staticmethod
     def rule(data: DataConfig) -> str | None:
-        """A data set on disk needs its folder; a class subset, distinct valid indices."""
+        """A data set on disk needs its folder; a class subset, distinct valid indices; a list
+        of transforms, augmentation on and no key that contradicts it."""
         if data.name != "shapes" and not data.root:
             return f"root: {data.name} needs the folder of its files"
-        return _classes_problem(data)
+        return _classes_problem(data) or _transforms_problem(data)
 
 
 @dataclass
@@ -284,6 +315,24 @@ class ShapesDataConfig(DataConfig):
     train_size: int = bounded(10000, ge=1)
     test_size: int = bounded(2000, ge=1)
     noise: float = bounded(0.1, ge=0)  # std of the Gaussian pixel noise
+
+
+def _transforms_problem(data: DataConfig) -> str | None:
+    if data.scale[0] > data.scale[1]:
+        return f"scale must be [low, high] with low <= high, got {list(data.scale)}"
+    if data.transforms is None:
+        return None
+    names = [str(t) for t in data.transforms]
+    listed = f"transforms=[{','.join(names)}]"
+    if len(set(names)) != len(names):
+        return f"{listed}: name each transform once"
+    if names and not data.augment:
+        return f"{listed} needs data.augment=true (false turns augmentation off)"
+    if "crop" in names and data.crop_pad == 0:
+        return f"{listed}: crop needs data.crop_pad >= 1 (0 crops nothing)"
+    if "flip" in names and not data.flip:
+        return f"{listed}: flip is listed but data.flip=false; drop one of them"
+    return None
 
 
 def _classes_problem(data: DataConfig) -> str | None:
@@ -509,6 +558,44 @@ class TrainConfig:
     init: InitConfig | None = None
     optim: OptimConfig | None = None
 
+    @staticmethod
+    def rule(cfg: TrainConfig) -> str | None:
+        """trainer.rng=device draws crops and flips only (cnnlab.train.draws)."""
+        data = cfg.data
+        if data is None or not data.augment or cfg.trainer.rng != Rng.device:
+            return None
+        host = [str(t) for t in data.transforms or [] if str(t) not in ("crop", "flip")]
+        if host:
+            return (
+                f"trainer.rng=device draws crop and flip only; data.transforms with "
+                f"{', '.join(host)} needs trainer.rng=numpy"
+            )
+        return None
+
+
+@dataclass
+class LRFindSettings:
+    """``lrfind.*``: the learning-rate range test (:mod:`cnnlab.train.lrfind`)."""
+
+    min_lr: float = bounded(1e-7, gt=0)  # the first step's rate
+    max_lr: float = bounded(10.0, gt=0)  # the last step's rate
+    steps: int = bounded(100, ge=10)  # optimizer steps (batches), rates geometric between
+    smoothing: float = bounded(0.98, ge=0, lt=1)  # β of the loss's moving average (0: none)
+    diverge: float = bounded(4.0, gt=1)  # stop once the smoothed loss exceeds this x its lowest
+
+    @staticmethod
+    def rule(settings: LRFindSettings) -> str | None:
+        if settings.min_lr >= settings.max_lr:
+            return f"min_lr={settings.min_lr:g} must be below lrfind.max_lr={settings.max_lr:g}"
+        return None
+
+
+@dataclass
+class LRFindConfig(TrainConfig):
+    """``cnnlab lrfind``: train's groups and keys, and ``lrfind.*``."""
+
+    lrfind: LRFindSettings = field(default_factory=LRFindSettings)
+
 
 @dataclass
 class EvalData:
@@ -531,6 +618,18 @@ class EvalConfig:
         if OmegaConf.is_missing(cfg, "checkpoint"):
             return "checkpoint: give the run to evaluate, checkpoint=<run dir or .npz>"
         return None
+
+
+@dataclass
+class SavedModelConfig:
+    """``cnnlab predict`` and ``cnnlab export``: a saved model run on a backend, as eval runs
+    it (``checkpoint`` comes from the command's first argument)."""
+
+    checkpoint: str = MISSING  # a run directory or a .npz checkpoint
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    user: UserConfig = field(default_factory=UserConfig)
+    backend: BackendConfig | None = None  # run it on another backend than the run's
+    data: EvalData = field(default_factory=EvalData)
 
 
 @dataclass
@@ -576,7 +675,10 @@ COMMANDS: dict[str, type] = {
     "gradcheck": GradcheckConfig,
     "summary": SummaryConfig,
     "train": TrainConfig,
+    "lrfind": LRFindConfig,
     "eval": EvalConfig,
+    "predict": SavedModelConfig,
+    "export": SavedModelConfig,
     # `cnnlab data`: named apart from the data group's own data_schema.
     "data_command": DataCommandConfig,
     "bench": BenchConfig,

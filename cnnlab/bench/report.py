@@ -120,17 +120,53 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(flat)
 
 
-def write_tensorboard(logdir: Path, rows: list[dict[str, Any]]) -> None:
-    """One scalar per timed row and measure: ``bench/<case>[/<variant>]/<backend>/<key>``."""
+# bench.json's measures as TensorBoard scalars, in the console's units (TensorBoard shows four
+# decimals: seconds would read 0.0012).
+_TB_MEASURES = {
+    "fwd_s": ("fwd_ms", 1e3),
+    "bwd_s": ("bwd_ms", 1e3),
+    "fwdbwd_s": ("fwdbwd_ms", 1e3),
+    "gflops": ("gflops", 1.0),
+    "images_per_s": ("images_per_s", 1.0),
+    "peak_mem_bytes": ("peak_mib", 2.0**-20),
+}
+
+
+def write_tensorboard(logdir: Path, title: str, rows: list[dict[str, Any]]) -> None:
+    """The table as Markdown text (tag ``bench/table``, in ``logdir``), and each backend's
+    measures as scalars of a run of its own (``logdir/<backend>``), tagged
+    ``bench/<case>[/<variant>]/<measure>``: a case's card then shows every backend's point in
+    its own colour."""
     from cnnlab.train.tensorboard import TensorBoardWriter
 
     with TensorBoardWriter(logdir) as tb:
-        for r in rows:
-            case = (r["case"] + (f"/{r['variant']}" if r["variant"] else "")).replace(" ", "_")
-            values = {
-                f"bench/{case}/{r['backend']}/{k}": r[k]
-                for k in ("fwd_s", "bwd_s", "fwdbwd_s", "gflops", "images_per_s", "peak_mem_bytes")
-                if r[k] is not None
-            }
-            if values:
-                tb.scalars(values, 0)
+        tb.text("bench/table", markdown_table(title, rows), 0)
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        with TensorBoardWriter(logdir / backend) as tb:
+            for r in rows:
+                if r["backend"] != backend:
+                    continue
+                case = (r["case"] + (f"/{r['variant']}" if r["variant"] else "")).replace(" ", "_")
+                values = {
+                    f"bench/{case}/{name}": r[key] * scale
+                    for key, (name, scale) in _TB_MEASURES.items()
+                    if r[key] is not None
+                }
+                if values:
+                    tb.scalars(values, 0)
+
+
+def markdown_table(title: str, rows: list[dict[str, Any]]) -> str:
+    """The console table's main columns as Markdown, in ms."""
+    lines = [
+        f"**{title}**",
+        "",
+        "| case | backend | fwd ms | bwd ms | fwd+bwd ms | GFLOP/s | vs torch | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        case = r["case"] + (f" {r['variant']}" if r["variant"] else "")
+        cells = [case, r["backend"], _ms(r["fwd_s"]), _ms(r["bwd_s"]), _ms(r["fwdbwd_s"])]
+        cells += [_x(r["gflops"], "{:.2f}"), _x(r["ratio_to_torch"]), r["status"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -6,4 +6,10 @@ the checkpoint it read): the command's plan. ``task(cfg, plan)`` runs the comman
 ``hydra.main``) from that plan and returns its exit code; given None (a sweep's job, which may
 run in another process), it checks its own config first. ``cnnlab.cli`` lists the commands in
 one table; ``cnnlab.config.launch`` runs them.
+
+``runs.py`` (``cnnlab runs``) is the exception: it takes no config and makes no run
+directory, only reads what runs left, so it is a Typer app of its own (``cnnlab.cli.APPS``).
+``predict.py`` and ``export.py`` run a saved model and make no run directory either: Typer
+commands (``cnnlab.cli.SAVED_MODEL_COMMANDS``) whose ``key=value`` arguments are composed and
+checked as overrides, then planned by eval's ``check_config`` (``saved.py``).
 """

@@ -103,7 +103,8 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
                 name = f"{case.name} {case.variant}".strip()
                 log.info("%s on %s: %s", name, backend.name, rows[-1]["status"])
     compare(rows)
-    report.print_table(f"cnnlab bench {s.target}, {precision}", rows, roofline)
+    title = f"cnnlab bench {s.target}, {precision}"
+    report.print_table(title, rows, roofline)
     report.print_layers(rows)
     _log_staged_over_fused(rows)
     out_dir = run_dir()
@@ -126,7 +127,7 @@ def task(cfg: BenchConfig, plan: Plan | None = None) -> int:
     }
     report.write_json(out_dir / "bench.json", rows, meta)
     report.write_csv(out_dir / "bench.csv", rows)
-    report.write_tensorboard(out_dir, rows)
+    report.write_tensorboard(out_dir, f"{title} (roofline {roofline:.1f} GFLOP/s)", rows)
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cnnlab.backends import Backend, BackendOptions
-    from cnnlab.schema import EvalConfig, TrainConfig
+    from cnnlab.data import Dataset
+    from cnnlab.models import Instance
+    from cnnlab.schema import EvalConfig, SavedModelConfig, TrainConfig
     from cnnlab.train.checkpoint import Checkpoint
+    from cnnlab.train.engine import Engine
 
 log = logging.getLogger("cnnlab.eval")
 
@@ -31,7 +34,7 @@ class Plan:
     options: BackendOptions
 
 
-def check_config(cfg: EvalConfig) -> Plan:
+def check_config(cfg: EvalConfig | SavedModelConfig) -> Plan:
     """The checkpoint exists, reads and fits its model, and the backend can run here in the
     run's precision."""
     from omegaconf import OmegaConf
@@ -58,7 +61,7 @@ def check_config(cfg: EvalConfig) -> Plan:
     return Plan(checkpoint, run, backend, options)
 
 
-def _options(cfg: EvalConfig, run: TrainConfig) -> BackendOptions:
+def _options(cfg: EvalConfig | SavedModelConfig, run: TrainConfig) -> BackendOptions:
     """eval's own threads, Winograd and torch switches, in the precision the run trained in
     (its weights' dtype); a different ``trainer.precision`` asked of eval is refused."""
     from dataclasses import replace
@@ -77,28 +80,49 @@ def _options(cfg: EvalConfig, run: TrainConfig) -> BackendOptions:
     return replace(BackendOptions.of(cfg.trainer, cfg.user), precision=own)
 
 
-def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
-    """Rebuild the run's model and data, load the weights, evaluate one split."""
-    import numpy as np
-    from rich.console import Console
+@dataclass(frozen=True)
+class Restored:
+    """A saved model ready to run: the run's data (split and normalised as it trained, in
+    the plan's precision), its layer tree and the engine holding the checkpoint's weights."""
 
-    from cnnlab.config import run_dir
+    data: Dataset
+    model: Instance
+    engine: Engine
+
+
+def restore(plan: Plan) -> Restored:
+    """Rebuild the run's data and model on the plan's backend and load the weights: what eval,
+    ``cnnlab predict`` and ``cnnlab export`` run."""
+    import numpy as np
+
     from cnnlab.data import load as load_data
     from cnnlab.models import INIT_STREAM, instantiate
     from cnnlab.precision import Precision
     from cnnlab.train.engine import make_engine
-    from cnnlab.train.metrics import confusion_table, evaluate
 
-    plan = plan or check_config(cfg)
-    checkpoint, backend, run, options = plan.checkpoint, plan.backend, plan.run, plan.options
-    path, meta = checkpoint.path, checkpoint.meta
+    run, options = plan.run, plan.options
     dtype = Precision(options.precision).dtype
     data = load_data(run.data, int(run.trainer.seed), dtype)
     in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([run.trainer.seed, INIT_STREAM])  # replaced by the checkpoint's
     model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype, act=run.get("act"))
-    engine = make_engine(backend, model, run.optim, options=options)
-    engine.load_weights(checkpoint.state)
+    engine = make_engine(plan.backend, model, run.optim, options=options)
+    engine.load_weights(plan.checkpoint.state)
+    return Restored(data, model, engine)
+
+
+def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
+    """Rebuild the run's model and data, load the weights, evaluate one split."""
+    from rich.console import Console
+
+    from cnnlab.config import run_dir
+    from cnnlab.train.metrics import confusion_table, evaluate
+
+    plan = plan or check_config(cfg)
+    checkpoint, backend, run, options = plan.checkpoint, plan.backend, plan.run, plan.options
+    path, meta = checkpoint.path, checkpoint.meta
+    restored = restore(plan)
+    data, engine = restored.data, restored.engine
     split = getattr(data, cfg.split)
     ev = evaluate(engine, split.x, split.y, int(cfg.trainer.eval_batch_size), len(data.classes))
     Console().print(

@@ -2,7 +2,9 @@
 
 Outputs in the run directory: train.log, metrics.jsonl, results.json, TensorBoard
 events, checkpoints/last.npz and best.npz, history.png and filters.png. ``trainer.resume=<run dir or
-checkpoint>`` continues a run in its own directory, with the configuration it was started with.
+checkpoint>`` continues a run in its own directory, with the configuration it was started with;
+``trainer.init_from=<run dir or checkpoint>`` starts a new run from a checkpoint's weights, with
+``trainer.freeze`` and ``trainer.reinit`` (:mod:`cnnlab.train.transfer`).
 ``backend=torch|cuda trainer.devices=N`` trains on N processes with DDP, started here or by
 torchrun (:mod:`cnnlab.train.spawn`, :mod:`cnnlab.train.distributed`); rank 0 writes the
 outputs.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,12 +46,14 @@ log = logging.getLogger("cnnlab.train")
 class Plan:
     """What the check found: the backend and, with ``trainer.resume``, the checkpoint (read
     once and checked against its model), the resumed run's config (its own, with the changes
-    allowed) and the run directory it continues in (None: a new one, for a loose file)."""
+    allowed) and the run directory it continues in (None: a new one, for a loose file); with
+    ``trainer.init_from``, the checkpoint whose weights a new run starts from (read once)."""
 
     backend: Backend
     resume: Checkpoint | None = None
     config: TrainConfig | None = None
     run_dir: Path | None = None
+    init_from: Checkpoint | None = None
 
 
 def check_config(cfg: TrainConfig) -> Plan:
@@ -58,15 +63,22 @@ def check_config(cfg: TrainConfig) -> Plan:
     from cnnlab.data import check_config as check_data
     from cnnlab.models import build_net
     from cnnlab.train.distributed import check
+    from cnnlab.train.transfer import check as check_transfer
 
     if cfg.trainer.resume:
+        if cfg.trainer.init_from:
+            raise UsageError(
+                "trainer.init_from starts a new run from a checkpoint's weights, trainer.resume "
+                "continues a run: give one of them"
+            )
         return _check_resume(cfg)
     backend = get_backend(cfg.backend.name).require()
     _check_options(cfg, backend)
     check(int(cfg.trainer.devices), backend)
     check_data(cfg.data)
-    build_net(cfg.model, cfg.norm, tuple(cfg.data.shape), act=cfg.act)
-    return Plan(backend)
+    in_shape = tuple(cfg.data.shape)
+    net = build_net(cfg.model, cfg.norm, in_shape, act=cfg.act)
+    return Plan(backend, init_from=check_transfer(cfg.trainer, net, in_shape, cfg.model.name))
 
 
 def _check_resume(cfg: TrainConfig) -> Plan:
@@ -89,12 +101,21 @@ def _check_resume(cfg: TrainConfig) -> Plan:
 
 def _check_options(cfg: TrainConfig, backend: Backend) -> None:
     """The precision and torch switches (``trainer.channels_last``, ...) that ``backend`` can
-    run with: numpy has no autocast, the CPU no float16 autocast."""
+    run with: numpy has no autocast, the CPU no float16 autocast; and label smoothing, which a
+    user's loss cannot do."""
     from cnnlab.backends import BackendOptions
 
     why = BackendOptions.of(cfg.trainer, cfg.get("user")).unsupported(backend)
     if why is not None:
         raise UsageError(f"backend={backend.name}: {why}")
+    smoothing = cfg.trainer.get("label_smoothing", 0.0)
+    if smoothing and backend.name == "user":
+        # The file's softmax_loss(x, y) takes hard labels; smoothing added by cnnlab would
+        # train on cnnlab's loss, not the file's.
+        raise UsageError(
+            f"backend=user: trainer.label_smoothing={smoothing}: your softmax_loss(x, y) "
+            "takes hard labels only; use trainer.label_smoothing=0"
+        )
 
 
 def claim(cfg: TrainConfig, plan: Plan, multirun: bool) -> Claim:
@@ -142,21 +163,27 @@ class Job:
 
     config: the composed config, resolved (no interpolations left); run_dir: where rank 0
     writes; resume: the checkpoint to continue from, or None; started: ``time.perf_counter()``
-    at launch (one clock for every process of the machine).
+    at launch (one clock for every process of the machine); name: the run's name
+    (:func:`cnnlab.runs.naming.run_name`, made from Hydra's overrides, which a spawned process
+    cannot read; empty: made from the config alone).
     """
 
     config: dict
     run_dir: str
     resume: str | None
     started: float
+    name: str = ""
 
 
 def _absolute_paths(config: dict) -> dict:
-    """The run's config with its data folder absolute, so that eval or a resume started from
-    another working directory finds the files."""
+    """The run's config with its data folder (and ``trainer.init_from``) absolute, so that
+    eval or a resume started from another working directory finds the files."""
     root = config["data"].get("root")
     if root:
         config["data"]["root"] = str(Path(root).expanduser().absolute())
+    source = config["trainer"].get("init_from")
+    if source:
+        config["trainer"]["init_from"] = str(Path(source).expanduser().absolute())
     return config
 
 
@@ -179,13 +206,33 @@ def task(cfg: TrainConfig, plan: Plan | None = None) -> Outcome:
     devices = int(cfg.trainer.get("devices", 1))
     path = str(resume.path) if resume is not None else None
     config = _absolute_paths(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    job = Job(config, out_dir, path, started)
+    job = Job(config, out_dir, path, started, _run_name(cfg, plan))
     if devices > 1 and distributed.launched() is None:
         # Each process reads the checkpoint itself.
         return spawn(train, devices, job, backend.device, _logging_config())
     with distributed.joined(backend.device) as group:
         # Under torchrun only rank 0 has a run directory (see claim).
-        return train(replace(job, run_dir=group.broadcast(job.run_dir)), group, resume)
+        job = replace(job, run_dir=group.broadcast(job.run_dir))
+        return train(job, group, resume, plan.init_from)
+
+
+def _run_name(cfg: TrainConfig, plan: Plan) -> str:
+    """The run's name from its model, backend and the user's overrides; a resumed run keeps
+    the one its run directory (or, for a loose checkpoint, the directory it was saved in)
+    already has."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cnnlab.runs.naming import run_name, stored_name
+
+    if plan.resume is not None:
+        saved_in = plan.resume.meta.get("run_dir")
+        origin = plan.run_dir or (Path(saved_in) if saved_in else None)
+        kept = stored_name(origin) if origin is not None else None
+        if kept:
+            return kept
+    # A task called outside Hydra (as a library) has no overrides to name it by.
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return run_name(str(cfg.model.name), str(cfg.backend.name), overrides)
 
 
 def _logging_config() -> dict | None:
@@ -197,10 +244,33 @@ def _logging_config() -> dict | None:
     return config if isinstance(config, dict) and "version" in config else None
 
 
-def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
+def train(
+    job: Job, group: Group, resume: Checkpoint | None = None, source: Checkpoint | None = None
+) -> Outcome:
+    """One rank's share of a training run, as :func:`_train`; rank 0 keeps the run's status
+    in run.json from its start to its end, however it ends (:mod:`cnnlab.runs.status`)."""
+    if not group.main:
+        return _train(job, group, resume, source)
+    from cnnlab.runs.status import tracked
+
+    return tracked(Path(job.run_dir), _name(job), lambda: _train(job, group, resume, source))
+
+
+def _name(job: Job) -> str:
+    """The run's name: the one the task gave the job, else (a job made without Hydra, as a
+    library call makes it) its model and backend alone."""
+    from cnnlab.runs.naming import run_name
+
+    return job.name or run_name(job.config["model"]["name"], job.config["backend"]["name"], ())
+
+
+def _train(
+    job: Job, group: Group, resume: Checkpoint | None = None, source: Checkpoint | None = None
+) -> Outcome:
     """One rank's share of a training run (all of it in one process); returns the task's
-    :class:`~cnnlab.config.Outcome`. resume: ``job.resume`` already read (else it is read
-    here, as each spawned process does)."""
+    :class:`~cnnlab.config.Outcome`. resume: ``job.resume`` already read, and source:
+    ``trainer.init_from`` already read (else they are read here, as each spawned process
+    does)."""
     from omegaconf import OmegaConf
     from rich.console import Console
 
@@ -213,7 +283,7 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
     options = BackendOptions.of(cfg.trainer, cfg.user, group.threads(cfg.trainer.threads))
     backend = get_backend(cfg.backend.name)
     data = _load_data(cfg, group)
-    engine, loop = _start(cfg, data, backend, job, group, options, resume)
+    engine, loop, weights = _start(cfg, data, backend, job, group, options, resume, source)
     tb = None
     if main:
         tb = TensorBoardWriter(run_dir, purge_step=loop.step if job.resume else None)
@@ -228,8 +298,12 @@ def train(job: Job, group: Group, resume: Checkpoint | None = None) -> Outcome:
             cfg, backend, data, loop, run_dir, outcome.status, options.threads, group
         )
         results["resumed_from"] = job.resume
+        results["name"] = _name(job)
+        results |= weights
     if outcome.status != "completed":
-        return _stopped(outcome, results, loop, run_dir, tb, group)
+        return _stopped(outcome, cfg, results, loop, run_dir, tb, group)
+    if outcome.message and main:  # an early stop
+        log.info("%s", outcome.message)
     test = trainer.evaluate("test")
     if not main:
         return Outcome(0, None)
@@ -301,9 +375,11 @@ def _start(
     group: Group,
     options: BackendOptions,
     resume: Checkpoint | None,
-) -> tuple[Engine, LoopState]:
-    """The engine with its initial weights (drawn from the seed) or the checkpoint's state, and
-    the loop's position: ``(engine, loop)``."""
+    source: Checkpoint | None = None,
+) -> tuple[Engine, LoopState, dict]:
+    """The engine with its initial weights (drawn from the seed, then those ``trainer.init_from``
+    loads) or the checkpoint's state, the loop's position, and results.json's record of where
+    the weights came from (``frozen``, and ``init_from`` with it): ``(engine, loop, weights)``."""
     import numpy as np
 
     from cnnlab.models import INIT_STREAM, instantiate
@@ -311,6 +387,7 @@ def _start(
     from cnnlab.train.checkpoint import read
     from cnnlab.train.engine import make_engine
     from cnnlab.train.loop import LoopState
+    from cnnlab.train.transfer import log_frozen, start
 
     t = cfg.trainer
     in_shape = tuple(data.train.x.shape[1:])
@@ -318,7 +395,16 @@ def _start(
     dtype = Precision(str(t.precision)).dtype
     act = cfg.get("act")  # runs from before act= have none: ReLU
     model = instantiate(cfg.model, cfg.norm, cfg.init, in_shape, rng, dtype, act=act)
-    engine = make_engine(backend, model, cfg.optim, group, options)
+    frozen, transfer = start(t, model, source, resuming=job.resume is not None)
+    weights = {"frozen": [k for k in model.params if k in frozen]}
+    if transfer is not None:
+        weights["init_from"] = transfer
+    log_frozen(frozen, model.params)
+    # Runs from before trainer.label_smoothing have none: 0.
+    smoothing = float(t.get("label_smoothing", 0.0))
+    engine = make_engine(
+        backend, model, cfg.optim, group, options, label_smoothing=smoothing, frozen=frozen
+    )
     loop = LoopState()
     if job.resume is not None:
         resume = resume or read(job.resume, "trainer.resume")
@@ -343,7 +429,7 @@ def _start(
         t.batch_size,
         per_rank,
     )
-    return engine, loop
+    return engine, loop, weights
 
 
 def _columns() -> tuple:
@@ -362,6 +448,7 @@ def _columns() -> tuple:
 
 def _stopped(
     outcome: LoopOutcome,
+    cfg: TrainConfig,
     results: dict,
     loop: LoopState,
     run_dir: Path,
@@ -374,6 +461,8 @@ def _stopped(
         try:
             _write_results(run_dir, results)
             tb.close()
+            status = "unknown" if outcome.status == "interrupted" else "failure"
+            _hparams_session(cfg, run_dir, results, status)
         except OSError:  # the disk that stopped the run: the one-line error says so
             pass
     # No rank ends (and looks failed to the parent) before rank 0 has written its outputs.
@@ -423,6 +512,9 @@ def _results(
         "val_acc": loop.last_val.get("acc"),
         "val_loss": loop.last_val.get("loss"),
         "best_val_acc": loop.best_val_acc if loop.best_val_acc >= 0 else None,
+        # What trainer.monitor watched: its best value, and the epoch an early stop came at.
+        "monitor": {"key": str(cfg.trainer.get("monitor", "val_acc")), "best": loop.best},
+        "stopped_early": loop.stopped_early,
         "train_loss": _last_train_loss(run_dir / "metrics.jsonl"),
         "images_per_s": _images_per_s(run_dir / "metrics.jsonl"),
         "provenance": provenance(threads, group.place(backend.device)),
@@ -459,8 +551,32 @@ def _images_per_s(path: Path) -> float | None:
     return images / seconds if seconds else None
 
 
+# The final metrics of the HPARAMS tab (TensorBoard ticks the first five by default).
+_FINAL_METRICS = ("test_acc", "test_loss", "val_acc", "val_loss", "best_val_acc")
+
+
+def _hparams_session(cfg: TrainConfig, run_dir: Path, results: dict, status: str) -> None:
+    """The run as one row of TensorBoard's HPARAMS tab, named by its run name, in a writer of
+    its own (``<run dir>/hparams``): its config keys and its final metrics only."""
+    from omegaconf import OmegaConf
+
+    from cnnlab.train.tensorboard import HPARAMS_RUN, TensorBoardWriter, hparam_values
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    metrics = {k: results[k] for k in _FINAL_METRICS if results.get(k) is not None}
+    name = results.get("name") or run_dir.name
+    # TensorBoard keeps a tag's first metadata: a resumed run replaces the session an
+    # interrupted one left, rather than adding a second.
+    shutil.rmtree(run_dir / HPARAMS_RUN, ignore_errors=True)
+    with TensorBoardWriter(run_dir / HPARAMS_RUN) as tb:
+        tb.hparams(hparam_values(config), metrics, name, results["steps"], status)  # type: ignore[arg-type]
+
+
 def _write_results(run_dir: Path, results: dict) -> None:
+    from cnnlab.runs.status import record_status
+
     (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+    record_status(run_dir, results["status"])
 
 
 def _plot_filters(params: dict, path: Path) -> None:
@@ -492,27 +608,7 @@ def _finish_outputs(
     # train.log gets it as text: the console's table would reach it as rich's markup.
     logging.getLogger("cnnlab.file").info("%s", confusion_text(test, data.classes, title))
     plot_history(_epochs(run_dir / "metrics.jsonl"), run_dir / "history.png")
-    hparams = {
-        "model": cfg.model.name,
-        "backend": results["backend"],
-        "norm": cfg.norm.name,
-        "act": _act_name(cfg),
-        "init": cfg.init.name,
-        "optim": cfg.optim.name,
-        "lr": float(cfg.optim.lr),
-        "batch_size": int(cfg.trainer.batch_size),
-        "devices": int(results["devices"]),
-        "epochs": int(cfg.trainer.epochs),
-        "seed": int(cfg.trainer.seed),
-        "precision": results["precision"],
-        "channels_last": results["channels_last"],
-        "compile": results["compile"],
-        "rng": results["rng"],
-    }
-    metrics = {"hparams/test_acc": results["test_acc"]}
-    if results["val_acc"] is not None:
-        metrics["hparams/val_acc"] = results["val_acc"]
-    tb.hparams(hparams, metrics)
+    _hparams_session(cfg, run_dir, results, "success")
     tb.close()
     log.info(
         "test accuracy %.2f%% (val %s) after %d epochs, %d steps, %.1f s, %.0f images/s; "

@@ -240,8 +240,8 @@ def _load(data: DataConfig, seed: int) -> Dataset:
         name=data.name,
         classes=names,
         train=Split(_normalise(train, mean, std), y_train[train_idx]),
-        val=Split(_normalise(_unit_range(x_train[val_idx]), mean, std), y_train[val_idx]),
-        test=Split(_normalise(_unit_range(x_test[test_idx]), mean, std), y_test[test_idx]),
+        val=Split(normalised(x_train[val_idx], mean, std), y_train[val_idx]),
+        test=Split(normalised(x_test[test_idx], mean, std), y_test[test_idx]),
         mean=mean,
         std=std,
     )
@@ -301,6 +301,17 @@ def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std = x.std(axis=(0, 2, 3), dtype=np.float64)
     std[std == 0] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def normalised(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Stored images as a :class:`Dataset` with statistics ``mean``, ``std`` (C,) holds them:
+    pixels scaled to [0, 1] (uint8 divided by 255), then ``(x - mean) / std`` per channel.
+
+    x: (N, C, H, W) uint8, or floats in [0, 1] (not changed) -> (N, C, H, W) float32. This is
+    what :func:`load` does to every split, and ``cnnlab predict`` to every image it reads.
+    """
+    scaled = _unit_range(x)
+    return _normalise(scaled.copy() if scaled is x else scaled, mean, std)
 
 
 def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

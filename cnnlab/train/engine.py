@@ -8,7 +8,8 @@ loop fetches them at a log point. Batches come from the engine's feed and random
 its draws (:mod:`cnnlab.train.feed`, :mod:`cnnlab.train.draws`). State (for checkpoints) is a
 flat dict of numpy arrays in both, with the same keys: ``param/<name>``, ``buffer/<name>`` and
 ``optim/<name>/<slot>``, whether or not the torch engine trains data-parallel
-(:mod:`cnnlab.train.distributed`).
+(:mod:`cnnlab.train.distributed`). Frozen parameters (``trainer.freeze``) are in neither
+engine's optimizer: they have no ``optim/`` state and no gradient.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Engine(Protocol):
         """Current parameters by name (copies on torch)."""
 
     def grads(self) -> dict[str, np.ndarray]:
-        """The last step's gradients by name."""
+        """The last step's gradients by name (frozen parameters have none)."""
 
     def state(self) -> dict[str, np.ndarray]:
         """Everything a checkpoint needs to continue bit for bit."""
@@ -124,14 +125,20 @@ class NumpyEngine:
         optim: OptimConfig,
         group: Group = SINGLE,
         options: BackendOptions = DEFAULT_OPTIONS,
+        label_smoothing: float = 0.0,
+        frozen: frozenset[str] = frozenset(),
     ) -> None:
         from cnnlab.train.optim import NumpyOptimizer
 
         if group.world > 1:
             raise UsageError(f"backend={backend.name} trains in one process (trainer.devices=1)")
         self.model: NumpyNet = backend.model(net, params, buffers, options)  # type: ignore[assignment]
-        self.optimizer = NumpyOptimizer(optim, self.model.params)
+        # Frozen parameters are not the optimizer's: no update, decay or state, as in torch.
+        self.frozen = frozen
+        trained = {k: p for k, p in self.model.params.items() if k not in frozen}
+        self.optimizer = NumpyOptimizer(optim, trained)
         self.clip_norm = optim.clip_norm
+        self.label_smoothing = label_smoothing
         self._grads: dict[str, np.ndarray] = {}
 
     lazy = False
@@ -153,7 +160,11 @@ class NumpyEngine:
         # A diverging run overflows in the loss and the update; the loop stops it on the
         # non-finite loss with one line, so numpy's warnings would only say the same, noisily.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            loss, self._grads, logits = self.model.loss(x, y, True, rng)
+            loss, self._grads, logits = self.model.loss(
+                x, y, True, rng, smoothing=self.label_smoothing
+            )
+            if self.frozen:  # their gradients are computed, then dropped (torch has none)
+                self._grads = {k: g for k, g in self._grads.items() if k not in self.frozen}
             if self.clip_norm is not None:
                 clip_grad_norm(self._grads, self.clip_norm)
             self.optimizer.step(self._grads, lr)
@@ -216,6 +227,8 @@ class TorchEngine:
         optim: OptimConfig,
         group: Group = SINGLE,
         options: BackendOptions = DEFAULT_OPTIONS,
+        label_smoothing: float = 0.0,
+        frozen: frozenset[str] = frozenset(),
     ) -> None:
         import torch
 
@@ -238,17 +251,24 @@ class TorchEngine:
             autocast=precision.autocast_dtype(),
             channels_last=options.channels_last,
         )
+        self.named = dict(self.module.named_parameters())
+        # Frozen parameters get no gradient and are not the optimizer's (so no weight decay
+        # either); set before DDP wraps the net, whose reducer takes only those that train.
+        for name in frozen:
+            self.named[name].requires_grad_(False)
+        self.trained_names = [k for k in self.named if k not in frozen]
         self.trained = group.wrap(self.module)
         if options.compile:
             self.trained = torch.compile(self.trained)
-        self.named = dict(self.module.named_parameters())
         # float16's narrow exponent: the loss is scaled up for the backward pass, the
         # gradients down before the update (skipped where they overflowed). The fused CUDA
         # optimizers do the unscaling and the skip on the device; GradScaler would otherwise
         # read the overflow flag on the host every step.
         fused = precision.scaled and self.device.type == "cuda"
-        self.optimizer = torch_optimizer(optim, list(self.named.values()), fused)
+        params_trained = [self.named[k] for k in self.trained_names]
+        self.optimizer = torch_optimizer(optim, params_trained, fused)
         self.clip_norm = optim.clip_norm
+        self.label_smoothing = label_smoothing
         self.scaler = torch.amp.GradScaler(self.device.type) if precision.scaled else None
 
     def draws(self, seed: int) -> Draws:
@@ -288,7 +308,7 @@ class TorchEngine:
             loss = torch.zeros((), device=self.device)
             objective = logits.sum() * 0
         else:
-            loss = objective = ops.softmax_cross_entropy(logits, y)
+            loss = objective = ops.softmax_cross_entropy(logits, y, self.label_smoothing)
             # DDP averages the ranks' gradients; weighting each rank's mean loss by its share
             # of the batch makes that the gradient of the whole batch's mean loss even when
             # shares differ (a short last batch). One process: the weight is exactly 1.
@@ -347,7 +367,7 @@ class TorchEngine:
         state |= {
             f"buffer/{k}": b.detach().cpu().numpy().copy() for k, b in self.module.named_buffers()
         }
-        names = list(self.named)
+        names = self.trained_names  # the optimizer's parameters, in its order
         for index, slots in self.optimizer.state_dict()["state"].items():
             for slot, value in slots.items():
                 if value is not None:
@@ -371,7 +391,7 @@ class TorchEngine:
         torch = self.torch
         self.load_weights(state)
         slots: dict[int, dict[str, Any]] = {}
-        index = {name: i for i, name in enumerate(self.named)}
+        index = {name: i for i, name in enumerate(self.trained_names)}
         for key, value in _split(state, "optim/").items():
             name, slot = key.rsplit("/", 1)
             param = self.named[name]
@@ -421,9 +441,23 @@ def make_engine(
     optim: OptimConfig,
     group: Group = SINGLE,
     options: BackendOptions = DEFAULT_OPTIONS,
+    label_smoothing: float = 0.0,
+    frozen: frozenset[str] = frozenset(),
 ) -> Engine:
     """The engine of ``backend``'s framework, starting from ``model``'s parameters and
     buffers; group: this process's place in a data-parallel run (torch backends only);
-    options: how the backend runs (threads, Winograd)."""
+    options: how the backend runs (threads, Winograd); label_smoothing: ε of the training
+    loss (``trainer.label_smoothing``; evaluation does not smooth); frozen: parameters that
+    no update changes (``trainer.freeze``)."""
     engine = ENGINES[backend.framework]
-    return engine(backend, model.net, model.params, model.buffers, optim, group, options)
+    return engine(
+        backend,
+        model.net,
+        model.params,
+        model.buffers,
+        optim,
+        group,
+        options,
+        label_smoothing=label_smoothing,
+        frozen=frozen,
+    )

@@ -8,9 +8,9 @@ running sums of the epoch in progress and the engine state) continues exactly as
 never stopped.
 
 A torch engine's steps leave their loss and accuracy on its device; the loop brings them over
-at log points only (every ``trainer.log_every`` steps, at checkpoints, at the end of an epoch
-and when stopped), so no step waits for the device. A loss that went non-finite is found
-there and the run stopped, naming the step it happened at.
+at log points only (every ``trainer.log_every`` steps, see :func:`log_interval`; at
+checkpoints, at the end of an epoch and when stopped), so no step waits for the device. A
+loss that went non-finite is found there and the run stopped, naming the step it happened at.
 
 Data-parallel runs (:mod:`cnnlab.train.distributed`) run this loop in every rank over global
 batches of ``devices * trainer.batch_size`` rows, each rank training on its shard; at each log
@@ -28,22 +28,33 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab.data import Dataset
+from cnnlab.data.augment import Augmentation
+from cnnlab.data.batches import Rows
 from cnnlab.train import checkpoint
 from cnnlab.train.distributed import SINGLE, Group
 from cnnlab.train.engine import Engine, Step
 from cnnlab.train.metrics import Evaluation, evaluate
+from cnnlab.train.monitor import Monitor
 from cnnlab.train.optim import learning_rate
 
 if TYPE_CHECKING:
     from cnnlab.schema import TrainConfig
 
 log = logging.getLogger("cnnlab.train")
+
+
+def log_interval(log_every: int | None, total_steps: int) -> int:
+    """Steps between the per-step TensorBoard points: ``trainer.log_every``, or (None) about
+    100 points over the run and never more than 50 steps apart, so that a short run draws
+    curves, not a few dots."""
+    return int(log_every) if log_every else max(1, min(50, total_steps // 100))
 
 
 @dataclass
@@ -62,6 +73,13 @@ class LoopState:
     seen: int = 0
     train_s: float = 0.0  # seconds in training steps this epoch (for images/s)
     best_val_acc: float = -1.0
+    # The watched value's best so far, epochs since it last improved (by more than
+    # trainer.min_delta), the kept best checkpoints' [value, epoch], best first
+    # (cnnlab.train.monitor), and the epoch an early stop came at.
+    best: float | None = None
+    stale: int = 0
+    top: list = field(default_factory=list)
+    stopped_early: int | None = None
     metrics_lines: int = 0  # lines of metrics.jsonl that belong to the run up to here
     wall_s: float = 0.0  # wall time of the sessions before this one
     last_val: dict = field(default_factory=dict)
@@ -154,6 +172,7 @@ class Trainer:
         self.total_steps = min(total, t.max_steps) if t.max_steps else total
         self.metrics_path = run_dir / "metrics.jsonl"
         self.stop = StopSignal()
+        self.monitor = Monitor.of(t)
         # Ranks stop at the same step: the signal one of them received, once all agree on it.
         self.agreed_stop: int | None = None
         # The step of the last checkpoint this session saved (None: none yet), for messages.
@@ -165,7 +184,8 @@ class Trainer:
         # log points, so that its device never waits for the host.
         self.pending: list[_Pending] = []
         self.pending_s = 0.0
-        self.sync_every = int(t.log_every) if engine.lazy else 1
+        self.log_every = log_interval(t.log_every, self.total_steps)
+        self.sync_every = self.log_every if engine.lazy else 1
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -220,20 +240,49 @@ class Trainer:
         rank knows (from the last log point's sum), so that all stop at the same step."""
         return self.stop.signum if self.group.world == 1 else self.agreed_stop
 
+    @cached_property
+    def augmentation(self) -> Augmentation | None:
+        """What is done to the training batches (data.augment, data.transforms); None: nothing."""
+        return Augmentation.of(self.cfg.data, self.data.mean, self.data.std)
+
+    def _augment_samples(self, count: int = 32) -> None:
+        """At the start of a fresh run, the first ``count`` images of its first batch as its
+        first step gets them, augmented, in one TensorBoard image (augment/samples, step 0)."""
+        from cnnlab.train.tensorboard import sample_grid
+
+        if self.augmentation is None or self.state.step > 0 or not self.group.main:
+            return
+        order = self.feed.place(self.draws.order(len(self.data.train.y), 0))
+        total = min(self.batch_size, len(order))
+        k = min(count, total)
+        steps = self.draws.augment(0, 0, self.augmentation, Rows(0, k, total))
+        x, _ = self.feed.take(order[:k], steps)
+        x = x if isinstance(x, np.ndarray) else x.float().cpu().numpy()
+        self.tb.image("augment/samples", sample_grid(x, self.data.mean, self.data.std), 0)
+
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, config_yaml: str, progress: Any) -> Outcome:
         """Train until the epochs (or trainer.max_steps) are done, a signal, or a NaN loss."""
         t, s = self.cfg.trainer, self.state
+        self._augment_samples()
         with self.stop.installed():
-            while s.epoch < t.epochs and s.step < self.total_steps:
+            while s.epoch < t.epochs and s.step < self.total_steps and not s.stopped_early:
                 outcome = self._epoch(config_yaml, progress)
                 if outcome is not None:
                     return outcome
+        if s.stopped_early:
+            m = self.monitor
+            return Outcome(
+                "completed",
+                s,
+                f"stopped early after epoch {s.stopped_early}: {m.key} has not improved by more "
+                f"than {m.min_delta:g} for {m.patience} epochs (best {s.best:.4f})",
+            )
         return Outcome("completed", s)
 
     def _epoch(self, config_yaml: str, progress: Any) -> Outcome | None:
-        t, s, d = self.cfg.trainer, self.state, self.cfg.data
+        t, s = self.cfg.trainer, self.state
         n = len(self.data.train.y)
         order = self.feed.place(self.draws.order(n, s.epoch))
         batches = math.ceil(n / self.batch_size)
@@ -265,10 +314,10 @@ class Trainer:
             # This rank's rows of the global batch (all of them in one process); augmentation
             # and dropout draw for the whole batch and keep these rows.
             rows = self.group.shard(len(index))
-            crops = None
-            if d.augment:
-                crops = self.draws.crops(s.epoch, s.position, int(d.crop_pad), bool(d.flip), rows)
-            x, y = self.feed.take(index[rows.slice], crops)
+            steps = None
+            if self.augmentation is not None:
+                steps = self.draws.augment(s.epoch, s.position, self.augmentation, rows)
+            x, y = self.feed.take(index[rows.slice], steps)
             lr = learning_rate(self.cfg.optim, s.step, self.steps_per_epoch, self.total_steps)
             dropout = self.draws.dropout(s.epoch, s.position)
             began = time.perf_counter()
@@ -297,7 +346,7 @@ class Trainer:
         """A log point: bring the steps since the last one to the host (the loop's one wait
         for a lazy engine's device), add them to the epoch's sums (over every rank), log them,
         and stop a run whose loss went non-finite at the step where it did."""
-        t, s, pending = self.cfg.trainer, self.state, self.pending
+        s, pending = self.state, self.pending
         self.pending = []
         began = time.perf_counter()
         values = self.engine.fetch([p.step for p in pending])
@@ -322,8 +371,9 @@ class Trainer:
             s.loss_sum += float(loss_sum)
             s.correct += int(np.rint(right))
             s.seen += p.seen
-            if t.log_every and p.number % t.log_every == 0 and self.group.main:
-                self.tb.scalar("train/loss_step", loss, p.number)
+            if p.number % self.log_every == 0 and self.group.main:
+                acc = float(right) / max(p.seen, 1)
+                self.tb.scalars({"train/loss_step": loss, "train/acc_step": acc}, p.number)
         seen = max(s.seen, 1)
         progress.update(
             task,
@@ -354,7 +404,7 @@ class Trainer:
         return None
 
     def _end_epoch(self, config_yaml: str) -> None:
-        """Validate, record and log the epoch, then checkpoint (last, and best by val acc)."""
+        """Validate, record and log the epoch, then checkpoint and watch (:meth:`_watch`)."""
         s = self.state
         val = self.evaluate("val")
         lr = learning_rate(
@@ -384,15 +434,41 @@ class Trainer:
         if self.group.main:
             self._tensorboard(values)
         s.last_val = {"loss": values["val_loss"], "acc": values["val_acc"]}
-        score = values["val_acc"] if values["val_acc"] is not None else values["train_acc"]
+        acc = values["val_acc"] if values["val_acc"] is not None else values["train_acc"]
+        s.best_val_acc = max(s.best_val_acc, acc)
         s.epoch, s.position = s.epoch + 1, 0
         s.loss_sum, s.correct, s.seen, s.train_s = 0.0, 0, 0, 0.0
-        better = score > s.best_val_acc
-        if better:
-            s.best_val_acc = score
-        self.save("last", config_yaml)
-        if better:
+        self._watch(self.monitor.value(values), config_yaml)
+
+    def _watch(self, value: float, config_yaml: str) -> None:
+        """After an epoch (``state.epoch`` just counted it): checkpoint it as ``last``, among
+        the best and every ``checkpoint_every_epochs``, and decide on an early stop
+        (:mod:`cnnlab.train.monitor`)."""
+        t, s, m = self.cfg.trainer, self.state, self.monitor
+        if m.better(value, s.best, m.min_delta):
+            s.stale = 0
+        else:
+            s.stale += 1
+        if m.better(value, s.best):
+            s.best = value
+        if m.patience is not None and s.stale >= m.patience and s.epoch < t.epochs:
+            s.stopped_early = s.epoch
+        k = int(t.get("save_top_k", 1))
+        pushed, s.top = s.top, m.ranked(s.top, value, s.epoch, k) if k else []
+        kept = [int(epoch) for _, epoch in s.top]
+        self.save("last", config_yaml)  # with the updated ranking, for a resume
+        if kept[:1] == [s.epoch]:
             self.save("best", config_yaml)
+        if k > 1:
+            if s.epoch in kept:
+                self.save(f"best-epoch={s.epoch:03d}", config_yaml)
+            for epoch in {int(e) for _, e in pushed} - set(kept):
+                if self.group.main:
+                    path = self.run_dir / "checkpoints" / f"best-epoch={epoch:03d}.npz"
+                    path.unlink(missing_ok=True)
+        every = int(t.get("checkpoint_every_epochs", 0))
+        if every and s.epoch % every == 0:
+            self.save(f"epoch={s.epoch:03d}", config_yaml)
 
     def _tensorboard(self, values: dict[str, Any]) -> None:
         from cnnlab.train.tensorboard import filter_grid, first_conv

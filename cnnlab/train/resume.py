@@ -8,8 +8,9 @@ where it came from.
 
 The run keeps the configuration it was started with. Overrides given with ``trainer.resume``
 may change only what does not change the run's results: the data's folder, the thread count,
-how often it logs and checkpoints, and how long it trains (``trainer.epochs``,
-``trainer.max_steps``). Anything else is refused, never ignored.
+how often it logs and checkpoints and how many best checkpoints it keeps, and how long it
+trains (``trainer.epochs``, ``trainer.max_steps``, early stopping's ``trainer.patience`` and
+``trainer.min_delta``). Anything else is refused, never ignored.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ CHANGEABLE = (
     "trainer.threads",
     "trainer.log_every",
     "trainer.checkpoint_every_steps",
+    "trainer.checkpoint_every_epochs",
+    "trainer.save_top_k",
     "trainer.epochs",
     "trainer.max_steps",
+    "trainer.patience",
+    "trainer.min_delta",
 )
 # Keys that say how to resume rather than what the run is.
 RESUME_KEYS = ("trainer.resume", "trainer.overwrite")

@@ -38,19 +38,35 @@ from tensorboard.plugins.histogram import metadata as histogram_metadata
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 from cnnlab.errors import ShapeError
 
-__all__ = ["TensorBoardWriter", "filter_grid", "first_conv"]
+__all__ = [
+    "HPARAMS_RUN",
+    "TensorBoardWriter",
+    "filter_grid",
+    "first_conv",
+    "hparam_values",
+    "sample_grid",
+]
 
 # How often the writer's thread flushes on its own (tensorboard's default is 120 s); flush() and
 # close() flush at once.
 _FLUSH_SECS = 10
 
-# Tag prefix of the final metrics that hparams() writes as scalars.
-_HPARAMS_METRIC_PREFIX = "hparams/"
+# The sub-folder of a run directory that holds its HPARAMS session (TensorBoardWriter.hparams).
+HPARAMS_RUN = "hparams"
+
+# How a run ended, as the HPARAMS tab's session status (it has no "interrupted": a run stopped
+# by a signal, which can be resumed, is "unknown").
+_SESSION_STATUS = {
+    "success": api_pb2.STATUS_SUCCESS,
+    "failure": api_pb2.STATUS_FAILURE,
+    "unknown": api_pb2.STATUS_UNKNOWN,
+}
 
 # filter_grid upscales each filter (nearest neighbour, integer factor) to at least this many
 # pixels on its longer side: a 5x5 or 7x7 filter becomes 35 px, a 3x3 one 33 px.
@@ -145,23 +161,36 @@ class TensorBoardWriter:
         )
         self._add_summary(summary, step)
 
-    def hparams(
-        self, hparams: dict[str, float | int | str | bool], metrics: dict[str, float]
-    ) -> None:
-        """The run's hyperparameters and final metrics, for the HPARAMS tab.
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        """Text for the TEXT tab, rendered as Markdown (tables included)."""
+        self._add_summary(text_pb(tag, markdown), step)
 
-        Writes the hparams plugin's session start (``hparams_pb``), each metric as a scalar
-        tagged ``hparams/<name>``, and the session end (status success), all at the last step
-        written so far, so that nothing earlier is preempted. No experiment summary is written:
-        TensorBoard then builds the table from every run's session start, so ``--logdir outputs``
-        lists all runs, with their last value of every scalar tag as metric columns.
+    def hparams(
+        self,
+        hparams: dict[str, float | int | str | bool],
+        metrics: dict[str, float],
+        trial_id: str,
+        step: int | None = None,
+        status: str = "success",
+    ) -> None:
+        """One session of the HPARAMS tab: the run's hyperparameters, its final metrics and
+        how it ended.
+
+        Writes the hparams plugin's session start (``hparams_pb``, with ``trial_id`` as the
+        trial's name), each metric as a scalar under its own name, and the session end
+        (``status``: success, failure or unknown), at ``step`` (default: the last step written
+        so far). No experiment summary is written: TensorBoard then builds the table from every
+        session's start, marks the hyperparameters whose values differ between sessions and
+        shows those first. It takes every scalar tag of a session's run (and of the runs below
+        it) as a metric column, so a run writes its session into a writer of its own
+        (:data:`HPARAMS_RUN`), where the final metrics are the only scalars.
         """
-        step = self._last_step
-        self._add_summary(hparams_pb(hparams), step)
-        self.scalars({_HPARAMS_METRIC_PREFIX + name: v for name, v in metrics.items()}, step)
+        step = self._last_step if step is None else step
+        self._add_summary(hparams_pb(hparams, trial_id=trial_id), step)
+        self.scalars(metrics, step)
         # hparams.summary.session_end_pb builds this, but that module imports TensorFlow.
         end = plugin_data_pb2.SessionEndInfo(
-            status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time()
+            status=_SESSION_STATUS[status], end_time_secs=time.time()
         )
         summary = summary_pb2.Summary()
         summary.value.add(
@@ -205,6 +234,39 @@ class TensorBoardWriter:
         self._writer.add_event(event)
 
 
+def hparam_values(config: dict) -> dict[str, float | str | bool]:
+    """A run's resolved config as HPARAMS columns: every key that describes the experiment,
+    dotted (``optim.lr``; not Hydra's, not where files are or how often the run reports:
+    :func:`cnnlab.runs.naming.describes_experiment`), ``user.*`` only for the user backend,
+    so that whatever makes two runs differ is a column.
+
+    TensorBoard shows numbers to five significant digits, a batch size of 64 as ``64.000``:
+    integers are given as text (``"64"``), floats as numbers, None as ``"null"``, lists as
+    their text (``"[0.9, 0.999]"``).
+    """
+    from cnnlab.runs.naming import describes_experiment
+
+    user = (config.get("backend") or {}).get("name") == "user"
+    values: dict[str, float | str | bool] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            name = prefix + str(key)
+            if not describes_experiment(name) or (name == "user" and not user):
+                continue
+            if isinstance(value, dict):
+                walk(value, name + ".")
+            elif isinstance(value, bool | float | str):
+                values[name] = value
+            elif value is None:
+                values[name] = "null"
+            else:  # int, list
+                values[name] = str(value)
+
+    walk(config, "")
+    return values
+
+
 def first_conv(params: dict[str, np.ndarray]) -> np.ndarray | None:
     """The first conv layer's weight (F, C, HH, WW): the first 4-D array of ``params``, which
     are in execution order. None for a net without convs."""
@@ -234,7 +296,7 @@ def filter_grid(w: np.ndarray, pad: int = 1) -> np.ndarray:
         raise ShapeError(f"filter_grid needs filters of shape (F, C, HH, WW), got {w.shape}")
     if pad < 0:
         raise ValueError(f"pad must be >= 0, got {pad}")
-    F, C, HH, WW = w.shape
+    _, C, HH, WW = w.shape
     # (F, HH, WW, 3): RGB for C = 3, else the channel mean (w itself for C = 1) in grey
     tiles = w.transpose(0, 2, 3, 1) if C == 3 else np.repeat(w.mean(axis=1)[..., None], 3, axis=3)
     lo = tiles.min(axis=(1, 2, 3), keepdims=True)
@@ -244,10 +306,44 @@ def filter_grid(w: np.ndarray, pad: int = 1) -> np.ndarray:
 
     s = math.ceil(_MIN_FILTER_PX / max(HH, WW))
     tiles = tiles.repeat(s, axis=1).repeat(s, axis=2)  # (F, HH*s, WW*s, 3)
-    th, tw = HH * s, WW * s
+    return _tiled(tiles, pad, 0)
+
+
+def sample_grid(x: np.ndarray, mean: np.ndarray, std: np.ndarray, pad: int = 2) -> np.ndarray:
+    """A batch of normalised images as one image, for :meth:`TensorBoardWriter.image`.
+
+    Args:
+        x: Images, shape ``(N, C, H, W)``, normalised per channel.
+        mean, std: The normalisation, ``(C,)``, undone: pixels are ``x * std + mean``, clipped
+            to ``[0, 1]``, so images look as they were loaded (and the zero fill of crop,
+            rotate and scale shows as the train split's mean colour).
+        pad: White pixels between tiles.
+
+    Returns:
+        Floats in ``[0, 1]``: ``(H', W', 3)`` for ``C = 3`` (RGB), ``(H', W')`` grey for any
+        other ``C`` (the channel mean). The images are tiled row by row in a grid of
+        ``ceil(sqrt(N))`` columns, at their own size.
+
+    Shape:
+        ``H' = rows * H + (rows - 1) * pad``, ``W' = cols * W + (cols - 1) * pad``, with
+        ``cols = ceil(sqrt(N))`` and ``rows = ceil(N / cols)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 4 or 0 in x.shape:
+        raise ShapeError(f"sample_grid needs images of shape (N, C, H, W), got {x.shape}")
+    pixels = np.clip(x * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1)
+    tiles = pixels.transpose(0, 2, 3, 1) if x.shape[1] == 3 else pixels.mean(axis=1)
+    return _tiled(tiles, pad, 1.0)
+
+
+def _tiled(tiles: np.ndarray, pad: int, fill: float) -> np.ndarray:
+    """Tiles (F, th, tw, ...) row by row in ``ceil(sqrt(F))`` columns, ``pad`` pixels of
+    ``fill`` between them: (rows·th + (rows−1)·pad, cols·tw + (cols−1)·pad, ...)."""
+    F, th, tw = tiles.shape[:3]
     cols = math.ceil(math.sqrt(F))
     rows = math.ceil(F / cols)
-    grid = np.zeros((rows * th + (rows - 1) * pad, cols * tw + (cols - 1) * pad, 3), np.uint8)
+    shape = (rows * th + (rows - 1) * pad, cols * tw + (cols - 1) * pad, *tiles.shape[3:])
+    grid = np.full(shape, fill, tiles.dtype)
     for f in range(F):
         y, x = (f // cols) * (th + pad), (f % cols) * (tw + pad)
         grid[y : y + th, x : x + tw] = tiles[f]

@@ -83,6 +83,27 @@ def test_conv_skips_naive_over_its_budget_and_cuda_where_absent(tmp_path):
         assert by["cuda"]["fwdbwd_s"] > 0
 
 
+def test_tensorboard_gets_the_table_and_each_backend_in_ms(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    case = "bench.cases=[{name:tiny,layer:conv,x:[4,3,9,9],w:[5,3,3,3],stride:2,pad:1}]"
+    result = bench("conv", *FAST, case, "backends=[im2col,torch]", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run_dir,) = tmp_path.glob("outputs/*/*")
+    records = {r["backend"]: r for r in outputs(tmp_path)["records"]}
+    for backend, record in records.items():
+        events = EventAccumulator(str(run_dir / backend), size_guidance={"scalars": 0}).Reload()
+        (point,) = events.Scalars("bench/tiny/fwdbwd_ms")
+        assert point.value == pytest.approx(record["fwdbwd_s"] * 1e3, rel=1e-6)
+        (point,) = events.Scalars("bench/tiny/gflops")
+        assert point.value == pytest.approx(record["gflops"], rel=1e-6)
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0}).Reload()
+    (text,) = events.Tensors("bench/table")
+    table = text.tensor_proto.string_val[0].decode()
+    assert "| case | backend | fwd ms |" in table
+    assert sum(line.startswith("| tiny |") for line in table.splitlines()) == 2
+
+
 def test_model_times_a_training_step(tmp_path):
     args = ["trainer.batch_size=2", "backends=[im2col,torch]", "model=lenet", "data=mnist"]
     result = bench("model", *FAST, *args, cwd=tmp_path)

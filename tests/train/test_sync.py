@@ -70,12 +70,15 @@ class Board:
     """A TensorBoard writer that keeps what it is given."""
 
     def __init__(self) -> None:
-        self.steps: list[int] = []
+        self.steps: list[int] = []  # the steps of the per-step training points
 
     def scalar(self, tag, value, step):
-        self.steps.append(step)
+        self.scalars({tag: value}, step)
 
-    def scalars(self, values, step): ...
+    def scalars(self, values, step):
+        if "train/loss_step" in values:
+            self.steps.append(step)
+
     def histogram(self, tag, values, step): ...
     def image(self, tag, image, step): ...
     def flush(self): ...
@@ -94,8 +97,9 @@ def trainer(tmp_path, *overrides: str, options: BackendOptions | None = None) ->
 
 
 def watched(run: Trainer, reads: HostReads) -> Trainer:
-    """Marks the loop's log points (the sync of pending steps, evaluation, checkpoints)."""
-    for name in ("_sync", "evaluate", "save", "_tensorboard"):
+    """Marks the loop's log points (the sync of pending steps, evaluation, checkpoints, the
+    augmented samples written once before the first step)."""
+    for name in ("_sync", "evaluate", "save", "_tensorboard", "_augment_samples"):
         real = getattr(run, name)
 
         def at_log_point(*args, _real=real, _name=name, **kwargs):

@@ -135,7 +135,7 @@ def test_hparams_session_and_final_metrics(tmp_path):
     with TensorBoardWriter(tmp_path) as tb:
         for step in range(3):
             tb.scalar("val/acc", 0.5 + 0.1 * step, step * 100)
-        tb.hparams(hparams, {"val_acc": 0.7, "val_loss": 0.9})
+        tb.hparams(hparams, {"val_acc": 0.7, "val_loss": 0.9}, "lenet-im2col", status="failure")
     acc = read(tmp_path)
 
     content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
@@ -150,14 +150,15 @@ def test_hparams_session_and_final_metrics(tmp_path):
     assert start.hparams["batch_size"].number_value == 64
     assert start.hparams["model"].string_value == "lenet"
     assert start.hparams["augment"].bool_value is True
+    assert start.group_name == "lenet-im2col"
     end = hparams_metadata.parse_session_end_info_plugin_data(
         content[hparams_metadata.SESSION_END_INFO_TAG]
     )
-    assert end.status == api_pb2.STATUS_SUCCESS
+    assert end.status == api_pb2.STATUS_FAILURE
 
     # The final metrics sit at the last step written, after the run's own scalars.
-    assert scalar_points(acc, "hparams/val_acc") == [(200, pytest.approx(0.7))]
-    assert scalar_points(acc, "hparams/val_loss") == [(200, pytest.approx(0.9))]
+    assert scalar_points(acc, "val_acc") == [(200, pytest.approx(0.7))]
+    assert scalar_points(acc, "val_loss") == [(200, pytest.approx(0.9))]
     assert [s for s, _ in scalar_points(acc, "val/acc")] == [0, 100, 200]
 
 
@@ -211,7 +212,7 @@ def test_importing_the_writer_loads_neither_torch_nor_tensorflow(tmp_path):
         "    tb.scalar('a', 1.0, 0)\n"
         "    tb.histogram('h', np.arange(5.0), 0)\n"
         "    tb.image('i', filter_grid(np.ones((4, 3, 3, 3))), 0)\n"
-        "    tb.hparams({'lr': 0.1}, {'acc': 0.5})\n"
+        "    tb.hparams({'lr': 0.1}, {'acc': 0.5}, 'run')\n"
         "heavy = ('torch', 'tensorflow', 'tensorboardX', 'matplotlib', 'PIL')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
