@@ -606,6 +606,9 @@ class EvalData:
 class EvalConfig:
     checkpoint: str = MISSING  # a run directory or a .npz checkpoint
     split: Split = Split.test
+    # Pictures of the split (misclassified, confusion, saliency, feature maps) as PNGs and
+    # TensorBoard images in eval's run directory: cnnlab.train.diagnostics.
+    diagnostics: bool = False
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     user: UserConfig = field(default_factory=UserConfig)
     backend: BackendConfig | None = None  # evaluate on another backend than the run's

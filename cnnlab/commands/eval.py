@@ -1,4 +1,6 @@
-"""``cnnlab eval checkpoint=<path>``: accuracy, per-class accuracy and confusion matrix.
+"""``cnnlab eval checkpoint=<path>``: accuracy, per-class accuracy and confusion matrix;
+with ``diagnostics=true``, pictures of the split in eval's run directory and its TensorBoard
+events (:mod:`cnnlab.train.diagnostics`).
 
 The checkpoint carries the configuration of its run, so the model, data, preprocessing and
 precision are rebuilt exactly; ``backend=<name>`` evaluates the same weights on another backend.
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from cnnlab.schema import EvalConfig, SavedModelConfig, TrainConfig
     from cnnlab.train.checkpoint import Checkpoint
     from cnnlab.train.engine import Engine
+    from cnnlab.train.metrics import Evaluation
 
 log = logging.getLogger("cnnlab.eval")
 
@@ -158,4 +161,19 @@ def task(cfg: EvalConfig, plan: Plan | None = None) -> int:
         backend.name,
         out,
     )
+    if cfg.diagnostics:
+        _diagnostics(restored, ev, cfg.split, meta["loop"]["step"])
     return 0
+
+
+def _diagnostics(restored: Restored, ev: Evaluation, split: str, step: int) -> None:
+    """The split's pictures (:mod:`cnnlab.train.diagnostics`) as PNGs in eval's run directory
+    and TensorBoard images there, at the checkpoint's step."""
+    from cnnlab.config import run_dir
+    from cnnlab.train.diagnostics import build_and_write
+    from cnnlab.train.tensorboard import TensorBoardWriter
+
+    data, out = restored.data, run_dir()
+    title = f"{split} confusion matrix ({data.name})"
+    with TensorBoardWriter(out) as tb:
+        build_and_write(restored.engine, data, getattr(data, split), ev.pred, title, out, tb, step)

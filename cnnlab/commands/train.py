@@ -1,7 +1,9 @@
 """``cnnlab train``: train ``model`` on ``data`` with ``backend``, ``init``, ``norm`` and ``optim``.
 
 Outputs in the run directory: train.log, metrics.jsonl, results.json, TensorBoard
-events, checkpoints/last.npz and best.npz, history.png and filters.png. ``trainer.resume=<run dir or
+events, checkpoints/last.npz and best.npz, history.png and filters.png, and what the run
+learned in pictures of the test split (misclassified.png, confusion.png, saliency.png,
+activations/<layer>.png: :mod:`cnnlab.train.diagnostics`). ``trainer.resume=<run dir or
 checkpoint>`` continues a run in its own directory, with the configuration it was started with;
 ``trainer.init_from=<run dir or checkpoint>`` starts a new run from a checkpoint's weights, with
 ``trainer.freeze`` and ``trainer.reinit`` (:mod:`cnnlab.train.transfer`).
@@ -323,6 +325,7 @@ def _train(
     )
     _write_results(run_dir, results)
     _plot_filters(trainer.engine.params(), run_dir / "filters.png")
+    _diagnostics(trainer.engine, data, test, run_dir, tb, loop.step)
     _finish_outputs(cfg, run_dir, tb, results, test, data, console)
     val_acc = loop.last_val.get("acc")
     return Outcome(0, val_acc if val_acc is not None else test.acc)
@@ -588,6 +591,23 @@ def _plot_filters(params: dict, path: Path) -> None:
     filters = first_conv(params)
     if filters is not None:
         plot_filters(filters, path)
+
+
+def _diagnostics(
+    engine: Engine,
+    data: Dataset,
+    test: Evaluation,
+    run_dir: Path,
+    tb: TensorBoardWriter | None,
+    step: int,
+) -> None:
+    """What the run learned, in pictures of the test split (misclassified images, confusion
+    matrix, saliency and feature maps: :mod:`cnnlab.train.diagnostics`), as PNGs in the run
+    directory and TensorBoard images at the last step; completed runs only."""
+    from cnnlab.train.diagnostics import build_and_write
+
+    title = f"Test confusion matrix ({data.name})"
+    build_and_write(engine, data, data.test, test.pred, title, run_dir, tb, step)
 
 
 def _finish_outputs(

@@ -12,8 +12,8 @@ flat dicts keyed by dotted names (``layer1.0.conv1.w``), the same names the torc
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -51,7 +51,8 @@ _THROUGH = _PassedThrough()
 
 @dataclass
 class _Run:
-    """What one forward pass needs besides the input."""
+    """What one forward pass needs besides the input; ``taps``: the outputs of the layers
+    named in ``wanted`` (children of a chain, by dotted name), filled in on the way."""
 
     kernels: KernelSet
     params: dict[str, np.ndarray]
@@ -59,6 +60,8 @@ class _Run:
     train: bool
     rng: np.random.Generator | None
     timer: LayerTimer | None = None
+    wanted: frozenset[str] = frozenset()
+    taps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _forward(node: Node, x: np.ndarray, prefix: str, run: _Run) -> tuple[np.ndarray, Cache]:
@@ -67,6 +70,8 @@ def _forward(node: Node, x: np.ndarray, prefix: str, run: _Run) -> tuple[np.ndar
         for name, child in node.children:
             x, cache = _forward(child, x, f"{prefix}{name}.", run)
             caches.append(cache)
+            if f"{prefix}{name}" in run.wanted:
+                run.taps[f"{prefix}{name}"] = x
         return x, caches
     kind = kind_of(node)
     if isinstance(node, Branches):
@@ -189,21 +194,47 @@ class NumpyNet:
 
     def backward(self, dlogits: np.ndarray) -> Grads:
         """Gradients of every parameter, by name, from dL/dlogits of the last forward."""
+        # Nothing reads the input's gradient: the first conv skips it.
+        grads, _ = self._backprop(dlogits, need_dx=False)
+        return grads
+
+    def input_grad(self, dlogits: np.ndarray) -> np.ndarray:
+        """dx: (N, C, H, W), the gradient of the last forward's input from dL/dlogits (the
+        parameters' gradients are computed on the way and dropped): saliency maps."""
+        _, dx = self._backprop(dlogits, need_dx=True)
+        assert dx is not None
+        return dx
+
+    def _backprop(self, dlogits: np.ndarray, need_dx: bool) -> tuple[Grads, np.ndarray | None]:
         if self._cache is None:
             raise RuntimeError("backward needs a forward first")
         grads: Grads = {}
-        # Nothing reads the input's gradient: the first conv skips it.
-        _backward(
+        dx = _backward(
             self._run,
             dlogits,
             self._cache,
             "",
             grads,
             self.kernels,
-            need_dx=False,
+            need_dx=need_dx,
             timer=self.timer,
         )
-        return {name: grads[name] for name in self.params}
+        return {name: grads[name] for name in self.params}, dx
+
+    def activations(self, x: np.ndarray, names: Collection[str]) -> dict[str, np.ndarray]:
+        """The outputs of the layers ``names`` (dotted names of any chain's children:
+        ``relu1``, ``layer2``, ``layer2.0``) for x: (N, C, H, W), in evaluation mode.
+
+        Runs the tree as built, without fused layers, so that every named layer's own output
+        exists (``conv1`` before the ReLU a fused ``conv_relu`` would apply); the kernels are
+        this set's. A name the tree does not have is a KeyError.
+        """
+        run = _Run(self.kernels, self.params, self.buffers, False, None, wanted=frozenset(names))
+        _forward(self.net, x, "", run)
+        missing = sorted(set(names) - set(run.taps))
+        if missing:
+            raise KeyError(f"no layer named {', '.join(missing)} in the net")
+        return run.taps
 
     def loss(
         self,

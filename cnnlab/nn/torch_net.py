@@ -16,7 +16,7 @@ one process would on the whole batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 import numpy as np
@@ -51,7 +51,8 @@ class _Run:
     masks: each dropout layer's keep-mask by name (drawn before the pass: :meth:`TorchNet.masks`);
     rows: which rows of the batch x holds (the whole batch in a single process);
     batch_sum: sums a tensor over the processes sharing the batch, or None for one process;
-    timer: the clock each leaf runs through, or None.
+    timer: the clock each leaf runs through, or None;
+    wanted: the layers (children of a chain, by dotted name) whose outputs go into ``taps``.
     """
 
     def __init__(
@@ -62,9 +63,12 @@ class _Run:
         rows: Rows,
         batch_sum: Callable[[Tensor], Tensor] | None,
         timer: LayerTimer | None = None,
+        wanted: frozenset[str] = frozenset(),
     ) -> None:
         self.modules, self.train, self.masks = modules, train, masks
         self.rows, self.batch_sum, self.timer = rows, batch_sum, timer
+        self.wanted = wanted
+        self.taps: dict[str, Tensor] = {}
 
     def mask(self, name: str) -> Tensor:
         if self.masks is None or name not in self.masks:
@@ -76,6 +80,8 @@ def _forward(node: Node, x: Tensor, prefix: str, run: _Run) -> Tensor:
     if isinstance(node, Chain):
         for name, child in node.children:
             x = _forward(child, x, f"{prefix}{name}.", run)
+            if f"{prefix}{name}" in run.wanted:
+                run.taps[f"{prefix}{name}"] = x
         return x
     kind = kind_of(node)
     if isinstance(node, Branches):
@@ -210,9 +216,27 @@ class TorchNet(nn.Module):
         (None: x is the whole batch)."""
         n = x.shape[0]
         rows = Rows(0, n, n) if rows is None else rows
+        run = _Run(self._leaf_modules, self.training, masks, rows, self.batch_sum, self.timer)
+        return self._run(x, run)
+
+    def activations(self, x: Tensor, names: Collection[str]) -> dict[str, Tensor]:
+        """The outputs of the layers ``names`` (dotted names of any chain's children:
+        ``relu1``, ``layer2``, ``layer2.0``) for x: (N, C, H, W), in the module's mode (call
+        ``eval()`` first: training needs dropout masks). A name the tree does not have is a
+        KeyError."""
+        n = x.shape[0]
+        wanted = frozenset(names)
+        run = _Run(self._leaf_modules, self.training, None, Rows(0, n, n), None, None, wanted)
+        self._run(x, run)
+        missing = sorted(wanted - set(run.taps))
+        if missing:
+            raise KeyError(f"no layer named {', '.join(missing)} in the net")
+        return run.taps
+
+    def _run(self, x: Tensor, run: _Run) -> Tensor:
+        """The logits of one pass over the tree (in float32 under autocast)."""
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        run = _Run(self._leaf_modules, self.training, masks, rows, self.batch_sum, self.timer)
         with torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None):
             logits = _forward(self.net, x, "", run)
         return logits if self.autocast is None else logits.float()

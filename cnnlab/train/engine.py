@@ -14,7 +14,7 @@ engine's optimizer: they have no ``optim/`` state and no gradient.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,6 +62,7 @@ class Engine(Protocol):
     """
 
     lazy: bool
+    net: Node
 
     def draws(self, seed: int) -> Draws:
         """Where the run's random numbers come from (``trainer.rng``)."""
@@ -91,6 +92,15 @@ class Engine(Protocol):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits in eval mode (running statistics, no dropout), no gradients."""
+
+    def activations(self, x: np.ndarray, names: Collection[str]) -> dict[str, np.ndarray]:
+        """The outputs of the layers ``names`` (dotted names of chain children: ``relu1``,
+        ``layer2``) for x: (N, C, H, W), in eval mode, by the backend's own forward pass."""
+
+    def score_grad(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(N, C, H, W): the gradient of each row's logit of class ``y[i]`` with respect to its
+        image ``x[i]``, in eval mode, by the backend's own backward pass (saliency maps). The
+        parameters' gradients (:meth:`grads`) are left as the last step left them."""
 
     def params(self) -> dict[str, np.ndarray]:
         """Current parameters by name (copies on torch)."""
@@ -132,6 +142,7 @@ class NumpyEngine:
 
         if group.world > 1:
             raise UsageError(f"backend={backend.name} trains in one process (trainer.devices=1)")
+        self.net = net
         self.model: NumpyNet = backend.model(net, params, buffers, options)  # type: ignore[assignment]
         # Frozen parameters are not the optimizer's: no update, decay or state, as in torch.
         self.frozen = frozen
@@ -178,6 +189,15 @@ class NumpyEngine:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.model.forward(x, train=False)
+
+    def activations(self, x: np.ndarray, names: Collection[str]) -> dict[str, np.ndarray]:
+        return self.model.activations(x, names)
+
+    def score_grad(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        logits = self.model.forward(x, train=False)
+        dlogits = np.zeros_like(logits)
+        dlogits[np.arange(len(y)), y] = 1.0
+        return self.model.input_grad(dlogits)
 
     def params(self) -> dict[str, np.ndarray]:
         return self.model.params
@@ -238,6 +258,7 @@ class TorchEngine:
 
         backend.prepare(options)
         self.torch = torch
+        self.net = net
         self.world = group.world
         self.options = options
         self.device = torch.device(group.place(backend.device))
@@ -354,6 +375,24 @@ class TorchEngine:
         with self.torch.no_grad():
             return self.module(self._tensor(x)).cpu().numpy()
 
+    def activations(self, x: np.ndarray, names: Collection[str]) -> dict[str, np.ndarray]:
+        self.module.eval()
+        with self.torch.no_grad():
+            taps = self.module.activations(self._tensor(x), names)
+        return {name: _host_float(t) for name, t in taps.items()}
+
+    def score_grad(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        self.module.eval()
+        x_t = self._tensor(x).detach().clone().requires_grad_(True)
+        y_t = self._tensor(np.asarray(y, np.int64))
+        with torch.enable_grad():
+            logits = self.module(x_t)
+            # Rows are independent in eval mode: the sum's gradient is each row's own.
+            score = logits.gather(1, y_t[:, None]).sum()
+            (dx,) = torch.autograd.grad(score, x_t)
+        return _host_float(dx)
+
     def params(self) -> dict[str, np.ndarray]:
         return {k: p.detach().cpu().numpy() for k, p in self.named.items()}
 
@@ -409,6 +448,13 @@ class TorchEngine:
             scaler = _split(state, "scaler/")
             if scaler:
                 self.scaler.load_state_dict({k: v.item() for k, v in scaler.items()})
+
+
+def _host_float(t: torch.Tensor) -> np.ndarray:
+    """A tensor as numpy, a 16-bit one (autocast's) as float32, which numpy can hold."""
+    if t.dtype.itemsize < 4:
+        t = t.float()
+    return t.detach().cpu().numpy()
 
 
 @contextmanager

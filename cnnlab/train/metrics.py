@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,11 +18,14 @@ class Evaluation:
         loss: mean softmax cross-entropy.
         acc: fraction correct.
         confusion: (K, K) counts, rows the true class, columns the prediction.
+        pred: (N,) the predicted class of each row, in the split's order; None where the
+            rows were evaluated elsewhere (the shards of a data-parallel run).
     """
 
     loss: float
     acc: float
     confusion: np.ndarray
+    pred: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def per_class(self) -> np.ndarray:
@@ -44,7 +47,10 @@ def evaluate(
     """Eval-mode predictions over x: (N, C, H, W) in batches; empty splits give nan."""
     if len(y) == 0:
         return Evaluation(
-            float("nan"), float("nan"), np.zeros((num_classes, num_classes), np.int64)
+            float("nan"),
+            float("nan"),
+            np.zeros((num_classes, num_classes), np.int64),
+            np.zeros(0, np.int64),
         )
     loss_sum, preds = 0.0, []
     for start in range(0, len(y), batch_size):
@@ -59,6 +65,7 @@ def evaluate(
         loss=loss_sum / len(y),
         acc=float(np.mean(pred == y)),
         confusion=confusion_matrix(y, pred, num_classes),
+        pred=pred,
     )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "first_conv",
     "hparam_values",
     "sample_grid",
+    "tiled",
 ]
 
 # How often the writer's thread flushes on its own (tensorboard's default is 120 s); flush() and
@@ -306,7 +307,7 @@ def filter_grid(w: np.ndarray, pad: int = 1) -> np.ndarray:
 
     s = math.ceil(_MIN_FILTER_PX / max(HH, WW))
     tiles = tiles.repeat(s, axis=1).repeat(s, axis=2)  # (F, HH*s, WW*s, 3)
-    return _tiled(tiles, pad, 0)
+    return tiled(tiles, pad, 0)
 
 
 def sample_grid(x: np.ndarray, mean: np.ndarray, std: np.ndarray, pad: int = 2) -> np.ndarray:
@@ -333,14 +334,15 @@ def sample_grid(x: np.ndarray, mean: np.ndarray, std: np.ndarray, pad: int = 2) 
         raise ShapeError(f"sample_grid needs images of shape (N, C, H, W), got {x.shape}")
     pixels = np.clip(x * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1)
     tiles = pixels.transpose(0, 2, 3, 1) if x.shape[1] == 3 else pixels.mean(axis=1)
-    return _tiled(tiles, pad, 1.0)
+    return tiled(tiles, pad, 1.0)
 
 
-def _tiled(tiles: np.ndarray, pad: int, fill: float) -> np.ndarray:
-    """Tiles (F, th, tw, ...) row by row in ``ceil(sqrt(F))`` columns, ``pad`` pixels of
-    ``fill`` between them: (rows·th + (rows−1)·pad, cols·tw + (cols−1)·pad, ...)."""
+def tiled(tiles: np.ndarray, pad: int, fill: float, cols: int | None = None) -> np.ndarray:
+    """Tiles (F, th, tw, ...) row by row in ``cols`` columns (default ``ceil(sqrt(F))``),
+    ``pad`` pixels of ``fill`` between them: (rows·th + (rows−1)·pad, cols·tw + (cols−1)·pad,
+    ...), ``rows = ceil(F / cols)``."""
     F, th, tw = tiles.shape[:3]
-    cols = math.ceil(math.sqrt(F))
+    cols = math.ceil(math.sqrt(F)) if cols is None else cols
     rows = math.ceil(F / cols)
     shape = (rows * th + (rows - 1) * pad, cols * tw + (cols - 1) * pad, *tiles.shape[3:])
     grid = np.full(shape, fill, tiles.dtype)
