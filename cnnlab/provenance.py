@@ -10,7 +10,9 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,9 @@ def provenance(threads: int | None = None, device: str = "cpu") -> dict[str, Any
           both ``None`` for an installed package or without git
         - ``python_version``, ``platform``, ``hostname``
         - ``numpy_version``, ``blas``: one dict per thread pool that threadpoolctl sees
-          (``user_api``, ``internal_api``, ``prefix``, ``version``, ``num_threads``); torch's
-          pools are listed too, as torch is imported first
-        - ``torch_version``, ``torch_threads`` (torch is imported here if it is installed)
+          (``user_api``, ``internal_api``, ``prefix``, ``version``, ``num_threads``), torch's
+          among them where the run loaded torch
+        - ``torch_version`` (the installed one), ``torch_threads`` (where the run loaded torch)
         - ``threads``: the requested count, ``device``
         - ``cpu_model``, ``cpu_count`` (logical CPUs), ``gpu_name``
         - ``timestamp_utc``: ISO 8601, seconds, with ``+00:00``
@@ -102,10 +104,20 @@ def _thread_pools() -> list[dict[str, Any]]:
 
 
 def _torch_facts(device: str) -> tuple[str | None, int | None, str | None]:
-    """``(torch version, torch threads, GPU name)``; ``None`` where torch or the GPU is missing."""
-    try:
-        import torch
-    except ImportError:
+    """``(torch version, torch threads, GPU name)``.
+
+    A run that did not load torch (a numpy backend) gets the installed version from the
+    package's metadata, without the second or two that importing torch takes, and no thread
+    count or GPU (None): it used neither. None throughout where torch is not installed, or
+    its import is blocked (``sys.modules["torch"] = None``).
+    """
+    if "torch" not in sys.modules:
+        try:
+            return version("torch"), None, None
+        except PackageNotFoundError:
+            return None, None, None
+    torch = sys.modules["torch"]
+    if torch is None:
         return None, None, None
     gpu_name = None
     if device.startswith("cuda") and torch.cuda.is_available():

@@ -697,6 +697,8 @@ def register() -> None:
     from cnnlab.models import MODELS
 
     store = ConfigStore.instance()
+    if "train_schema.yaml" in store.repo:
+        return  # stored already by this process: converting every schema again takes ~0.4 s
     register_resolvers()
     for command, schema in COMMANDS.items():
         store.store(name=f"{command}_schema", node=schema)

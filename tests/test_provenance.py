@@ -50,6 +50,8 @@ def is_git_checkout():
 
 
 def test_keys_and_types():
+    import torch  # noqa: F401 - as a run on a torch backend has loaded it
+
     info = provenance(threads=2)
     assert set(info) == KEYS
     assert info["cnnlab_version"] == cnnlab.__version__
@@ -67,6 +69,21 @@ def test_keys_and_types():
     assert any(pool["user_api"] == "blas" for pool in info["blas"])  # numpy's BLAS is loaded
     stamp = datetime.fromisoformat(info["timestamp_utc"])
     assert stamp.utcoffset().total_seconds() == 0
+
+
+def test_a_numpy_run_records_torch_s_version_without_importing_it():
+    code = (
+        "import sys\n"
+        "from cnnlab.provenance import provenance\n"
+        "info = provenance()\n"
+        "print(info['torch_version'], info['torch_threads'], 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    from importlib.metadata import version
+
+    assert result.stdout.split() == [version("torch"), "None", "False"]
 
 
 def test_json_serialisable():
