@@ -7,6 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+# A one-epoch threelayer run on a few hundred generated shapes: a second or two of training.
+TINY = [
+    "data.train_size=300",
+    "data.test_size=100",
+    "model.filters=4",
+    "model.hidden=16",
+    "trainer.epochs=1",
+    "trainer.batch_size=20",
+    "trainer.threads=1",
+]
+
 
 def run_cnnlab(
     *args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None

@@ -20,17 +20,8 @@ from cnnlab.config import compose
 from cnnlab.models import build_net, instantiate
 from cnnlab.train.diagnostics import LABEL_PX, MAX_MISCLASSIFIED, conv_stages, saliency
 from cnnlab.train.engine import make_engine
-from tests.cli import run_cnnlab
+from tests.cli import TINY, run_cnnlab
 
-TINY = [
-    "data.train_size=300",
-    "data.test_size=100",
-    "model.filters=4",
-    "model.hidden=16",
-    "trainer.epochs=1",
-    "trainer.batch_size=20",
-    "trainer.threads=1",
-]
 PAD, GREY = 2, 128
 
 

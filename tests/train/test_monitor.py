@@ -11,15 +11,7 @@ from omegaconf import OmegaConf
 
 from cnnlab.train.monitor import Monitor
 from tests.cli import run_cnnlab
-
-SMALL = [
-    "data.train_size=600",
-    "data.test_size=200",
-    "model.filters=8",
-    "model.hidden=32",
-    "trainer.batch_size=50",
-    "trainer.threads=1",
-]
+from tests.train.test_train_cli import SMALL  # its trainer.epochs is overridden below
 
 
 def _monitor(**trainer: object) -> Monitor:

@@ -18,17 +18,7 @@ from tensorboard.plugins.hparams import (
 )
 
 from cnnlab.train.tensorboard import hparam_values
-from tests.cli import run_cnnlab
-
-TINY = [
-    "data.train_size=300",
-    "data.test_size=100",
-    "model.filters=4",
-    "model.hidden=16",
-    "trainer.epochs=1",
-    "trainer.batch_size=20",
-    "trainer.threads=1",
-]
+from tests.cli import TINY, run_cnnlab
 
 
 def hparams_tab(logdir) -> tuple[api_pb2.Experiment, list[api_pb2.SessionGroup]]:
