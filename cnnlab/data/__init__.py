@@ -314,6 +314,12 @@ def normalised(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return _normalise(scaled.copy() if scaled is x else scaled, mean, std)
 
 
+def unnormalised(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Normalised images (N, C, H, W) as they were loaded, for pictures: ``x·std + mean`` per
+    channel, clipped to [0, 1] (augmentation's zero fill shows as the mean colour)."""
+    return np.clip(x * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1)
+
+
 def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """``(x - mean) / std`` per channel, in place on a float32 (N, C, H, W) array we own."""
     x -= mean[:, None, None]

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cnnlab.data import unnormalised
 from cnnlab.ops.conv import Conv2d
 from cnnlab.ops.tree import Chain, Layer, Node, Shape, leaves, out_shape
 from cnnlab.train.tensorboard import tiled
@@ -205,7 +206,7 @@ def display(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     mean``, clipped to [0, 1]), RGB for C = 3, else grey (the channel mean), upscaled by
     ``s = ceil(64 / max(H, W))``."""
     x = np.asarray(x, np.float64)
-    pixels = np.clip(x * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1)
+    pixels = unnormalised(x, mean, std)
     rgb = pixels.transpose(0, 2, 3, 1) if x.shape[1] == 3 else pixels.mean(axis=1)[..., None]
     rgb = np.broadcast_to(rgb, (*rgb.shape[:3], 3))
     s = _scale(max(x.shape[2:]), _IMAGE_PX)

@@ -22,6 +22,10 @@ from cnnlab.data.augment import Crops, Step, apply_transforms
 if TYPE_CHECKING:
     import torch
 
+    from cnnlab.data.augment import Augmentation
+    from cnnlab.data.batches import Rows
+    from cnnlab.train.draws import Draws
+
 
 class NumpyFeed:
     """A split as numpy arrays (the numpy backends)."""
@@ -89,6 +93,22 @@ class TorchFeed:
 Feed = NumpyFeed | TorchFeed
 # A batch's augmentation draws: the steps of draw_transforms, one Crops, or None for none.
 Steps = tuple[Step, ...] | Crops | None
+
+
+def take_batch(
+    feed: Feed,
+    draws: Draws,
+    aug: Augmentation | None,
+    index: Any,
+    epoch: int,
+    batch: int,
+    rows: Rows,
+) -> tuple[Any, Any]:
+    """Rows ``rows`` of the batch whose samples are at ``index`` (the whole batch's), as batch
+    ``batch`` of epoch ``epoch`` is augmented (``aug``, None: not at all): the one way the
+    training loop, its first TensorBoard grid and the learning-rate finder make a batch."""
+    steps = None if aug is None else draws.augment(epoch, batch, aug, rows)
+    return feed.take(index[rows.slice], steps)
 
 
 def as_steps(draws: Steps) -> tuple[Step, ...]:

@@ -40,6 +40,7 @@ from cnnlab.data.batches import Rows
 from cnnlab.train import checkpoint
 from cnnlab.train.distributed import SINGLE, Group
 from cnnlab.train.engine import Engine, Step
+from cnnlab.train.feed import take_batch
 from cnnlab.train.metrics import Evaluation, evaluate
 from cnnlab.train.monitor import Monitor
 from cnnlab.train.optim import learning_rate
@@ -254,9 +255,8 @@ class Trainer:
             return
         order = self.feed.place(self.draws.order(len(self.data.train.y), 0))
         total = min(self.batch_size, len(order))
-        k = min(count, total)
-        steps = self.draws.augment(0, 0, self.augmentation, Rows(0, k, total))
-        x, _ = self.feed.take(order[:k], steps)
+        rows = Rows(0, min(count, total), total)
+        x, _ = take_batch(self.feed, self.draws, self.augmentation, order[:total], 0, 0, rows)
         x = x if isinstance(x, np.ndarray) else x.float().cpu().numpy()
         self.tb.image("augment/samples", sample_grid(x, self.data.mean, self.data.std), 0)
 
@@ -314,10 +314,9 @@ class Trainer:
             # This rank's rows of the global batch (all of them in one process); augmentation
             # and dropout draw for the whole batch and keep these rows.
             rows = self.group.shard(len(index))
-            steps = None
-            if self.augmentation is not None:
-                steps = self.draws.augment(s.epoch, s.position, self.augmentation, rows)
-            x, y = self.feed.take(index[rows.slice], steps)
+            x, y = take_batch(
+                self.feed, self.draws, self.augmentation, index, s.epoch, s.position, rows
+            )
             lr = learning_rate(self.cfg.optim, s.step, self.steps_per_epoch, self.total_steps)
             dropout = self.draws.dropout(s.epoch, s.position)
             began = time.perf_counter()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnlab.data.batches import Rows
+from cnnlab.train.feed import take_batch
 
 if TYPE_CHECKING:
     from cnnlab.data import Split
@@ -168,8 +169,7 @@ def run_sweep(
             order = feed.place(draws.order(n, epoch))
         index = order[position * batch_size : (position + 1) * batch_size]
         rows = Rows(0, len(index), len(index))
-        steps = None if augmentation is None else draws.augment(epoch, position, augmentation, rows)
-        x, y = feed.take(index, steps)
+        x, y = take_batch(feed, draws, augmentation, index, epoch, position, rows)
         step = engine.train_step(x, y, float(lr), draws.dropout(epoch, position), rows)
         loss = float(engine.fetch([step])[0, 0])
         value = smoother.add(loss)

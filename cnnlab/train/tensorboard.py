@@ -332,7 +332,9 @@ def sample_grid(x: np.ndarray, mean: np.ndarray, std: np.ndarray, pad: int = 2) 
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 4 or 0 in x.shape:
         raise ShapeError(f"sample_grid needs images of shape (N, C, H, W), got {x.shape}")
-    pixels = np.clip(x * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None], 0, 1)
+    from cnnlab.data import unnormalised
+
+    pixels = unnormalised(x, mean, std)
     tiles = pixels.transpose(0, 2, 3, 1) if x.shape[1] == 3 else pixels.mean(axis=1)
     return tiled(tiles, pad, 1.0)
 
