@@ -104,6 +104,34 @@ def test_predict_json_for_a_folder_on_another_backend(lenet_run, digits):
 
 
 @needs_mnist
+def test_predict_needs_no_data_files_and_older_checkpoints_read_them(lenet_run, digits, tmp_path):
+    from cnnlab.data import Inputs
+    from cnnlab.train import checkpoint
+
+    state, meta = checkpoint.load(lenet_run / "checkpoints" / "last.npz")
+    inputs = Inputs.from_record(meta["inputs"])
+    assert inputs.name == "mnist" and inputs.shape == (1, 28, 28)
+    assert inputs.classes == [str(d) for d in range(10)]
+    assert Inputs.from_record(inputs.record()).record() == meta["inputs"]
+    image = str(digits / "seven.png")
+    shown = cnnlab("predict", str(lenet_run), image, "--json")
+    assert shown.exit_code == 0, shown.output
+    # The checkpoint's own statistics: a data.root with nothing in it is never read.
+    gone = cnnlab("predict", str(lenet_run), image, "--json", f"data.root={tmp_path}")
+    assert gone.exit_code == 0, gone.output
+    probabilities = json.loads(shown.stdout)["images"][0]["probabilities"]
+    assert json.loads(gone.stdout)["images"][0]["probabilities"] == probabilities
+    # A checkpoint without the record reads its data set, to the same probabilities.
+    older = tmp_path / "older.npz"
+    checkpoint.save(older, state, {k: v for k, v in meta.items() if k not in ("inputs", "format")})
+    again = cnnlab("predict", str(older), image, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["images"][0]["probabilities"] == probabilities
+    moved = cnnlab("predict", str(older), image, f"data.root={tmp_path}")
+    assert moved.exit_code == 1 and "data.root=<folder> if they moved" in moved.output
+
+
+@needs_mnist
 def test_export_gives_a_torch_module_and_onnx_with_cnnlabs_logits(lenet_run, digits, tmp_path):
     onnx = all(
         importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime")

@@ -96,22 +96,31 @@ class Restored:
 def restore(plan: Plan) -> Restored:
     """Rebuild the run's data and model on the plan's backend and load the weights: what eval,
     ``cnnlab predict`` and ``cnnlab export`` run."""
+    from cnnlab.data import load as load_data
+    from cnnlab.precision import Precision
+
+    run = plan.run
+    data = load_data(run.data, int(run.trainer.seed), Precision(plan.options.precision).dtype)
+    model, engine = rebuild(plan, data.inputs.shape)
+    return Restored(data, model, engine)
+
+
+def rebuild(plan: Plan, in_shape: tuple[int, int, int]) -> tuple[Instance, Engine]:
+    """The run's model for inputs of ``in_shape`` (C, H, W), on the plan's backend in the
+    run's precision, holding the checkpoint's weights; no data is read."""
     import numpy as np
 
-    from cnnlab.data import load as load_data
     from cnnlab.models import INIT_STREAM, instantiate
     from cnnlab.precision import Precision
     from cnnlab.train.engine import make_engine
 
     run, options = plan.run, plan.options
     dtype = Precision(options.precision).dtype
-    data = load_data(run.data, int(run.trainer.seed), dtype)
-    in_shape = tuple(data.train.x.shape[1:])
     rng = np.random.default_rng([run.trainer.seed, INIT_STREAM])  # replaced by the checkpoint's
     model = instantiate(run.model, run.norm, run.init, in_shape, rng, dtype, act=run.get("act"))
     engine = make_engine(plan.backend, model, run.optim, options=options)
     engine.load_weights(plan.checkpoint.state)
-    return Restored(data, model, engine)
+    return model, engine
 
 
 def task(cfg: EvalConfig, plan: Plan | None = None) -> int:

@@ -2,7 +2,9 @@
 
 Each image is read with Pillow, converted to the run's channels (grey or RGB), resized to its
 input size and normalised with the mean and std of its training split, as the run's data were
-(:mod:`cnnlab.data.images`); the model runs on the run's backend, or ``backend=<name>``. A run
+(:mod:`cnnlab.data.images`). The checkpoint records those and the class names, so no data
+files are read; a checkpoint from before they were recorded reads them from the run's data set.
+The model runs on the run's backend, or ``backend=<name>``. A run
 directory means its last checkpoint, as for ``cnnlab eval`` (the weights its results.json
 reports); give ``<run>/checkpoints/best.npz`` for the best.
 
@@ -17,7 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cnnlab.commands.saved import Run, Verbose, plan, reported, restore, split_items
+from cnnlab.commands.saved import (
+    Run,
+    Verbose,
+    complete_items,
+    plan,
+    reported,
+    restore,
+    split_items,
+)
 from cnnlab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,10 +38,10 @@ if TYPE_CHECKING:
 Items = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Image files (PNG, JPEG, ...) and folders of them; and overrides, e.g. "
-        "backend=torch, data.root=<the run's data folder, if it moved>.",
+        help="Image files (PNG, JPEG, ...) and folders of them; and overrides, e.g. backend=torch.",
         show_default=False,
         metavar="IMAGES... [KEY=VALUE]...",
+        autocompletion=complete_items("predict", images=True),
     ),
 ]
 Top = Annotated[
@@ -54,8 +64,8 @@ def command(
 
     Each image is converted to the run's channels (grey or RGB), resized to its
     input size and normalised as the run's data were (the mean and std of its
-    training split): the run's data must be where it trained, or [b]data.root=[/b]
-    says where. A run directory means its last checkpoint, as for eval.
+    training split, which the checkpoint records: no data files are needed). A run
+    directory means its last checkpoint, as for eval.
     [b]backend=[/b] runs the model on another backend.
 
     Examples: [cyan]cnnlab predict outputs/2026-11-22/10-00-00.123456 seven.png[/cyan],
@@ -83,34 +93,40 @@ def predict(saved: Plan, files: list[Path], top: int, batch_size: int) -> dict[s
     object ``--json`` prints."""
     import numpy as np
 
+    from cnnlab.commands.eval import rebuild
     from cnnlab.data import normalised
     from cnnlab.data.images import read_image
+    from cnnlab.precision import Precision
 
-    shape = tuple(int(n) for n in saved.run.data.shape)
-    images = [read_image(path, shape) for path in files]  # type: ignore[arg-type]
-    restored = restore(saved)
-    data, engine = restored.data, restored.engine
-    x = normalised(np.stack([image.pixels for image in images]), data.mean, data.std)
-    x = x.astype(data.test.x.dtype)  # the run's precision
+    inputs = saved.checkpoint.inputs
+    if inputs is None:  # an older checkpoint: its data set gives them
+        restored = restore(saved)
+        inputs, engine = restored.data.inputs, restored.engine
+    else:
+        engine = rebuild(saved, inputs.shape)[1]
+    images = [read_image(path, inputs.shape) for path in files]
+    x = normalised(np.stack([image.pixels for image in images]), inputs.mean, inputs.std)
+    x = x.astype(Precision(saved.options.precision).dtype)
     logits = np.concatenate(
         [engine.predict(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     )
     probs = _softmax(logits.astype(np.float64))
-    k = min(top, len(data.classes))
+    classes = inputs.classes
+    k = min(top, len(classes))
     return {
         "checkpoint": str(saved.checkpoint.path),
         "step": saved.checkpoint.step,
         "model": saved.run.model.name,
         "backend": saved.backend.name,
-        "data": data.name,
-        "classes": list(data.classes),
+        "data": inputs.name,
+        "classes": classes,
         "images": [
             {
                 "file": str(image.path),
                 "mode": image.mode,
                 "size": list(image.size),
                 "top": [
-                    {"class": data.classes[c], "index": int(c), "probability": float(p[c])}
+                    {"class": classes[c], "index": int(c), "probability": float(p[c])}
                     for c in np.argsort(-p, kind="stable")[:k]
                 ],
                 "probabilities": [float(v) for v in p],

@@ -75,6 +75,12 @@ class Dataset:
     mean: np.ndarray
     std: np.ndarray
 
+    @property
+    def inputs(self) -> Inputs:
+        """What a model trained on this data set expects of an image (kept in checkpoints)."""
+        c, h, w = self.train.x.shape[1:]
+        return Inputs(self.name, list(self.classes), (c, h, w), self.mean, self.std)
+
     def astype(self, dtype: np.dtype | type) -> Dataset:
         """The same data set with every split's images in ``dtype`` (e.g. float64 runs)."""
         return replace(
@@ -83,6 +89,42 @@ class Dataset:
             val=replace(self.val, x=self.val.x.astype(dtype)),
             test=replace(self.test, x=self.test.x.astype(dtype)),
         )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a trained model expects of an image, without the data set: the data set's name,
+    the class names (index = label), the input ``shape`` (C, H, W) and the per-channel
+    ``mean`` and ``std`` (C,) float32 that :func:`normalised` takes. Checkpoints record it,
+    so ``cnnlab predict`` needs no data files.
+    """
+
+    name: str
+    classes: list[str]
+    shape: tuple[int, int, int]
+    mean: np.ndarray
+    std: np.ndarray
+
+    def record(self) -> dict[str, Any]:
+        """As JSON values (float32 statistics as Python floats, which keep them exactly)."""
+        return {
+            "name": self.name,
+            "classes": list(self.classes),
+            "shape": list(self.shape),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Inputs:
+        """The inverse of :meth:`record`; KeyError, TypeError or ValueError if malformed."""
+        c, h, w = (int(n) for n in record["shape"])
+        mean = np.array(record["mean"], np.float32)
+        std = np.array(record["std"], np.float32)
+        classes = [str(name) for name in record["classes"]]
+        if mean.shape != (c,) or std.shape != (c,) or not classes:
+            raise ValueError(f"{c} channels, {mean.shape} mean, {std.shape} std, no classes")
+        return cls(str(record["name"]), classes, (c, h, w), mean, std)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from cnnlab.errors import RunError, UsageError
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
+    from cnnlab.data import Inputs
     from cnnlab.ops.structure import Sequential
     from cnnlab.ops.tree import Node, Shape
     from cnnlab.schema import TrainConfig
@@ -154,6 +155,20 @@ class Checkpoint:
     @property
     def step(self) -> int:
         return int(self.meta["loop"]["step"])
+
+    @property
+    def inputs(self) -> Inputs | None:
+        """The class names, input shape and normalisation of the run's data; None for
+        checkpoints written before they were recorded (their data set has them)."""
+        from cnnlab.data import Inputs
+
+        record = self.meta.get("inputs")
+        if record is None:
+            return None
+        try:
+            return Inputs.from_record(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunError(f"{self.path}: its inputs record is malformed ({exc})") from None
 
 
 def read(target: str | Path, key: str) -> Checkpoint:

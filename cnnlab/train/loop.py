@@ -208,7 +208,12 @@ class Trainer:
             # The wall time so far, this session's included: a run killed after this
             # checkpoint and resumed still counts the time it spent.
             loop = asdict(self.state) | {"wall_s": self.state.wall_s + self._session_s()}
-            meta = {"loop": loop, "config": config_yaml, "run_dir": str(self.run_dir)}
+            meta = {
+                "loop": loop,
+                "config": config_yaml,
+                "run_dir": str(self.run_dir),
+                "inputs": self.data.inputs.record(),
+            }
             checkpoint.save(path, self.engine.state(), meta)
         if name == "last":
             self.saved_step = self.state.step
