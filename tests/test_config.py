@@ -68,6 +68,41 @@ def test_completion_through_the_cli(tmp_path):
     assert out.split() == ["maxpool"]
 
 
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("cnnlab predict run seven.png backend = t", ["torch"]),
+        ("cnnlab predict run seven.png trainer.eval", ["trainer.eval_batch_size="]),
+        # tray.png and trainer.: the path is left to the shell's own completion
+        ("cnnlab predict run tr", []),
+        ("cnnlab predict run seven.png tra", ["trainer.", "trainer="]),
+        ("cnnlab predict run digits/s", []),
+        ("cnnlab export run trainer.eval", ["trainer.eval_batch_size="]),
+        ("cnnlab export run backend = t", ["torch"]),
+    ],
+)
+def test_completion_of_predict_and_export_arguments(tmp_path, words, expected):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "seven.png").touch()
+    if words.endswith(" tr"):
+        (tmp_path / "tray.png").touch()
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "digits" / "six.png").touch()
+    env = {
+        **os.environ,
+        "_CNNLAB_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - 1),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab"], env=env, cwd=tmp_path, capture_output=True, text=True
+    ).stdout
+    assert out.split() == expected
+
+
 def test_threads_reach_numpy_and_torch():
     import torch
     from threadpoolctl import threadpool_info

@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cnnlab.commands.saved import Run, Verbose, plan, reported, restore, split_items
+from cnnlab.commands.saved import (
+    Run,
+    Verbose,
+    complete_items,
+    plan,
+    reported,
+    restore,
+    split_items,
+)
 from cnnlab.errors import RunError, UsageError
 
 if TYPE_CHECKING:
@@ -40,6 +48,7 @@ Items = Annotated[
         "run's data folder, if it moved>, trainer.eval_batch_size=64 (the images checked).",
         show_default=False,
         metavar="[KEY=VALUE]...",
+        autocompletion=complete_items("export", images=False),
     ),
 ]
 Out = Annotated[

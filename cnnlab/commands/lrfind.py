@@ -63,7 +63,14 @@ def task(cfg: LRFindConfig, plan: Plan | None = None) -> int:
     from cnnlab.config import run_dir
     from cnnlab.data.augment import Augmentation
     from cnnlab.train.distributed import SINGLE
-    from cnnlab.train.lrfind import RULE, SKIP_END, plot_sweep, run_sweep, sweep_lrs
+    from cnnlab.train.lrfind import (
+        RULE,
+        SKIP_END,
+        large_start,
+        plot_sweep,
+        run_sweep,
+        sweep_lrs,
+    )
 
     started = time.perf_counter()
     plan = plan or check_config(cfg)
@@ -116,7 +123,7 @@ def task(cfg: LRFindConfig, plan: Plan | None = None) -> int:
     wall_s = time.perf_counter() - started
     title = f"lrfind: {cfg.model.name} on {data.name}, {cfg.optim.name}, batch {int(t.batch_size)}"
     plot_sweep(sweep, out / "lrfind.png", title)
-    _write_json(out / "lrfind.json", sweep, cfg, plan.backend.name, wall_s)
+    _write_json(out / "lrfind.json", sweep, cfg, plan.backend.name, len(data.classes), wall_s)
     if sweep.stopped_at is not None:
         i = sweep.stopped_at
         why = (
@@ -134,6 +141,9 @@ def task(cfg: LRFindConfig, plan: Plan | None = None) -> int:
             f"lrfind.max_lr or give more lrfind.steps; see {out / 'lrfind.png'}"
         )
     log.info("suggested lr %.3g (%s); outputs in %s", lr, RULE, out)
+    doubt = large_start(float(sweep.losses[0]), len(data.classes))
+    if doubt is not None:
+        log.warning("%s", doubt)
     return 0
 
 
@@ -142,7 +152,9 @@ def _finite(values: Iterable[float]) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
-def _write_json(path: Path, sweep: Sweep, cfg: LRFindConfig, backend: str, wall_s: float) -> None:
+def _write_json(
+    path: Path, sweep: Sweep, cfg: LRFindConfig, backend: str, classes: int, wall_s: float
+) -> None:
     from omegaconf import OmegaConf
 
     from cnnlab.train.lrfind import RULE, SKIP_END
@@ -155,6 +167,8 @@ def _write_json(path: Path, sweep: Sweep, cfg: LRFindConfig, backend: str, wall_
         "stopped_at": sweep.stopped_at,
         "stop_reason": sweep.reason,
         "lowest_loss_lr": None if sweep.lowest is None else float(sweep.lrs[sweep.lowest]),
+        "first_loss": _finite(sweep.losses[:1])[0],
+        "chance_loss": math.log(classes),
         "lrfind": OmegaConf.to_container(cfg.lrfind, resolve=True),
         "model": str(cfg.model.name),
         "data": str(cfg.data.name),

@@ -13,7 +13,7 @@ a fast ``cnnlab --help``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +30,22 @@ if TYPE_CHECKING:
 # key=value, +key=value, ~key, group=option, group@package=option: an override, unless a file
 # or folder of that name exists (an image named a=b.png).
 OVERRIDE = re.compile(r"[+~]?[A-Za-z_][\w-]*(?:[./][\w-]+)*(?:@[\w./-]+)?=")
+
+
+def complete_items(command: str, images: bool) -> Callable[[typer.Context, str], list[str]]:
+    """Tab completion of the arguments after the run: overrides of ``conf/<command>.yaml``;
+    with ``images``, paths are left to the shell where the word starts one."""
+
+    def complete(ctx: typer.Context, incomplete: str) -> list[str]:
+        from cnnlab.completion import complete_overrides, complete_overrides_or_paths
+
+        previous = ctx.params.get("items") or []
+        if images:
+            return complete_overrides_or_paths(command, previous, incomplete)
+        return complete_overrides(command, previous, incomplete)
+
+    return complete
+
 
 Run = Annotated[
     str | None,

@@ -40,6 +40,29 @@ SKIP_END = 5
 RULE = "steepest descent of the smoothed loss against log lr"
 
 
+# A first loss above this many times chance's, ln K, flags the suggestion as doubtful.
+LARGE_START = 2.0
+
+
+def large_start(first_loss: float, classes: int) -> str | None:
+    """Why the suggestion may be too low, where the untrained model's loss is more than
+    :data:`LARGE_START` times chance's (``ln K`` for ``K`` classes); None otherwise.
+
+    Logits that start large (a wide initialisation through max pools, say) make the loss fall
+    steeply at small rates while they shrink, before anything is learned; the steepest descent
+    of the smoothed loss is then that fall.
+    """
+    chance = math.log(classes)
+    if not first_loss > LARGE_START * chance:
+        return None
+    return (
+        f"the first loss, {first_loss:.3g}, is {first_loss / chance:.1f}x chance's "
+        f"(ln {classes} = {chance:.3g}): the logits start large, and the steepest descent may "
+        "be their shrinking rather than learning, so the suggestion may be too low; look at "
+        "lrfind.png, or start from smaller weights (init=xavier)"
+    )
+
+
 def sweep_lrs(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
     """(steps,) float64: ``min_lr`` to ``max_lr`` geometrically, both ends exact."""
     if not 0 < min_lr < max_lr or steps < 2:

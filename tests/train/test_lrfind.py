@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from cnnlab.train.lrfind import SKIP_END, Smoother, run_sweep, smooth, steepest, sweep_lrs
+from cnnlab.train.lrfind import (
+    SKIP_END,
+    Smoother,
+    large_start,
+    run_sweep,
+    smooth,
+    steepest,
+    sweep_lrs,
+)
 
 
 def test_the_rates_are_geometric_from_min_to_max():
@@ -46,6 +54,14 @@ def _curve(x: np.ndarray) -> np.ndarray:
     steep = 1.0 * (1 - np.tanh((x + 2) / 0.3))
     rise = np.exp(4 * (x - 0.5))
     return 1.0 + shallow + steep + rise
+
+
+def test_a_first_loss_past_twice_chances_is_flagged():
+    chance = math.log(10)
+    assert large_start(2 * chance, 10) is None
+    assert large_start(math.nan, 10) is None
+    said = large_start(10.4, 10)
+    assert said is not None and said.startswith("the first loss, 10.4, is 4.5x chance's")
 
 
 def test_the_suggestion_is_the_steepest_point_of_the_curve():

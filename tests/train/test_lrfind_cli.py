@@ -40,6 +40,20 @@ def test_lrfind_writes_its_curve_and_prints_a_suggestion(tmp_path, backend):
     assert f"suggested lr {lr:.3g}" in " ".join(result.stdout.split())
     assert (out / "lrfind.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "lrfind.log").is_file()
+    assert record["first_loss"] == record["losses"][0]
+    assert record["chance_loss"] == pytest.approx(np.log(6))  # shapes has 6 classes
+    assert record["first_loss"] < 2 * record["chance_loss"] and "chance's" not in result.stderr
+
+
+def test_lrfind_warns_where_the_untrained_loss_is_far_above_chance(tmp_path):
+    result = run_cnnlab("lrfind", "init=normal", "init.std=1.0", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (out,) = sorted(tmp_path.glob("outputs/*/*"))
+    record = json.loads((out / "lrfind.json").read_text())
+    ratio = record["first_loss"] / np.log(6)
+    assert ratio > 2
+    said = " ".join(result.stderr.split())  # a warning: on stderr
+    assert f"is {ratio:.1f}x chance's (ln 6 = 1.79)" in said and "init=xavier" in said
 
 
 def test_lrfind_refuses_a_range_that_does_not_grow(tmp_path: Path):
