@@ -103,7 +103,8 @@ class Engine(Protocol):
         parameters' gradients (:meth:`grads`) are left as the last step left them."""
 
     def params(self) -> dict[str, np.ndarray]:
-        """Current parameters by name (copies on torch)."""
+        """Current parameters by name, to read: on numpy and on torch's CPU the arrays share
+        memory with the live weights (a later step changes them); from a GPU they are copies."""
 
     def grads(self) -> dict[str, np.ndarray]:
         """The last step's gradients by name (frozen parameters have none)."""
