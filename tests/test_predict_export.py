@@ -129,6 +129,13 @@ def test_predict_needs_no_data_files_and_older_checkpoints_read_them(lenet_run, 
     assert json.loads(again.stdout)["images"][0]["probabilities"] == probabilities
     moved = cnnlab("predict", str(older), image, f"data.root={tmp_path}")
     assert moved.exit_code == 1 and "data.root=<folder> if they moved" in moved.output
+    broken = tmp_path / "broken.npz"
+    record = {**meta["inputs"], "mean": [0.1, 0.2]}  # two channel means for one channel
+    checkpoint.save(
+        broken, state, {k: v for k, v in meta.items() if k != "format"} | {"inputs": record}
+    )
+    refused = cnnlab("predict", str(broken), image)
+    assert refused.exit_code == 1 and "its inputs record is malformed" in refused.output
 
 
 @needs_mnist

@@ -123,7 +123,9 @@ class Inputs:
         std = np.array(record["std"], np.float32)
         classes = [str(name) for name in record["classes"]]
         if mean.shape != (c,) or std.shape != (c,) or not classes:
-            raise ValueError(f"{c} channels, {mean.shape} mean, {std.shape} std, no classes")
+            raise ValueError(
+                f"{c} channels, but mean {mean.shape}, std {std.shape}, {len(classes)} classes"
+            )
         return cls(str(record["name"]), classes, (c, h, w), mean, std)
 
 
