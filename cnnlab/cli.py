@@ -15,7 +15,7 @@ import typer
 
 from cnnlab import __version__, runtime
 from cnnlab.console import wide_when_piped
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import reported
 
 # Groups whose options differ in ways a name does not tell: --help shows each one's description.
 DESCRIBED = ("init",)
@@ -280,19 +280,10 @@ def _run(command: Command, args: list[str] | None, multirun: bool, verbose: bool
 
     if verbose:
         os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
+    with reported(command.name, verbose):
         module = importlib.import_module(command.module)
         with wide_when_piped():
             code = launch(command.name, module, list(args or []), multirun)
-    except CnnlabError as exc:
-        if verbose:
-            raise
-        typer.secho(f"cnnlab {command.name}: {exc}", fg="red", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        # Commands keep what they finished when interrupted; this catches the moments between.
-        typer.secho(f"cnnlab {command.name}: interrupted", fg="yellow", err=True)
-        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 

@@ -1,9 +1,14 @@
-"""The few user-facing error types.
+"""The few user-facing error types, and how a command reports them (:func:`reported`).
 
-The CLI catches these once and prints them as a single line: :class:`UsageError` exits with
-code 2 (the user asked for something that does not exist or does not fit), :class:`RunError`
-with code 1 (something failed while running).
+Every command catches these once and prints them as a single line: :class:`UsageError` exits
+with code 2 (the user asked for something that does not exist or does not fit),
+:class:`RunError` with code 1 (something failed while running).
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class CnnlabError(Exception):
@@ -49,3 +54,23 @@ class KernelMissingError(RunError):
 class UserCodeError(RunError):
     """A user's layer function raised, ran past its time limit or took its worker process
     down; the message names the function and what happened."""
+
+
+@contextmanager
+def reported(command: str, verbose: bool = False) -> Iterator[None]:
+    """What every command does with a user's mistake: a :class:`CnnlabError` is one red line
+    on stderr, ``cnnlab <command>: <message>``, and its exit code (``verbose``: the traceback
+    instead); Ctrl-C is one yellow line and exit code 130."""
+    import typer  # here: the kernels and the training loop import this module too
+
+    try:
+        yield
+    except CnnlabError as exc:
+        if verbose:
+            raise
+        typer.secho(f"cnnlab {command}: {exc}", fg="red", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        # Commands keep what they finished when interrupted; this catches the moments between.
+        typer.secho(f"cnnlab {command}: interrupted", fg="yellow", err=True)
+        raise typer.Exit(130) from None

@@ -32,11 +32,10 @@ from cnnlab.commands.saved import (
     Verbose,
     complete_items,
     plan,
-    reported,
     restore,
     split_items,
 )
-from cnnlab.errors import RunError, UsageError
+from cnnlab.errors import RunError, UsageError, reported
 
 if TYPE_CHECKING:
     from cnnlab.commands.eval import Plan
@@ -154,11 +153,12 @@ def export(
     data, model = restored.data, restored.model
     dtype = precision.dtype
     spec = spec_of(model.net, model.in_shape)
+    inputs = data.inputs.record()  # what checkpoints keep, in model.py's names
     constants = {
-        "INPUT_SHAPE": list(model.in_shape),
-        "CLASSES": list(data.classes),
-        "MEAN": [float(v) for v in data.mean],
-        "STD": [float(v) for v in data.std],
+        "INPUT_SHAPE": inputs["shape"],
+        "CLASSES": inputs["classes"],
+        "MEAN": inputs["mean"],
+        "STD": inputs["std"],
         "DTYPE": str(dtype),
     }
     origin = (

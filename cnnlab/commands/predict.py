@@ -24,11 +24,10 @@ from cnnlab.commands.saved import (
     Verbose,
     complete_items,
     plan,
-    reported,
     restore,
     split_items,
 )
-from cnnlab.errors import UsageError
+from cnnlab.errors import UsageError, reported
 
 if TYPE_CHECKING:
     import numpy as np

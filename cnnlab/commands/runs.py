@@ -10,15 +10,13 @@ command runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from cnnlab.errors import CnnlabError, UsageError
+from cnnlab.errors import UsageError, reported
 from cnnlab.runs.status import STATUSES
 from cnnlab.runs.table import DEFAULT_FOLDERS, SORTS
 
@@ -47,16 +45,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
-
-
-@contextmanager
-def _reported(command: str) -> Iterator[None]:
-    """A CnnlabError is one red line on stderr and its exit code, as for every command."""
-    try:
-        yield
-    except CnnlabError as exc:
-        typer.secho(f"cnnlab {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -122,7 +110,7 @@ def list_runs(
     from cnnlab.runs.table import as_json as json_text
     from cnnlab.runs.table import collect, ordered, select, table, where_clause
 
-    with _reported("runs"):
+    with reported("runs"):
         if as_json and as_csv:
             raise UsageError("--json and --csv: give one of them")
         given = list(folders or [])
@@ -179,7 +167,7 @@ def compare_runs(
     from cnnlab.runs.compare import as_dict, differing, load, tables
     from cnnlab.runs.compare import plot as plot_curves
 
-    with _reported("runs compare"):
+    with reported("runs compare"):
         runs = load(run_dirs)
         keys = differing(runs)
         try:

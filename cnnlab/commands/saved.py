@@ -13,14 +13,13 @@ a fast ``cnnlab --help``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cnnlab.errors import CnnlabError, UsageError
+from cnnlab.errors import UsageError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -99,18 +98,3 @@ def restore(saved: Plan) -> Restored:
         raise RunError(
             f"{exc} (the run's data give its normalisation: data.root=<folder> if they moved)"
         ) from None
-
-
-@contextmanager
-def reported(command: str, verbose: bool) -> Iterator[None]:
-    """A CnnlabError is one red line on stderr and its exit code, as for every command."""
-    try:
-        yield
-    except CnnlabError as exc:
-        if verbose:
-            raise
-        typer.secho(f"cnnlab {command}: {exc}", fg="red", err=True)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        typer.secho(f"cnnlab {command}: interrupted", fg="yellow", err=True)
-        raise typer.Exit(130) from None

@@ -132,26 +132,19 @@ def _layernorm(spec: Spec) -> nn.Module:
     return nn.LayerNorm(spec["in"][0], eps=spec["eps"])
 
 
+def _window(spec: Spec) -> tuple[tuple[int, int], tuple[int, int] | None, tuple[int, int]]:
+    """A pooling layer's kernel, stride (None: the kernel's) and padding, as torch takes them."""
+    stride = spec["stride"]
+    return _pair(spec["kernel"]), None if stride is None else _pair(stride), _pair(spec["pad"])
+
+
 def _maxpool(spec: Spec) -> nn.Module:
     # cnnlab's ties rule only decides where the gradient goes: the forward is the same.
-    stride = spec["stride"]
-    return nn.MaxPool2d(
-        _pair(spec["kernel"]),
-        None if stride is None else _pair(stride),
-        _pair(spec["pad"]),
-        ceil_mode=spec["ceil_mode"],
-    )
+    return nn.MaxPool2d(*_window(spec), ceil_mode=spec["ceil_mode"])
 
 
 def _avgpool(spec: Spec) -> nn.Module:
-    stride = spec["stride"]
-    return nn.AvgPool2d(
-        _pair(spec["kernel"]),
-        None if stride is None else _pair(stride),
-        _pair(spec["pad"]),
-        ceil_mode=spec["ceil_mode"],
-        count_include_pad=True,
-    )
+    return nn.AvgPool2d(*_window(spec), ceil_mode=spec["ceil_mode"], count_include_pad=True)
 
 
 def _named(children: list[list[Any]]) -> list[tuple[str, nn.Module]]:

@@ -19,6 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cnnlab.data import cifar, mnist
+from cnnlab.data.augment import Augmentation
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist"
 
@@ -26,6 +27,26 @@ needs_real_mnist = pytest.mark.skipif(
     not all((SHARED_MNIST / f"{f.stem}.gz").is_file() for f in mnist.FILES),
     reason=f"real MNIST not in {SHARED_MNIST}",
 )
+
+
+# Per-channel statistics of made-up 3-channel images, for the augmentation tests.
+MEAN, STD = np.array([0.5, 0.4, 0.3], np.float32), np.array([0.25, 0.2, 0.3], np.float32)
+
+
+def strengths(*names: str) -> Augmentation:
+    """The transforms ``names`` at fixed, clearly visible strengths, for 3-channel images
+    with per-channel statistics MEAN and STD."""
+    return Augmentation(
+        names,
+        crop_pad=2,
+        rotate_deg=30.0,
+        scale=(0.8, 1.2),
+        brightness=0.3,
+        contrast=0.3,
+        saturation=0.3,
+        mean=MEAN,
+        std=STD,
+    )
 
 
 def data_node(name: str, root: Path | None, **keys):

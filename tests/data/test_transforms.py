@@ -26,18 +26,9 @@ from cnnlab.data.augment import (
 )
 from cnnlab.data.batches import Rows
 from cnnlab.errors import UsageError
+from tests.data.conftest import strengths
 
-ALL = Augmentation(
-    tuple(TRANSFORMS),
-    crop_pad=2,
-    rotate_deg=30,
-    scale=(0.8, 1.2),
-    brightness=0.3,
-    contrast=0.3,
-    saturation=0.3,
-    mean=np.array([0.5, 0.4, 0.3], np.float32),
-    std=np.array([0.25, 0.2, 0.3], np.float32),
-)
+ALL = strengths(*TRANSFORMS)
 
 
 def images(shape, seed=0, dtype=np.float32):

@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cnnlab.backends import BackendOptions, get_backend
 from cnnlab.config import compose
 from cnnlab.data import load
-from cnnlab.data.augment import TRANSFORMS, Augmentation, Crops
+from cnnlab.data.augment import TRANSFORMS, Crops
 from cnnlab.data.batches import Rows
 from cnnlab.errors import UsageError
 from cnnlab.models import INIT_STREAM, instantiate
@@ -24,22 +24,7 @@ from cnnlab.train.engine import make_engine
 from cnnlab.train.feed import NumpyFeed, TorchFeed
 from cnnlab.train.loop import LoopState, Trainer
 from cnnlab.train.tensorboard import TensorBoardWriter, sample_grid
-
-MEAN, STD = np.array([0.5, 0.4, 0.3], np.float32), np.array([0.25, 0.2, 0.3], np.float32)
-
-
-def strengths(*names: str) -> Augmentation:
-    return Augmentation(
-        names,
-        crop_pad=2,
-        rotate_deg=30.0,
-        scale=(0.8, 1.2),
-        brightness=0.3,
-        contrast=0.3,
-        saturation=0.3,
-        mean=MEAN,
-        std=STD,
-    )
+from tests.data.conftest import MEAN, STD, strengths
 
 
 @pytest.mark.parametrize(
